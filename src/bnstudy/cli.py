@@ -47,10 +47,116 @@ def _run_prepare_data(args) -> None:
     print(f"wrote {out}: {ds.meta}", file=sys.stderr)
 
 
+def _add_train(sub) -> None:
+    from bnstudy.models import ACTIVATIONS, NORMS, PLACEMENTS  # light: no compilation at import
+    from bnstudy.train import OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser(
+        "train",
+        help="train every seed x learning rate of one grid cell and measure it",
+        description="Train all seeds x learning rates of one cell (dataset, activation, "
+        "normalization, placement, depth, width) in one compiled program, then evaluate and probe "
+        "every model. Writes OUT (one row per seed and learning rate, every metric) and, if asked, "
+        "the per-epoch history and (2-D data) decision-boundary grids. All writes are atomic.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True,
+                   help="a prepared dataset .npz file (bnstudy prepare-data) or a dataset name, "
+                   "generated in memory with default arguments")
+    p.add_argument("--activation", required=True, choices=tuple(ACTIVATIONS), help="activation")
+    p.add_argument("--norm", required=True, choices=NORMS, help="normalization")
+    p.add_argument("--placement", default="pre", choices=PLACEMENTS,
+                   help="pre: Linear -> norm -> activation; post: Linear -> activation -> norm")
+    p.add_argument("--depth", type=int, default=2, help="hidden layers (>= 1)")
+    p.add_argument("--width", type=int, default=64, help="units per hidden layer")
+    p.add_argument("--groups", type=int, default=8, help="groups of groupnorm (must divide width)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (init and data order)")
+    p.add_argument("--lrs", type=float, nargs="+", default=[1e-3], help="learning rates")
+    p.add_argument("--epochs", type=int, default=20, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer")
+    p.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd")
+    p.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument("--test-batch-sizes", nargs="+", default=["2", "8", "32", "256", "full"],
+                   help="test batch sizes of the batch-statistics probe (integers or 'full')")
+    p.add_argument("--out", required=True, help="output Parquet file: one row per seed x lr")
+    p.add_argument("--history", default=None, help="output Parquet file: one row per seed x lr x epoch")
+    p.add_argument("--boundary", default=None,
+                   help="output .npz of decision-boundary grids (2-D datasets only)")
+    p.set_defaults(func=_run_train)
+
+
+def _test_batch_sizes(values: list[str]) -> list:
+    sizes = []
+    for v in values:
+        if v == "full":
+            sizes.append(v)
+        elif v.isdigit() and int(v) >= 2:
+            sizes.append(int(v))
+        else:
+            raise ValueError(f"bad test batch size {v!r}: use integers >= 2 or 'full'")
+    return sizes
+
+
+def _run_train(args) -> None:
+    import time
+    from pathlib import Path
+
+    start = time.perf_counter()
+    # Validate everything cheap before loading data or compiling anything.
+    from bnstudy import data, models, train
+
+    sizes = _test_batch_sizes(args.test_batch_sizes)
+    cfg = train.TrainConfig(seeds=tuple(args.seeds), lrs=tuple(args.lrs), epochs=args.epochs,
+                            batch_size=args.batch_size, optimizer=args.optimizer,
+                            momentum=args.momentum, schedule=args.schedule)
+    ds = data.get(args.data)
+    spec = models.ModelSpec(int(ds.x_train.shape[1]), ds.num_classes, args.activation, args.norm,
+                            args.placement, args.depth, args.width, args.groups)
+    if args.boundary and ds.x_train.shape[1] != 2:
+        raise ValueError(f"--boundary needs a 2-D dataset; {ds.name} has {ds.x_train.shape[1]} features")
+
+    import jax
+    import numpy as np
+    import pandas as pd
+
+    from bnstudy import probes, results
+
+    device = jax.devices()[0]
+    print(f"{ds.name} {spec} on {device.platform}:{device.device_kind}, "
+          f"{len(args.seeds)} seeds x {len(args.lrs)} lrs", file=sys.stderr)
+    result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    metrics = probes.measure(spec, result, ds, sizes, cfg.batch_size)
+    n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
+    ident = dict(dataset=ds.name, activation=spec.activation, norm=spec.norm,
+                 placement=spec.placement, depth=spec.depth, width=spec.width, groups=spec.groups)
+    runs = pd.DataFrame({**ident, "seed": result.seeds, "lr": result.lrs,
+                         "optimizer": cfg.optimizer, "schedule": cfg.schedule, "epochs": cfg.epochs,
+                         "batch_size": cfg.batch_size, **metrics, "n_params": n_params,
+                         "device": f"{device.platform}:{device.device_kind}",
+                         "train_seconds": time.perf_counter() - start})
+    if args.history:
+        epochs, m = result.history["val_acc"].shape
+        hist = pd.DataFrame({**ident, "seed": np.tile(result.seeds, epochs),
+                             "lr": np.tile(result.lrs, epochs),
+                             "epoch": np.repeat(np.arange(1, epochs + 1), m),
+                             **{k: v.ravel() for k, v in result.history.items()}})
+        results.write_parquet(hist.sort_values(["seed", "lr", "epoch"], kind="stable"), args.history)
+    if args.boundary:
+        grids = probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
+        results.write_npz(args.boundary, seeds=result.seeds, lrs=result.lrs, x_train=ds.x_train,
+                          y_train=ds.y_train, **grids)
+    results.write_parquet(runs, args.out)  # last: its existence means the cell is complete
+    best = runs.loc[runs["val_acc"].idxmax()] if runs["val_acc"].notna().any() else None
+    print(f"wrote {Path(args.out)} ({len(runs)} runs, {time.perf_counter() - start:.1f}s"
+          + (f"; best val_acc {best.val_acc:.3f} at seed {best.seed}, lr {best.lr:g})" if best is not None else ")"),
+          file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data,):
+    for add in (_add_prepare_data, _add_train):
         add(sub)
     return parser
 

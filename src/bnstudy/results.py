@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -23,6 +24,17 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     tmp = atomic_path(path)
     try:
         df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_npz(path: str | os.PathLike, **arrays) -> None:
+    """Write arrays to an .npz file atomically."""
+    tmp = atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

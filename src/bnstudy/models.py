@@ -1,0 +1,158 @@
+"""The MLP family of the study: input -> [Linear -> block] x depth -> Linear head.
+
+The block combines one activation and one normalization in one of two orders:
+`pre`  = Linear -> norm -> activation (the original BatchNorm paper's placement),
+`post` = Linear -> activation -> norm.
+
+`zscore` is BatchNorm without its learnable scale and shift: the plain z-scoring of the
+pre-activations that the study's question is about. `batchnorm` and `zscore` are the two
+normalizations that use batch statistics in training mode and running statistics at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {
+    "identity": lambda x: x,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "sigmoid": jax.nn.sigmoid,
+}
+NORMS = ("none", "batchnorm", "zscore", "layernorm", "rmsnorm", "groupnorm")
+PLACEMENTS = ("pre", "post")
+BATCH_STAT_NORMS = ("batchnorm", "zscore")  # normalizations that use batch statistics
+# Networks that are affine in their input at inference: no nonlinearity anywhere.
+FOLDABLE_NORMS = ("none", "batchnorm", "zscore")
+
+BN_MOMENTUM = 0.9  # running-average decay; 0.9 (PyTorch's 0.1) settles within short runs
+BN_EPSILON = 1e-5
+
+
+def _choose(kind: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines one architecture of the grid. Validated on construction."""
+
+    in_features: int
+    num_classes: int
+    activation: str = "relu"
+    norm: str = "none"
+    placement: str = "pre"
+    depth: int = 2
+    width: int = 64
+    groups: int = 8  # groupnorm only
+
+    def __post_init__(self):
+        _choose("activation", self.activation, tuple(ACTIVATIONS))
+        _choose("norm", self.norm, NORMS)
+        _choose("placement", self.placement, PLACEMENTS)
+        for name in ("in_features", "depth", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if self.norm == "groupnorm" and (self.groups < 1 or self.width % self.groups):
+            divisors = [g for g in range(1, self.width + 1) if self.width % g == 0]
+            raise ValueError(
+                f"groupnorm groups={self.groups} does not divide width={self.width}; "
+                f"valid groups for this width: {divisors}"
+            )
+
+    @property
+    def uses_batch_stats(self) -> bool:
+        return self.norm in BATCH_STAT_NORMS
+
+    @property
+    def foldable(self) -> bool:
+        """True when the inference-mode network is one affine map of its input."""
+        return self.activation == "identity" and self.norm in FOLDABLE_NORMS
+
+
+def _make_norm(spec: ModelSpec, rngs: nnx.Rngs):
+    w = spec.width
+    if spec.norm == "batchnorm":
+        return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+    if spec.norm == "zscore":
+        return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                             use_scale=False, use_bias=False, rngs=rngs)
+    if spec.norm == "layernorm":
+        return nnx.LayerNorm(w, rngs=rngs)
+    if spec.norm == "rmsnorm":
+        return nnx.RMSNorm(w, rngs=rngs)
+    if spec.norm == "groupnorm":
+        return nnx.GroupNorm(w, num_groups=spec.groups, rngs=rngs)
+    return None
+
+
+class MLP(nnx.Module):
+    """`depth` hidden blocks of `width` units and a linear head producing logits."""
+
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        # Each layer's key is derived from one key by the layer's index, so that for a given
+        # seed the Linear weights are the same whatever the activation, norm and placement:
+        # cells of one seed differ only in their blocks (paired comparisons).
+        key = rngs.params()
+        layer_rngs = lambda i: nnx.Rngs(params=jax.random.fold_in(key, i))  # noqa: E731
+        sizes = [spec.in_features] + [spec.width] * spec.depth
+        self.linears = nnx.List([nnx.Linear(i, o, rngs=layer_rngs(k))
+                                 for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))])
+        self.norms = nnx.List([_make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
+                              if spec.norm != "none" else [])
+        self.head = nnx.Linear(spec.width, spec.num_classes, rngs=layer_rngs(spec.depth))
+
+    def _normalize(self, i: int, h, train: bool, mask):
+        if self.spec.norm == "none":
+            return h
+        norm = self.norms[i]
+        if self.spec.uses_batch_stats:
+            return norm(h, use_running_average=not train, mask=mask)
+        return norm(h)
+
+    def __call__(self, x, train: bool = False, mask=None):
+        """Logits for a batch `x` of shape (batch, in_features).
+
+        train=True: batch-statistics mode (BatchNorm normalizes with the statistics of this
+        batch, restricted to the rows where `mask` (shape (batch, 1)) is True, and updates its
+        running averages). train=False: inference mode (running statistics).
+        """
+        act = ACTIVATIONS[self.spec.activation]
+        h = x
+        for i, linear in enumerate(self.linears):
+            h = linear(h)
+            if self.spec.placement == "pre":
+                h = act(self._normalize(i, h, train, mask))
+            else:
+                h = self._normalize(i, act(h), train, mask)
+        return self.head(h)
+
+
+def split(model: MLP):
+    """(graphdef, params, batch_stats): the functional view the trainer vmaps over."""
+    return nnx.split(model, nnx.Param, nnx.BatchStat)
+
+
+def apply(graphdef, params, stats, x, train: bool = False, mask=None):
+    """Pure forward pass: (logits, updated batch statistics)."""
+    model = nnx.merge(graphdef, params, stats, copy=True)  # fresh Variables in this trace
+    logits = model(x, train=train, mask=mask)
+    return logits, nnx.state(model, nnx.BatchStat)
+
+
+def init(spec: ModelSpec, key):
+    """(graphdef, params, stats) of a freshly initialized MLP; `key` may be batched with vmap."""
+    return split(MLP(spec, rngs=nnx.Rngs(params=key)))

@@ -1,0 +1,286 @@
+"""What the study measures on trained models (all functions take models stacked along axis 0).
+
+- `evaluate`: inference-mode loss and accuracy (running statistics).
+- `batch_stat_probe`: accuracy in batch-statistics mode at several test batch sizes and two batch
+  compositions (random; one class per batch), and the flip rate: the share of test examples whose
+  prediction changes when only their batch-mates are resampled.
+- `fold`, `fold_check`: an inference-mode network without nonlinearity (identity activation with
+  none/batchnorm/zscore) folded into one affine map x -> x W_eff + b_eff, computed in float64
+  from the parameters alone, and compared with the network's own logits.
+- `affinity_gap`: how far any network is from affine on test data: the midpoint defect
+  ||f((x+y)/2) - (f(x)+f(y))/2|| relative to the logits' spread ||f(x) - mean f||.
+- `grad_norms_init`: gradient norm of each Linear kernel at initialization (training mode).
+- `boundary`: predictions on a 2-D grid, for decision-boundary pictures.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from bnstudy import models, train
+
+FULL = "full"
+
+
+def evaluate(graphdef, params, stats, x, y):
+    """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
+    fn = jax.jit(jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None)))
+    return tuple(np.asarray(a) for a in fn(params, stats, jnp.asarray(x), jnp.asarray(y)))
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def _logits(graphdef, params, stats, x):
+    """Inference-mode logits per model: (models, n, classes)."""
+    return jax.vmap(lambda p, s: models.apply(graphdef, p, s, x)[0])(params, stats)
+
+
+def logits(graphdef, params, stats, x) -> np.ndarray:
+    return np.asarray(_logits(graphdef, params, stats, jnp.asarray(x)))
+
+
+# ---------------------------------------------------------------- batch-statistics mode
+
+@partial(jax.jit, static_argnames="graphdef")
+def _batch_stat_predict(graphdef, params, stats, x, idx, mask):
+    """Predictions (models, batches, b) when each row of `idx` is evaluated as one batch with
+    batch statistics over its `mask`ed entries. Running statistics are not updated."""
+
+    def one_model(p, s):
+        def one_batch(args):
+            rows, m = args
+            out, _ = models.apply(graphdef, p, s, x[rows], train=True, mask=m[:, None])
+            return jnp.argmax(out, -1)
+
+        return jax.lax.map(one_batch, (idx, mask), batch_size=min(64, idx.shape[0]))
+
+    return jax.vmap(one_model)(params, stats)
+
+
+def _pad_rows(batches: list[np.ndarray], rows: int, width: int):
+    """Stack index batches into (rows, width) with a validity mask (padding is masked out)."""
+    idx = np.zeros((rows, width), np.int32)
+    mask = np.zeros((rows, width), bool)
+    for r, b in enumerate(batches):
+        idx[r, : len(b)] = b
+        mask[r, : len(b)] = True
+    return idx, mask
+
+
+def random_batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random partition of range(n) into batches of `size` (the remainder is dropped)."""
+    perm = rng.permutation(n)
+    return [perm[i: i + size] for i in range(0, n - size + 1, size)]
+
+
+def class_batches(y: np.ndarray, size: int | None, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches holding one class each; size None puts each whole class in one batch."""
+    out = []
+    for c in np.unique(y):
+        ids = rng.permutation(np.flatnonzero(y == c))
+        step = len(ids) if size is None else size
+        out += [ids[i: i + step] for i in range(0, len(ids) - step + 1, step)]
+    return out
+
+
+def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
+    """(models, n) predictions, -1 for examples that were in no batch."""
+    out = np.full((preds.shape[0], n), -1, np.int64)
+    out[:, idx[mask]] = preds[:, mask]
+    return out
+
+
+def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> dict[str, np.ndarray]:
+    """Batch-statistics accuracy per size and composition, and the flip rate per size.
+
+    `sizes`: ints and/or "full" (the whole test set; for the one-class composition, each whole
+    class). Sizes larger than the test set give NaN. Returns column name -> (models,) array.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    out = {}
+    m = jax.tree.leaves(params)[0].shape[0]
+    for size in sizes:
+        b = None if size == FULL else int(size)
+        if b is not None and b > n:
+            for key in (f"bs_acc_random_{size}", f"bs_acc_class_{size}", f"flip_rate_{size}"):
+                out[key] = np.full(m, np.nan)
+            continue
+        draws = [random_batches(n, b or n, rng) for _ in range(2)]
+        by_class = class_batches(y, b, rng)
+        rows = max(len(by_class), len(draws[0]))
+        width = b or n
+        preds = {}
+        for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
+            idx, mask = _pad_rows(batches, rows, width)
+            p = np.asarray(_batch_stat_predict(graphdef, params, stats, jnp.asarray(x),
+                                               jnp.asarray(idx), jnp.asarray(mask)))
+            preds[name] = _per_example(p, idx, mask, n)
+        for comp in ("random", "class"):
+            seen = preds[comp] >= 0
+            out[f"bs_acc_{comp}_{size}"] = _share((preds[comp] == y) & seen, seen)
+        if b is not None:  # with the whole set as the batch, batch-mates cannot change
+            both = (preds["random"] >= 0) & (preds["random2"] >= 0)
+            out[f"flip_rate_{size}"] = _share((preds["random"] != preds["random2"]) & both, both)
+    return out
+
+
+def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per model: hits / seen over examples; NaN where no example was seen (e.g. no class has
+    as many test examples as the batch size)."""
+    count = seen.sum(1)
+    return np.where(count > 0, hits.sum(1) / np.maximum(count, 1), np.nan)
+
+
+# ---------------------------------------------------------------- the affine fold
+
+def unstack(tree, i: int):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def fold(graphdef, params, stats) -> tuple[np.ndarray, np.ndarray]:
+    """(W_eff, b_eff) in float64 of ONE inference-mode network with identity activation.
+
+    Linear: h -> h K + c. BatchNorm at inference: h -> (h - mu) * s + beta with
+    s = gamma / sqrt(var + eps): a diagonal affine map. Composing them gives one affine map.
+    """
+    model = nnx.merge(graphdef, params, stats)
+    spec = model.spec
+    if not spec.foldable:
+        raise ValueError(f"only identity activation with norm in {models.FOLDABLE_NORMS} folds "
+                         f"into one affine map, got {spec.activation}+{spec.norm}")
+    f64 = lambda v: np.asarray(v[...], np.float64)  # noqa: E731
+    w = np.eye(spec.in_features)
+    b = np.zeros(spec.in_features)
+    for i, linear in enumerate(model.linears):
+        w, b = w @ f64(linear.kernel), b @ f64(linear.kernel) + f64(linear.bias)
+        if spec.uses_batch_stats:
+            bn = model.norms[i]
+            s = 1.0 / np.sqrt(f64(bn.var) + bn.epsilon)
+            if bn.use_scale:
+                s = s * f64(bn.scale)
+            w, b = w * s, (b - f64(bn.mean)) * s
+            if bn.use_bias:
+                b = b + f64(bn.bias)
+    head = model.head
+    return w @ f64(head.kernel), b @ f64(head.kernel) + f64(head.bias)
+
+
+def fold_check(graphdef, params, stats, x) -> dict[str, np.ndarray]:
+    """Per model: largest |network logits - folded-map logits| (absolute, and relative to the
+    largest |logit|), and the share of examples on which both predict the same class."""
+    net = logits(graphdef, params, stats, x).astype(np.float64)
+    m = net.shape[0]
+    dev, rel, agree = np.empty(m), np.empty(m), np.empty(m)
+    for i in range(m):
+        w, b = fold(graphdef, unstack(params, i), unstack(stats, i))
+        folded = np.asarray(x, np.float64) @ w + b
+        dev[i] = np.abs(net[i] - folded).max()
+        rel[i] = dev[i] / np.abs(net[i]).max()
+        agree[i] = np.mean(net[i].argmax(-1) == folded.argmax(-1))
+    return {"fold_max_dev": dev, "fold_rel_dev": rel, "fold_agreement": agree}
+
+
+# ---------------------------------------------------------------- affinity gap
+
+def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
+    """Midpoint defect of f relative to the logit spread, per model; ~1e-7 for an affine f."""
+    x = np.asarray(x, np.float32)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(x), pairs)
+    j = rng.integers(0, len(x), pairs)
+    xs = np.concatenate([x[i], x[j], (x[i] + x[j]) / 2])
+    f = logits(graphdef, params, stats, xs).astype(np.float64)
+    fx, fy, fm = f[:, :pairs], f[:, pairs: 2 * pairs], f[:, 2 * pairs:]
+    defect = np.linalg.norm(fm - (fx + fy) / 2, axis=-1).mean(-1)
+    spread = np.linalg.norm(fx - fx.mean(1, keepdims=True), axis=-1).mean(-1)
+    return defect / spread
+
+
+# ---------------------------------------------------------------- gradients at initialization
+
+@partial(jax.jit, static_argnames="graphdef")
+def _grad_norms(graphdef, params, stats, xb, yb):
+    def one(p, s, x, y):
+        def loss(p):
+            return train.cross_entropy(models.apply(graphdef, p, s, x, train=True)[0], y)
+
+        g = nnx.to_pure_dict(jax.grad(loss)(p))
+        kernels = [g["linears"][i]["kernel"] for i in sorted(g["linears"])] + [g["head"]["kernel"]]
+        return jnp.stack([jnp.linalg.norm(k) for k in kernels])
+
+    return jax.vmap(one)(params, stats, xb, yb)
+
+
+def grad_norms_init(spec: models.ModelSpec, seeds, x_train, y_train, batch_size: int) -> np.ndarray:
+    """(models, depth + 1): gradient norm of each Linear kernel (input layer first, head last)
+    of the freshly initialized models, on the first training batch each model sees."""
+    graphdef, params, stats = train.init_models(spec, seeds)
+    _, data_keys = train.model_keys(seeds)
+    n = len(y_train)
+    b = min(batch_size, n)
+    idx = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, 0), n)[:b])(data_keys)
+    x, y = jnp.asarray(x_train)[idx], jnp.asarray(y_train)[idx]
+    return np.asarray(_grad_norms(graphdef, params, stats, x, y))
+
+
+# ---------------------------------------------------------------- decision boundaries
+
+def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: float = 0.25) -> dict:
+    """Predictions on a grid over the 2-D data range: inference mode for every model, and for
+    batch-statistics models also with the whole grid as one batch."""
+    x_train = np.asarray(x_train)
+    if x_train.shape[1] != 2:
+        raise ValueError(f"decision boundaries need 2-D inputs, got {x_train.shape[1]} features")
+    lo, hi = x_train.min(0), x_train.max(0)
+    pad = margin * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution, dtype=np.float32)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution, dtype=np.float32)
+    xx, yy = np.meshgrid(xs, ys)
+    grid = np.stack([xx.ravel(), yy.ravel()], 1)
+    m = jax.tree.leaves(params)[0].shape[0]
+    out = {"xx": xx, "yy": yy,
+           "pred_inference": logits(graphdef, params, stats, grid).argmax(-1).reshape(m, *xx.shape)}
+    model = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0))
+    if model.spec.uses_batch_stats:
+        idx = jnp.arange(len(grid))[None]
+        pred = _batch_stat_predict(graphdef, params, stats, jnp.asarray(grid), idx,
+                                   jnp.ones_like(idx, bool))
+        out["pred_batch"] = np.asarray(pred).reshape(m, *xx.shape)
+    return out
+
+
+# ---------------------------------------------------------------- everything, for one cell
+
+def measure(spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes,
+            batch_size: int) -> dict[str, np.ndarray | list]:
+    """Every per-model metric of one trained cell: column name -> one value per model.
+
+    Metrics that do not apply to this architecture are NaN, so every cell has the same columns.
+    """
+    g, p, s = result.graphdef, result.params, result.stats
+    m = len(result.seeds)
+    nan = np.full(m, np.nan)
+    cols = {}
+    for split in ("train", "val", "test"):
+        loss, acc = evaluate(g, p, s, getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"))
+        cols[f"{split}_loss"], cols[f"{split}_acc"] = loss, acc
+    cols["diverged"] = result.diverged
+    cols["diverged_step"] = result.diverged_step
+    cols["affine_gap"] = affinity_gap(g, p, s, ds.x_test)
+    fold_cols = fold_check(g, p, s, ds.x_test) if spec.foldable else {}
+    for key in ("fold_max_dev", "fold_rel_dev", "fold_agreement"):
+        cols[key] = fold_cols.get(key, nan)
+    bs = batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes) if spec.uses_batch_stats else {}
+    for size in test_batch_sizes:
+        for key in (f"bs_acc_random_{size}", f"bs_acc_class_{size}") + (
+                (f"flip_rate_{size}",) if size != FULL else ()):
+            cols[key] = bs.get(key, nan)
+    cols["grad_norm_init"] = [list(map(float, row)) for row in
+                              grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size)]
+    return cols

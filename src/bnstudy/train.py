@@ -1,0 +1,211 @@
+"""The trainer: every (seed, learning rate) of one grid cell in one compiled program.
+
+Models are stacked along a leading axis (seed-major: model m = seeds[m // L], lrs[m % L]) and
+trained together with `jax.vmap`; an epoch is a `jax.lax.scan` over steps, and a block of
+epochs is a `jax.lax.scan` over epochs. The dataset lives on the device; each model shuffles it
+with its own key every epoch. Python only loops over epoch blocks, to log progress.
+
+Randomness: a model's initialization and data order depend on its seed only, so the learning
+rates of one seed start from the same weights and see the same batches (paired comparisons).
+Divergence: a step whose loss, parameters or statistics are not finite is not applied; the model
+is frozen at its last finite state and flagged with the step, while the others train on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from bnstudy import models
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seeds: tuple[int, ...] = (0,)
+    lrs: tuple[float, ...] = (1e-3,)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    schedule: str = "constant"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+        if not self.lrs or any(not lr > 0 for lr in self.lrs):
+            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+
+    @property
+    def model_seeds(self) -> np.ndarray:
+        return np.repeat(np.asarray(self.seeds, np.int32), len(self.lrs))
+
+    @property
+    def model_lrs(self) -> np.ndarray:
+        return np.tile(np.asarray(self.lrs, np.float32), len(self.seeds))
+
+
+def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
+    """(init keys, data-order keys), one per model, derived from the seeds alone."""
+    base = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+    return (jax.vmap(lambda k: jax.random.fold_in(k, 0))(base),
+            jax.vmap(lambda k: jax.random.fold_in(k, 1))(base))
+
+
+def init_models(spec: models.ModelSpec, seeds):
+    """(graphdef, params, stats) with params/stats stacked over `seeds` along axis 0."""
+    graphdef = models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))[0]
+    init_keys, _ = model_keys(seeds)
+    params, stats = jax.vmap(lambda k: models.init(spec, k)[1:])(init_keys)
+    return graphdef, params, stats
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The update direction at unit learning rate; each model scales it by its own rate."""
+    unit = optax.cosine_decay_schedule(1.0, total_steps) if cfg.schedule == "cosine" else 1.0
+    if cfg.optimizer == "adam":
+        return optax.adam(unit)
+    return optax.sgd(unit, momentum=cfg.momentum)
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def accuracy(logits, labels):
+    return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+
+
+def evaluate(graphdef, params, stats, x, y, chunk: int = 8192):
+    """Inference-mode (loss, accuracy) of one model on (x, y), in chunks to bound memory."""
+    n = x.shape[0]
+    chunk = min(chunk, n)
+    pad = (-n) % chunk
+    xs = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, chunk, x.shape[1])
+    logits = jax.lax.map(lambda xb: models.apply(graphdef, params, stats, xb)[0], xs)
+    logits = logits.reshape(-1, logits.shape[-1])[:n]
+    return cross_entropy(logits, y), accuracy(logits, y)
+
+
+def _train_step(graphdef, tx, state, lr, xb, yb):
+    """One optimizer step of one model. `state` = (params, stats, opt_state, diverged, step_of)."""
+    params, stats, opt_state, diverged, diverged_step, step = state
+
+    def loss_fn(p):
+        logits, new_stats = models.apply(graphdef, p, stats, xb, train=True)
+        return cross_entropy(logits, yb), (new_stats, accuracy(logits, yb))
+
+    (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
+    finite = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(new_stats)
+    ok = finite & ~diverged
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    newly_diverged = ~diverged & ~finite
+    state = (keep(new_params, params), keep(new_stats, stats), keep(new_opt_state, opt_state),
+             diverged | ~finite, jnp.where(newly_diverged, step, diverged_step), step + 1)
+    nan = jnp.float32(jnp.nan)
+    return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan))
+
+
+def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
+    """One epoch of every model (vmapped), then their inference-mode validation metrics."""
+    x_train, y_train, x_val, y_val = data
+    n = x_train.shape[0]
+    steps = n // batch_size
+    perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(data_keys)
+    batches = perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
+
+    def step(state, idx):  # idx: (models, batch)
+        xb, yb = x_train[idx], y_train[idx]
+        return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
+
+    state, (losses, accs) = jax.lax.scan(step, state, batches)
+    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(state[0], state[1])
+    # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
+    return state, dict(train_loss=losses.mean(0), train_acc=accs.mean(0),
+                       val_loss=jnp.where(state[3], jnp.nan, val_loss),
+                       val_acc=jnp.where(state[3], jnp.nan, val_acc))
+
+
+@partial(jax.jit, static_argnames=("graphdef", "tx", "batch_size", "n_epochs"), donate_argnames=("state",))
+def _train_block(graphdef, tx, batch_size, n_epochs, data, lrs, data_keys, state, first_epoch):
+    """`n_epochs` epochs as one scan: the compiled program reused for every block of a run."""
+    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, data, lrs, data_keys)
+    return jax.lax.scan(epoch_fn, state, first_epoch + jnp.arange(n_epochs))
+
+
+def _block_size(epochs: int, target_blocks: int = 10) -> int:
+    """The divisor of `epochs` closest to epochs / target_blocks (all blocks equal: one compile)."""
+    divisors = [d for d in range(1, epochs + 1) if epochs % d == 0]
+    return min(divisors, key=lambda d: abs(d - epochs / target_blocks))
+
+
+@dataclass
+class TrainResult:
+    graphdef: object
+    params: object  # stacked over models
+    stats: object
+    diverged: np.ndarray  # (models,) bool
+    diverged_step: np.ndarray  # (models,) int, -1 when not diverged
+    history: dict  # name -> (epochs, models) array
+    seeds: np.ndarray
+    lrs: np.ndarray
+    seconds: float
+
+
+def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_val,
+          log=sys.stderr) -> TrainResult:
+    """Train all seeds x learning rates of one cell; returns the final stacked models."""
+    start = time.perf_counter()
+    n = x_train.shape[0]
+    if cfg.batch_size > n:
+        raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
+    seeds, lrs = cfg.model_seeds, cfg.model_lrs
+    graphdef, params, stats = init_models(spec, seeds)
+    tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
+    opt_state = jax.vmap(tx.init)(params)
+    m = len(seeds)
+    state = (params, stats, opt_state, jnp.zeros(m, bool), jnp.full(m, -1, jnp.int32),
+             jnp.zeros(m, jnp.int32))
+    data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val))
+    _, data_keys = model_keys(seeds)
+    lrs_dev = jnp.asarray(lrs)
+
+    block = _block_size(cfg.epochs)
+    history = []
+    for first in range(0, cfg.epochs, block):
+        state, hist = _train_block(graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys,
+                                   state, jnp.int32(first))
+        hist = jax.device_get(hist)
+        history.append(hist)
+        val = hist["val_acc"][-1]
+        print(f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
+              f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
+              f"diverged {int(np.asarray(state[3]).sum())}/{m}, {time.perf_counter() - start:.1f}s",
+              file=log, flush=True)
+    history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+    params, stats, _, diverged, diverged_step, _ = state
+    return TrainResult(graphdef, params, stats, np.asarray(diverged), np.asarray(diverged_step),
+                       history, seeds, lrs, time.perf_counter() - start)
