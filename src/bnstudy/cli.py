@@ -153,17 +153,58 @@ def _run_train(args) -> None:
           file=sys.stderr)
 
 
+def _add_collect(sub) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="aggregate the run files of every cell into metrics and history tables",
+        description="Read the run and history files of every cell of the experiments (as laid out "
+        "by bnstudy.grid under results/runs/), mark the selected learning rate of each cell and write "
+        "one row per (experiment, cell, seed, lr) to METRICS (and its CSV twin) and the per-epoch "
+        "curves to HISTORY. Wall-clock columns are left out, so the tables are reproducible.",
+    )
+    p.add_argument("--experiments", required=True,
+                   help="the config's `experiments` section as JSON (which cells each experiment uses)")
+    p.add_argument("--metrics", required=True, help="output Parquet file, one row per run")
+    p.add_argument("--csv", default=None, help="output CSV twin of METRICS")
+    p.add_argument("--history", required=True, help="output Parquet file, one row per run x epoch")
+    p.set_defaults(func=_run_collect)
+
+
+def _run_collect(args) -> None:
+    import json
+
+    from bnstudy import results
+
+    metrics, history = results.collect(json.loads(args.experiments))
+    results.write_parquet(history, args.history)
+    if args.csv:
+        results.write_csv(metrics, args.csv)
+    results.write_parquet(metrics, args.metrics)
+    n_sel = int(metrics["selected"].sum())
+    print(f"wrote {args.metrics}: {len(metrics)} rows ({n_sel} selected), "
+          f"{metrics.groupby('experiment').size().to_dict()}; {args.history}: {len(history)} rows",
+          file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_train):
+    for add in (_add_prepare_data, _add_train, _add_collect):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from bnstudy import data  # numpy only: cheap
+
+    user_errors = (ValueError, FileNotFoundError, data.DownloadError, data.ChecksumError,
+                   data.CorruptFileError)
+    try:
+        args.func(args)
+    except user_errors as e:  # bad input or a failed download: one clear line, no traceback
+        parser.exit(2, f"bnstudy {args.command}: error: {e}\n")
 
 
 if __name__ == "__main__":

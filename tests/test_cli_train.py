@@ -1,0 +1,102 @@
+"""`bnstudy train` through the real console script: the files it writes and how it fails."""
+
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def bnstudy(*args, cwd=None):
+    return subprocess.run(["bnstudy", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def spirals_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "spirals.npz"
+    r = bnstudy("prepare-data", "spirals", "--out", out, "--n-samples", 600)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tmp_path):
+    out, hist, bound = tmp_path / "cell.parquet", tmp_path / "cell.history.parquet", tmp_path / "b.npz"
+    r = bnstudy("train", "--data", spirals_file, "--activation", "identity", "--norm", "batchnorm",
+                "--depth", 2, "--width", 16, "--seeds", 0, 1, 2, "--lrs", 0.01, 0.1, "--epochs", 4,
+                "--batch-size", 32, "--test-batch-sizes", 2, 8, "full",
+                "--out", out, "--history", hist, "--boundary", bound)
+    assert r.returncode == 0, r.stderr
+    assert "epoch 4/4" in r.stderr  # progress is logged per block of epochs
+    runs = pd.read_parquet(out)
+    assert len(runs) == 6 and sorted(zip(runs.seed, runs.lr)) == sorted(
+        (s, np.float32(lr)) for s in (0, 1, 2) for lr in (0.01, 0.1))
+    expected = ["dataset", "activation", "norm", "placement", "depth", "width", "groups", "seed",
+                "lr", "optimizer", "schedule", "epochs", "batch_size", "train_loss", "train_acc",
+                "val_loss", "val_acc", "test_loss", "test_acc", "diverged", "diverged_step",
+                "affine_gap", "fold_max_dev", "fold_rel_dev", "fold_agreement",
+                "bs_acc_random_2", "bs_acc_class_2", "flip_rate_2", "bs_acc_random_8",
+                "bs_acc_class_8", "flip_rate_8", "bs_acc_random_full", "bs_acc_class_full",
+                "grad_norm_init", "n_params", "device", "train_seconds"]
+    assert list(runs.columns) == expected
+    assert runs.dataset.unique().tolist() == ["spirals"]
+    assert runs.test_acc.between(0, 1).all() and runs.fold_rel_dev.lt(1e-5).all()
+    assert runs.fold_agreement.eq(1).all() and not runs.diverged.any()
+    assert all(len(g) == 3 for g in runs.grad_norm_init)  # depth 2 + head
+    assert runs.filter(like="bs_acc").notna().all().all()
+
+    h = pd.read_parquet(hist)
+    assert len(h) == 6 * 4 and h.epoch.min() == 1 and h.epoch.max() == 4
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(h.columns)
+    final = h[h.epoch == 4].set_index(["seed", "lr"]).val_acc.sort_index()
+    again = runs.set_index(["seed", "lr"]).val_acc.sort_index()
+    np.testing.assert_allclose(final.to_numpy(), again.to_numpy(), atol=1e-6)
+
+    with np.load(bound) as b:
+        assert b["pred_inference"].shape == (6, 200, 200) and b["pred_batch"].shape == (6, 200, 200)
+        assert b["xx"].shape == (200, 200) and len(b["seeds"]) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npz", "cell.history.parquet", "cell.parquet"]
+
+
+def test_non_batchnorm_cells_have_nan_batch_probes_and_no_fold(spirals_file, tmp_path):
+    out = tmp_path / "cell.parquet"
+    r = bnstudy("train", "--data", spirals_file, "--activation", "relu", "--norm", "layernorm",
+                "--width", 16, "--epochs", 2, "--batch-size", 32, "--out", out)
+    assert r.returncode == 0, r.stderr
+    runs = pd.read_parquet(out)
+    assert runs.filter(regex="^(bs_acc|flip_rate|fold)").isna().all().all()
+    assert runs.affine_gap.notna().all()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--norm", "groupnorm", "--width", 30, "--groups", 8], "groups=8 does not divide width=30"),
+    (["--norm", "none", "--depth", 0], "depth must be an integer >= 1, got 0"),
+    (["--norm", "none", "--test-batch-sizes", 1], "bad test batch size '1'"),
+    (["--norm", "none", "--lrs", -0.1], "lrs must be a non-empty list of positive numbers"),
+    (["--norm", "none", "--boundary", "x.npz", "--data", "mnist1d"], None),
+])
+def test_bad_input_fails_fast_with_a_clear_message_and_writes_nothing(spirals_file, tmp_path, args, message):
+    base = ["--data", spirals_file, "--activation", "relu", "--out", tmp_path / "o.parquet"]
+    r = bnstudy("train", *base, *args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert message is None or message in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_names_are_rejected_by_the_parser_with_the_valid_choices(spirals_file, tmp_path):
+    r = bnstudy("train", "--data", spirals_file, "--activation", "swish", "--norm", "none",
+                "--out", tmp_path / "o.parquet")
+    assert r.returncode == 2 and "invalid choice: 'swish'" in r.stderr and "relu" in r.stderr
+    r = bnstudy("train", "--data", "nosuchset", "--activation", "relu", "--norm", "none",
+                "--out", tmp_path / "o.parquet")
+    assert r.returncode == 2 and "valid names: spirals" in r.stderr
+
+
+def test_help_documents_every_option():
+    r = bnstudy("train", "--help")
+    for option in ("--data", "--activation", "--norm", "--placement", "--depth", "--width",
+                   "--groups", "--seeds", "--lrs", "--epochs", "--batch-size", "--optimizer",
+                   "--momentum", "--schedule", "--test-batch-sizes", "--out", "--history",
+                   "--boundary"):
+        assert option in r.stdout

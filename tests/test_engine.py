@@ -1,0 +1,167 @@
+"""The training engine and its probes, on real (small) training runs."""
+
+import numpy as np
+import pytest
+
+from bnstudy import data, models, probes, train
+
+QUIET = open("/dev/null", "w")
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return data.prepare("spirals", seed=0)
+
+
+@pytest.fixture(scope="module")
+def mnist1d():
+    return data.prepare("mnist1d", seed=0, n_samples=2000)
+
+
+def fit(ds, activation, norm, placement="pre", depth=2, width=32, seeds=(0, 1), lrs=(1e-2,),
+        epochs=8, batch_size=64, **kw):
+    spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, activation, norm, placement,
+                            depth, width)
+    cfg = train.TrainConfig(seeds=seeds, lrs=lrs, epochs=epochs, batch_size=batch_size, **kw)
+    return spec, train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=QUIET)
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "zscore", "none"])
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_identity_network_folds_into_one_affine_map(mnist1d, norm, placement):
+    spec, r = fit(mnist1d, "identity", norm, placement, depth=3)
+    assert spec.foldable
+    # Training moved the running statistics away from their (0, 1) start, so the fold is not trivial.
+    if norm != "none":
+        var = np.asarray(r.stats["norms"][0]["var"][...])
+        assert np.abs(var - 1).max() > 0.1
+    check = probes.fold_check(r.graphdef, r.params, r.stats, mnist1d.x_test)
+    assert np.all(check["fold_rel_dev"] < 1e-5), check
+    assert np.all(check["fold_agreement"] == 1.0)
+    w, b = probes.fold(r.graphdef, probes.unstack(r.params, 0), probes.unstack(r.stats, 0))
+    assert w.shape == (mnist1d.x_train.shape[1], mnist1d.num_classes) and b.shape == (mnist1d.num_classes,)
+    # ... and the affinity gap of these networks is float noise.
+    assert np.all(probes.affinity_gap(r.graphdef, r.params, r.stats, mnist1d.x_test) < 1e-5)
+
+
+def test_fold_refuses_a_nonlinear_network(mnist1d):
+    _, r = fit(mnist1d, "relu", "batchnorm", epochs=1, seeds=(0,))
+    with pytest.raises(ValueError, match="only identity activation"):
+        probes.fold(r.graphdef, probes.unstack(r.params, 0), probes.unstack(r.stats, 0))
+
+
+@pytest.mark.parametrize("activation,norm", [("identity", "layernorm"), ("identity", "rmsnorm"),
+                                             ("relu", "none")])
+def test_nonlinear_networks_have_a_large_affinity_gap(mnist1d, activation, norm):
+    _, r = fit(mnist1d, activation, norm)
+    gap = probes.affinity_gap(r.graphdef, r.params, r.stats, mnist1d.x_test)
+    assert np.all(gap > 1e-2), gap  # four or more orders of magnitude above float noise
+
+
+def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
+    _, relu = fit(spirals, "relu", "none", depth=3, width=64, lrs=(1e-2,), epochs=60)
+    _, bn = fit(spirals, "identity", "batchnorm", depth=3, width=64, lrs=(1e-2,), epochs=60)
+    _, relu_acc = probes.evaluate(relu.graphdef, relu.params, relu.stats, spirals.x_test, spirals.y_test)
+    _, bn_acc = probes.evaluate(bn.graphdef, bn.params, bn.stats, spirals.x_test, spirals.y_test)
+    assert np.all(relu_acc > 0.9), relu_acc  # the noisy spiral centres overlap: ~4% Bayes error
+    assert np.all(np.abs(bn_acc - 0.5) < 0.15), bn_acc  # two balanced classes: chance is 0.5
+
+
+def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
+    _, r = fit(mnist1d, "identity", "batchnorm", epochs=10)
+    out = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test,
+                                  [2, 8, 32, "full"], seed=0)
+    assert np.all(out["flip_rate_2"] > 0.1), out["flip_rate_2"]
+    assert np.all(out["flip_rate_2"] > out["flip_rate_32"])  # the cross-example effect fades with size
+    assert np.all(out["bs_acc_random_2"] < out["bs_acc_random_full"])
+    # One class per batch removes the class signal the batch statistics would carry.
+    assert np.all(out["bs_acc_class_32"] < out["bs_acc_random_32"] - 0.05)
+    # Inference mode does not depend on the batch at all.
+    a = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:50])
+    b = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:2])
+    np.testing.assert_allclose(a[:, :2], b, rtol=1e-5, atol=1e-5)
+    # The probe sees every model and gives NaN (not a crash) for batches larger than the set.
+    big = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test[:100],
+                                  mnist1d.y_test[:100], [512], seed=0)
+    assert np.all(np.isnan(big["bs_acc_random_512"]))
+
+
+def test_same_seed_gives_identical_results(mnist1d):
+    _, a = fit(mnist1d, "relu", "batchnorm", lrs=(1e-3, 1e-2), epochs=3)
+    _, b = fit(mnist1d, "relu", "batchnorm", lrs=(1e-3, 1e-2), epochs=3)
+    for key in a.history:
+        np.testing.assert_array_equal(a.history[key], b.history[key])
+    for x, y in zip(np.asarray(a.params["head"]["kernel"][...]), np.asarray(b.params["head"]["kernel"][...])):
+        np.testing.assert_array_equal(x, y)
+    # ... while another seed gives other numbers.
+    _, c = fit(mnist1d, "relu", "batchnorm", seeds=(2, 3), lrs=(1e-3, 1e-2), epochs=3)
+    assert not np.array_equal(a.history["train_loss"], c.history["train_loss"])
+
+
+def test_learning_rates_of_one_seed_share_the_initialization(mnist1d):
+    spec = models.ModelSpec(40, 10, "relu", "batchnorm", "pre", 2, 16)
+    cfg = train.TrainConfig(seeds=(0, 1), lrs=(1e-3, 1e-2))
+    _, params, _ = train.init_models(spec, cfg.model_seeds)
+    k = np.asarray(params["linears"][0]["kernel"][...])
+    np.testing.assert_array_equal(k[0], k[1])  # seed 0, both learning rates
+    assert not np.array_equal(k[0], k[2])  # seed 0 vs seed 1
+    # Across normalizations, a seed's Linear weights are the same (paired comparisons).
+    other = models.ModelSpec(40, 10, "identity", "none", "post", 2, 16)
+    _, params2, _ = train.init_models(other, cfg.model_seeds)
+    np.testing.assert_array_equal(k, np.asarray(params2["linears"][0]["kernel"][...]))
+
+
+def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
+    _, r = fit(mnist1d, "relu", "none", lrs=(5e-2, 1e6), optimizer="sgd", epochs=4)
+    # models: (seed 0, 1e-2), (seed 0, 1e6), (seed 1, 1e-2), (seed 1, 1e6)
+    np.testing.assert_array_equal(r.diverged, [False, True, False, True])
+    assert np.all(r.diverged_step[[1, 3]] >= 0) and np.all(r.diverged_step[[0, 2]] == -1)
+    assert np.all(np.isfinite(r.history["val_acc"][:, [0, 2]]))
+    assert np.all(np.isnan(r.history["val_acc"][-1, [1, 3]]))
+    _, acc = probes.evaluate(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test)
+    assert np.all(acc[[0, 2]] > 0.2)  # the healthy models trained on (chance is 0.1)
+    # The frozen models hold their last finite parameters.
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in __import__("jax").tree.leaves(r.params))
+
+
+def test_grad_norms_at_init_have_one_entry_per_linear_layer(mnist1d):
+    spec = models.ModelSpec(40, 10, "identity", "batchnorm", "pre", 5, 32)
+    g = probes.grad_norms_init(spec, np.array([0, 1]), mnist1d.x_train, mnist1d.y_train, 64)
+    assert g.shape == (2, 6) and np.all(g > 0) and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(activation="swish"), r"unknown activation 'swish'; valid: identity, relu"),
+    (dict(norm="batchnorm2d"), r"unknown norm 'batchnorm2d'; valid: none, batchnorm, zscore"),
+    (dict(placement="middle"), r"unknown placement 'middle'; valid: pre, post"),
+    (dict(depth=0), r"depth must be an integer >= 1, got 0"),
+    (dict(width=-3), r"width must be an integer >= 1"),
+    (dict(norm="groupnorm", width=30, groups=8), r"groups=8 does not divide width=30; valid groups "
+                                                 r"for this width: \[1, 2, 3, 5, 6, 10, 15, 30\]"),
+])
+def test_invalid_architectures_raise_clear_errors(kwargs, message):
+    base = dict(in_features=4, num_classes=3)
+    with pytest.raises(ValueError, match=message):
+        models.ModelSpec(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(optimizer="rmsprop"), r"unknown optimizer 'rmsprop'; valid: adam, sgd"),
+    (dict(schedule="step"), r"unknown schedule 'step'; valid: constant, cosine"),
+    (dict(lrs=(0.1, -1.0)), r"lrs must be a non-empty list of positive numbers"),
+    (dict(seeds=(1, 1)), r"seeds must be a non-empty list of distinct integers"),
+])
+def test_invalid_training_settings_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train.TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm", "groupnorm"])
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"])
+def test_every_block_runs_forward(norm, activation):
+    import jax
+
+    spec = models.ModelSpec(6, 3, activation, norm, "post", 2, 16, groups=4)
+    g, p, s = models.init(spec, jax.random.key(0))
+    out, _ = models.apply(g, p, s, np.ones((5, 6), np.float32), train=True)
+    assert out.shape == (5, 3) and np.all(np.isfinite(np.asarray(out)))
