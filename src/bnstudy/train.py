@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,7 @@ def init_models(spec: models.ModelSpec, seeds):
     return graphdef, params, stats
 
 
+@lru_cache(maxsize=32)  # the same object for the same settings: jit reuses its compiled program
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """The update direction at unit learning rate; each model scales it by its own rate."""
     unit = optax.cosine_decay_schedule(1.0, total_steps) if cfg.schedule == "cosine" else 1.0

@@ -1,0 +1,151 @@
+"""The engine against the plain per-step loop of the Flax tutorials, on the same cell, in one run.
+
+Cell: MNIST-1D (4,000 training examples), identity+batchnorm, depth 3, width 128, batch 128,
+60 epochs, 5 seeds x 3 learning rates (Adam). Both ways train the same 15 models, shuffle every
+epoch and evaluate on the validation split after every epoch.
+
+- engine: `bnstudy.train.train`, one compiled program (vmap over models, scan over steps/epochs).
+- loop:   the Flax NNX tutorial pattern: an `nnx.jit` train step called from Python for every
+          batch, one model at a time, batches sliced on the host.
+
+Prints examples/second of each (compilation included, since a cell is trained once) and their
+ratio, the engine's steady-state rate (a second, already compiled run), its achieved FLOP/s, and
+a large f32 matmul's FLOP/s measured in the same process (the machine's practical ceiling).
+
+    python benchmarks/bench_engine.py [--epochs 60] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from bnstudy import data, models, train
+
+SEEDS, LRS = (0, 1, 2, 3, 4), (1e-3, 3e-3, 1e-2)
+
+
+def make_data():
+    # 6,250 generated examples: 20% test, then 1,000 validation, leaves 4,000 for training.
+    ds = data.prepare("mnist1d", seed=0, n_samples=6250, val_size=1000)
+    assert len(ds.y_train) == 4000, len(ds.y_train)
+    return ds
+
+
+def engine(spec, cfg, ds):
+    start = time.perf_counter()
+    r = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open(os.devnull, "w"))
+    jax.block_until_ready(r.params)
+    return time.perf_counter() - start, r.history["val_acc"][-1]
+
+
+def per_step_loop(spec, cfg, ds):
+    """The Flax tutorial's way, for every (seed, lr): a Python loop calling a jitted step."""
+
+    def loss_fn(model, x, y):
+        logits = model(x, train=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @nnx.jit
+    def train_step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    @nnx.jit
+    def eval_step(model, x, y):
+        return jnp.mean(jnp.argmax(model(x, train=False), -1) == y)
+
+    start = time.perf_counter()
+    n, b = len(ds.y_train), cfg.batch_size
+    final = []
+    for seed in cfg.seeds:
+        for lr in cfg.lrs:
+            model = models.MLP(spec, rngs=nnx.Rngs(params=jax.random.key(seed)))
+            optimizer = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
+            rng = np.random.default_rng(seed)
+            for _ in range(cfg.epochs):
+                perm = rng.permutation(n)
+                for i in range(n // b):
+                    idx = perm[i * b:(i + 1) * b]
+                    train_step(model, optimizer, ds.x_train[idx], ds.y_train[idx])
+                acc = eval_step(model, ds.x_val, ds.y_val)
+            final.append(float(acc))
+    return time.perf_counter() - start, np.array(final)
+
+
+def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times)
+
+
+def train_flops(spec, cfg, n_train: int, n_val: int) -> float:
+    """Matmul FLOPs of one training run of all models: forward + backward (3x forward) per step,
+    plus the per-epoch validation forward passes. Normalization and activations are ignored."""
+    sizes = [spec.in_features] + [spec.width] * spec.depth + [spec.num_classes]
+    per_example = sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    steps = n_train // cfg.batch_size
+    examples = steps * cfg.batch_size
+    models_ = len(cfg.seeds) * len(cfg.lrs)
+    return models_ * cfg.epochs * (3 * per_example * examples + per_example * n_val)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each way; medians reported")
+    args = parser.parse_args()
+    ds = make_data()
+    spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, "identity", "batchnorm", "pre", 3, 128)
+    cfg = train.TrainConfig(seeds=SEEDS, lrs=LRS, epochs=args.epochs, batch_size=128)
+    examples = len(SEEDS) * len(LRS) * args.epochs * (len(ds.y_train) // cfg.batch_size) * cfg.batch_size
+
+    dev = jax.devices()[0]
+    print(f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; jax {jax.__version__}")
+    print(f"cell: mnist1d (4000 train), identity+batchnorm, depth 3, width 128, batch 128, "
+          f"{args.epochs} epochs, {len(SEEDS)} seeds x {len(LRS)} lrs = {len(SEEDS) * len(LRS)} models")
+
+    engine_cold, engine_warm, loop_times = [], [], []
+    for rep in range(args.repeats):
+        train.make_optimizer.cache_clear()
+        jax.clear_caches()  # every cold run compiles from scratch, like a fresh `bnstudy train`
+        t_cold, acc_engine = engine(spec, cfg, ds)
+        t_warm, _ = engine(spec, cfg, ds)
+        jax.clear_caches()
+        t_loop, acc_loop = per_step_loop(spec, cfg, ds)
+        engine_cold.append(t_cold)
+        engine_warm.append(t_warm)
+        loop_times.append(t_loop)
+        print(f"  run {rep + 1}: engine {t_cold:.2f}s (warm {t_warm:.2f}s), loop {t_loop:.2f}s; "
+              f"mean final val acc engine {np.mean(acc_engine):.3f}, loop {np.mean(acc_loop):.3f}")
+
+    cold, warm, loop = map(statistics.median, (engine_cold, engine_warm, loop_times))
+    flops = train_flops(spec, cfg, len(ds.y_train), len(ds.y_val))
+    ceiling = matmul_flops()
+    print(f"engine (compile included): {examples / cold:,.0f} examples/s  ({cold:.2f}s median of {args.repeats})")
+    print(f"engine (already compiled): {examples / warm:,.0f} examples/s  ({warm:.2f}s)")
+    print(f"per-step loop:             {examples / loop:,.0f} examples/s  ({loop:.2f}s)")
+    print(f"speed-up engine / loop: {loop / cold:.1f}x (compile included), {loop / warm:.1f}x (compiled)")
+    print(f"engine achieved {flops / warm / 1e9:.1f} GFLOP/s vs a 2048^2 f32 matmul's "
+          f"{ceiling / 1e9:.1f} GFLOP/s ({100 * flops / warm / ceiling:.0f}% of that ceiling)")
+
+
+if __name__ == "__main__":
+    main()
