@@ -27,10 +27,14 @@ from bnstudy import models, train
 FULL = "full"
 
 
+@partial(jax.jit, static_argnames="graphdef")
+def _evaluate(graphdef, params, stats, x, y):
+    return jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None))(params, stats, x, y)
+
+
 def evaluate(graphdef, params, stats, x, y):
     """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
-    fn = jax.jit(jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None)))
-    return tuple(np.asarray(a) for a in fn(params, stats, jnp.asarray(x), jnp.asarray(y)))
+    return tuple(np.asarray(a) for a in _evaluate(graphdef, params, stats, jnp.asarray(x), jnp.asarray(y)))
 
 
 @partial(jax.jit, static_argnames="graphdef")

@@ -68,11 +68,16 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
             jax.vmap(lambda k: jax.random.fold_in(k, 1))(base))
 
 
+@partial(jax.jit, static_argnums=0)
+def _init_stacked(spec: models.ModelSpec, seeds):
+    init_keys, _ = model_keys(seeds)
+    return jax.vmap(lambda k: models.init(spec, k)[1:])(init_keys)
+
+
 def init_models(spec: models.ModelSpec, seeds):
     """(graphdef, params, stats) with params/stats stacked over `seeds` along axis 0."""
     graphdef = models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))[0]
-    init_keys, _ = model_keys(seeds)
-    params, stats = jax.vmap(lambda k: models.init(spec, k)[1:])(init_keys)
+    params, stats = _init_stacked(spec, jnp.asarray(seeds))
     return graphdef, params, stats
 
 
@@ -186,12 +191,12 @@ def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_v
     seeds, lrs = cfg.model_seeds, cfg.model_lrs
     graphdef, params, stats = init_models(spec, seeds)
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
-    opt_state = jax.vmap(tx.init)(params)
+    opt_state = jax.jit(jax.vmap(tx.init))(params)
     m = len(seeds)
     state = (params, stats, opt_state, jnp.zeros(m, bool), jnp.full(m, -1, jnp.int32),
              jnp.zeros(m, jnp.int32))
     data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val))
-    _, data_keys = model_keys(seeds)
+    _, data_keys = jax.jit(model_keys)(jnp.asarray(seeds))
     lrs_dev = jnp.asarray(lrs)
 
     block = _block_size(cfg.epochs)
