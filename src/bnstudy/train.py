@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,23 +115,34 @@ def evaluate(graphdef, params, stats, x, y, chunk: int = 8192):
     return cross_entropy(logits, y), accuracy(logits, y)
 
 
-def _train_step(graphdef, tx, state, lr, xb, yb):
-    """One optimizer step of one model. `state` = (params, stats, opt_state, diverged, step_of)."""
-    params, stats, opt_state, diverged, diverged_step, step = state
+class ModelState(NamedTuple):
+    """The training state of one model (stacked over models along axis 0 in the trainer)."""
+
+    params: nnx.State
+    stats: nnx.State  # BatchNorm running statistics (empty for other norms)
+    opt_state: optax.OptState
+    diverged: jax.Array  # bool
+    diverged_step: jax.Array  # int32, -1 while not diverged
+    step: jax.Array  # int32
+
+
+def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
+    """One optimizer step of one model; a non-finite step is not applied and marks divergence."""
 
     def loss_fn(p):
-        logits, new_stats = models.apply(graphdef, p, stats, xb, train=True)
+        logits, new_stats = models.apply(graphdef, p, state.stats, xb, train=True)
         return cross_entropy(logits, yb), (new_stats, accuracy(logits, yb))
 
-    (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, new_opt_state = tx.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
+    (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, jax.tree.map(lambda u: lr * u, updates))
     finite = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(new_stats)
-    ok = finite & ~diverged
+    ok = finite & ~state.diverged
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-    newly_diverged = ~diverged & ~finite
-    state = (keep(new_params, params), keep(new_stats, stats), keep(new_opt_state, opt_state),
-             diverged | ~finite, jnp.where(newly_diverged, step, diverged_step), step + 1)
+    newly_diverged = ~state.diverged & ~finite
+    state = ModelState(keep(new_params, state.params), keep(new_stats, state.stats),
+                       keep(new_opt_state, state.opt_state), state.diverged | ~finite,
+                       jnp.where(newly_diverged, state.step, state.diverged_step), state.step + 1)
     nan = jnp.float32(jnp.nan)
     return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan))
 
@@ -148,11 +160,12 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
         return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
 
     state, (losses, accs) = jax.lax.scan(step, state, batches)
-    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(state[0], state[1])
+    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(state.params,
+                                                                                       state.stats)
     # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
     return state, dict(train_loss=losses.mean(0), train_acc=accs.mean(0),
-                       val_loss=jnp.where(state[3], jnp.nan, val_loss),
-                       val_acc=jnp.where(state[3], jnp.nan, val_acc))
+                       val_loss=jnp.where(state.diverged, jnp.nan, val_loss),
+                       val_acc=jnp.where(state.diverged, jnp.nan, val_acc))
 
 
 @partial(jax.jit, static_argnames=("graphdef", "tx", "batch_size", "n_epochs"), donate_argnames=("state",))
@@ -193,8 +206,8 @@ def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_v
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
     opt_state = jax.jit(jax.vmap(tx.init))(params)
     m = len(seeds)
-    state = (params, stats, opt_state, jnp.zeros(m, bool), jnp.full(m, -1, jnp.int32),
-             jnp.zeros(m, jnp.int32))
+    state = ModelState(params, stats, opt_state, jnp.zeros(m, bool), jnp.full(m, -1, jnp.int32),
+                       jnp.zeros(m, jnp.int32))
     data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val))
     _, data_keys = jax.jit(model_keys)(jnp.asarray(seeds))
     lrs_dev = jnp.asarray(lrs)
@@ -209,9 +222,9 @@ def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_v
         val = hist["val_acc"][-1]
         print(f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
               f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
-              f"diverged {int(np.asarray(state[3]).sum())}/{m}, {time.perf_counter() - start:.1f}s",
+              f"diverged {int(np.asarray(state.diverged).sum())}/{m}, {time.perf_counter() - start:.1f}s",
               file=log, flush=True)
     history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
-    params, stats, _, diverged, diverged_step, _ = state
-    return TrainResult(graphdef, params, stats, np.asarray(diverged), np.asarray(diverged_step),
-                       history, seeds, lrs, time.perf_counter() - start)
+    return TrainResult(graphdef, state.params, state.stats, np.asarray(state.diverged),
+                       np.asarray(state.diverged_step), history, seeds, lrs,
+                       time.perf_counter() - start)
