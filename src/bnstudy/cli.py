@@ -98,6 +98,19 @@ def _test_batch_sizes(values: list[str]) -> list:
     return sizes
 
 
+def _device_name(device) -> str:
+    """'NVIDIA H100 80GB HBM3' for a GPU; 'CPU (2 cores, <model name>)' for the host."""
+    if device.platform != "cpu":
+        return device.device_kind
+    import os
+    import re
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    return f"CPU ({os.cpu_count()} cores" + (f", {model.group(1).strip()})" if model else ")")
+
+
 def _run_train(args) -> None:
     import time
     from pathlib import Path
@@ -122,8 +135,8 @@ def _run_train(args) -> None:
 
     from bnstudy import probes, results
 
-    device = jax.devices()[0]
-    print(f"{ds.name} {spec} on {device.platform}:{device.device_kind}, "
+    device = _device_name(jax.devices()[0])
+    print(f"{ds.name} {spec} on {device}, "
           f"{len(args.seeds)} seeds x {len(args.lrs)} lrs", file=sys.stderr)
     result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
     metrics = probes.measure(spec, result, ds, sizes, cfg.batch_size)
@@ -133,7 +146,7 @@ def _run_train(args) -> None:
     runs = pd.DataFrame({**ident, "seed": result.seeds, "lr": result.lrs,
                          "optimizer": cfg.optimizer, "schedule": cfg.schedule, "epochs": cfg.epochs,
                          "batch_size": cfg.batch_size, **metrics, "n_params": n_params,
-                         "device": f"{device.platform}:{device.device_kind}",
+                         "device": device,
                          "train_seconds": time.perf_counter() - start})
     if args.history:
         epochs, m = result.history["val_acc"].shape
@@ -186,10 +199,181 @@ def _run_collect(args) -> None:
           file=sys.stderr)
 
 
+def _add_stats(sub) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="per-cell means and intervals, the verdict comparisons, the placement tests (CSV)",
+        description="Read the metrics table and write: SUMMARY (one row per experiment and cell: "
+        "mean test accuracy over seeds with a 95%% Student-t interval), COMPARISONS (E1/E7 Welch "
+        "tests and TOST equivalence tests, Holm-corrected, with verdict words) and PLACEMENT (E5).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--summary", required=True, help="output CSV")
+    p.add_argument("--comparisons", required=True, help="output CSV")
+    p.add_argument("--placement", required=True, help="output CSV")
+    p.add_argument("--margin", type=float, default=0.02, help="TOST margin in accuracy (0.02 = 2 points)")
+    p.set_defaults(func=_run_stats)
+
+
+def _run_stats(args) -> None:
+    import pandas as pd
+
+    from bnstudy import stats
+    from bnstudy.results import atomic_path
+
+    df = pd.read_parquet(args.metrics)
+    comp = pd.concat([stats.compare(df, e, margin=args.margin) for e in stats.COMPARISONS],
+                     ignore_index=True)
+    for frame, out in ((stats.summarize(df), args.summary), (comp, args.comparisons),
+                       (stats.placement_effects(df), args.placement)):
+        tmp = atomic_path(out)
+        frame.to_csv(tmp, index=False)
+        tmp.replace(out)
+    print(comp[["experiment", "dataset", "a", "b", "verdict"]].to_string(), file=sys.stderr)
+
+
+def _add_figure(sub) -> None:
+    # bnstudy.figures.FIGURES, spelled out so that `bnstudy --help` does not import matplotlib
+    figures = ("e1_heatmaps", "e2_collapse", "e3_batch_dependence", "e4_depth", "e5_placement",
+               "e6_boundaries", "e7_dynamics")
+    p = sub.add_parser("figure", help="draw one of the paper's figures (vector PDF)",
+                       description="Draw one figure of the paper from the metrics table.")
+    p.add_argument("name", choices=figures, help="which figure")
+    p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--history", help="results/history.parquet (e7_dynamics)")
+    p.add_argument("--boundaries", nargs="*", default=[],
+                   help="results/runs/{dataset}/{cell}.boundary.npz files (e6_boundaries)")
+    p.add_argument("--out", required=True, help="output PDF")
+    p.set_defaults(func=_run_figure)
+
+
+def _run_figure(args) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from bnstudy import figures
+
+    df = pd.read_parquet(args.metrics)
+    figures.set_style()
+    fn = getattr(figures, args.name)
+    if args.name == "e6_boundaries":
+        boundaries = {(Path(f).parent.name, Path(f).name.removesuffix(".boundary.npz")): f
+                      for f in args.boundaries}
+        fn(df, boundaries, args.out)
+    elif args.name == "e7_dynamics":
+        fn(df, pd.read_parquet(args.history), args.out)
+    else:
+        fn(df, args.out)
+
+
+def _add_tables(sub) -> None:
+    p = sub.add_parser("tables", help="write the paper's booktabs tables (LaTeX fragments)",
+                       description="Write main.tex, comparisons.tex, fold.tex, placement.tex, "
+                       "dynamics.tex and compute.tex into OUT_DIR.")
+    p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--history", required=True, help="results/history.parquet")
+    p.add_argument("--stats-dir", required=True, help="folder of `bnstudy stats` CSVs")
+    p.add_argument("--benchmarks", required=True, help="folder of the training rules' benchmark TSVs")
+    p.add_argument("--out-dir", required=True, help="output folder")
+    p.set_defaults(func=_run_tables)
+
+
+def _run_tables(args) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from bnstudy import tables
+
+    df = pd.read_parquet(args.metrics)
+    s = Path(args.stats_dir)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = pd.read_csv(s / "summary.csv")
+    written = {
+        "main": tables.main_results(summary),
+        "comparisons": tables.comparisons(pd.read_csv(s / "comparisons.csv")),
+        "fold": tables.fold_affinity(df),
+        "placement": tables.placement(pd.read_csv(s / "placement.csv")),
+        "dynamics": tables.dynamics(df, pd.read_parquet(args.history)),
+        "compute": tables.compute(df, tables.read_benchmarks(args.benchmarks)),
+    }
+    for name, text in written.items():
+        tables.write(text, out / f"{name}.tex")
+
+
+def _add_macros(sub) -> None:
+    p = sub.add_parser("macros", help="write macros.tex: every number and verdict the paper quotes",
+                       description="Compute every number and verdict word the paper's prose uses and "
+                       "write them as LaTeX macros; also write the run's configuration as YAML.")
+    p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--history", required=True, help="results/history.parquet")
+    p.add_argument("--stats-dir", required=True, help="folder of `bnstudy stats` CSVs")
+    p.add_argument("--benchmarks", required=True, help="folder of the training rules' benchmark TSVs")
+    p.add_argument("--config-json", default="{}", help="the workflow's config as JSON")
+    p.add_argument("--out", required=True, help="output macros.tex")
+    p.add_argument("--config-out", required=True, help="output config.yaml (printed in the appendix)")
+    p.set_defaults(func=_run_macros)
+
+
+def _run_macros(args) -> None:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from bnstudy import report, tables
+
+    df = pd.read_parquet(args.metrics)
+    s = Path(args.stats_dir)
+    comp = pd.read_csv(s / "comparisons.csv")
+    margin = float(comp["margin"].iloc[0]) if len(comp) else 0.02
+    m = report.macros(df, pd.read_parquet(args.history), pd.read_csv(s / "summary.csv"), comp,
+                      pd.read_csv(s / "placement.csv"), tables.read_benchmarks(args.benchmarks),
+                      margin=margin)
+    tables.write(report.render(m), args.out)
+    config = json.loads(args.config_json)
+    tables.write(yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=90), args.config_out)
+
+
+def _add_paper(sub) -> None:
+    p = sub.add_parser("paper", help="compile the paper with latexmk into one PDF",
+                       description="Copy paper/ and the generated files into a build folder, run "
+                       "`latexmk -pdf` there and copy the PDF to OUT. Fails at once, saying how to "
+                       "install TeX, when latexmk is missing.")
+    p.add_argument("generated", nargs="*", help="generated files (figures, tables, macros) under ROOT")
+    p.add_argument("--root", default="results", help="the generated files keep their path relative to this")
+    p.add_argument("--src", default="paper", help="the paper's sources")
+    p.add_argument("--build", required=True, help="build folder")
+    p.add_argument("--out", required=True, help="output PDF")
+    p.add_argument("--log", help="write latexmk's output and the LaTeX warnings here")
+    p.add_argument("--strict", action="store_true", help="fail on any LaTeX warning")
+    p.set_defaults(func=_run_paper)
+
+
+def _run_paper(args) -> None:
+    from pathlib import Path
+
+    from bnstudy import report
+
+    root = Path(args.root).resolve()
+    generated = {str(Path(f).resolve().relative_to(root)): f for f in args.generated}
+    warnings = report.compile_paper(args.src, args.build, args.out, generated, log=args.log)
+    for w in warnings:
+        print(f"LaTeX warning: {w}", file=sys.stderr)
+    print(f"wrote {args.out} ({len(warnings)} LaTeX warnings)", file=sys.stderr)
+    if warnings and args.strict:
+        raise SystemExit(f"{len(warnings)} LaTeX warnings and --strict was given")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_train, _add_collect):
+    for add in (_add_prepare_data, _add_train, _add_collect,
+                _add_stats, _add_figure, _add_tables, _add_macros, _add_paper):
         add(sub)
     return parser
 

@@ -1,0 +1,446 @@
+"""The paper's figures, one function per experiment, each writing one vector PDF.
+
+One style for all (seaborn "paper" context, 8 pt text, the colour-blind-safe "colorblind"
+palette, one fixed colour per network composition), drawn at the width they are printed
+(the paper includes them at natural size, so 8 pt here is 8 pt on the page). Error bars and
+bands are 95% Student-t intervals over seeds, the same intervals as the tables.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from bnstudy import grid, stats  # noqa: E402
+from bnstudy.tables import (ACTIVATIONS, DATASETS, NORMS, canonical, composition,  # noqa: E402
+                            name, ordered, selected_history)
+
+TEXTWIDTH = 6.3  # inches: the paper's text width (a4, 2.5 cm margins)
+PALETTE = sns.color_palette("colorblind")
+# Fixed colours for the compositions the study is about; any other gets the next free colour.
+KEY_COLOURS = {"identity": "black", "identity + BatchNorm": PALETTE[0], "identity + z-score": PALETTE[1],
+               "ReLU + BatchNorm": PALETTE[2], "ReLU": PALETTE[3]}
+OTHER_COLOURS = [PALETTE[i] for i in (4, 5, 9, 7, 6, 8)]  # the strongest first
+BATCH_STAT_TOKENS = {"full": 10**9}
+
+
+def set_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc={
+        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
+        "ytick.labelsize": 7, "legend.fontsize": 7, "legend.title_fontsize": 7.5,
+        "pdf.fonttype": 42, "axes.linewidth": 0.6, "grid.linewidth": 0.4, "lines.linewidth": 1.2,
+        "lines.markersize": 3.5, "figure.dpi": 150, "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
+
+
+def colours(labels) -> dict:
+    """A colour per composition label: the fixed ones, then the palette's unused colours."""
+    others = [lab for lab in labels if lab not in KEY_COLOURS]
+    out = {lab: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, lab in enumerate(others)}
+    return {lab: KEY_COLOURS.get(lab, out.get(lab)) for lab in labels}
+
+
+def ci95(x):
+    """seaborn `errorbar` callable: the 95% t-interval of the mean."""
+    _, lo, hi = stats.t_interval(x)
+    m = float(np.mean(x))
+    return (m, m) if not np.isfinite(lo) else (lo, hi)
+
+
+def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["network"] = [composition(a, n) for a, n in zip(out["activation"], out["norm"])]
+    out["Dataset"] = [name(DATASETS, d) for d in out["dataset"]]
+    return out
+
+
+def _network_order(df: pd.DataFrame) -> list[str]:
+    keys = canonical(df[["activation", "norm"]].drop_duplicates(), ["activation", "norm"])
+    return [composition(r.activation, r.norm) for r in keys.itertuples()]
+
+
+def _save(fig, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.pdf")
+    fig.savefig(tmp, format="pdf")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _empty(path, message: str) -> None:
+    """A small figure saying what is missing, instead of a crash or an empty panel."""
+    fig, ax = plt.subplots(figsize=(TEXTWIDTH, 0.6))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    _save(fig, path)
+
+
+def _grid(n: int, ncols: int, panel_w: float, panel_h: float, **kw):
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows),
+                             squeeze=False, **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def e1_heatmaps(df: pd.DataFrame, path) -> None:
+    """Test accuracy (%, annotated) of every activation x normalization cell, coloured by its
+    difference from the linear baseline (identity, no norm: outlined); one panel per dataset."""
+    summary = stats.summarize(df[df["experiment"] == "E1"])
+    if summary.empty:
+        return _empty(path, "no E1 runs")
+    settings = canonical(summary[["dataset", "placement", "depth", "width"]].drop_duplicates(),
+                         ["dataset", "placement", "depth", "width"])
+    acts = ordered(summary["activation"], ACTIVATIONS)
+    norms = ordered(summary["norm"], NORMS)
+    panels = []
+    for s in settings.itertuples():
+        g = summary[(summary["dataset"] == s.dataset) & (summary["placement"] == s.placement)
+                    & (summary["depth"] == s.depth) & (summary["width"] == s.width)]
+        acc = g.pivot(index="activation", columns="norm", values="mean").reindex(index=acts, columns=norms)
+        base = acc.loc["identity", "none"] if "identity" in acc.index and "none" in acc.columns else np.nan
+        title = name(DATASETS, s.dataset)
+        if (settings["dataset"] == s.dataset).sum() > 1:
+            title += f" ({s.placement}, d{s.depth}, w{s.width})"
+        panels.append((title, 100 * acc, 100 * (acc - base), 100 * base))
+    lim = max(1.0, max(np.nanmax(np.abs(d.to_numpy())) if np.isfinite(d.to_numpy()).any() else 0
+                       for _, _, d, _ in panels))
+    fig, axes = _grid(len(panels), 2, TEXTWIDTH / 2, 0.75 + 0.24 * len(acts), layout="constrained")
+    fig.set_figheight(fig.get_figheight() + 0.6)  # room for the colour bar
+    for ax, (title, acc, diff, base) in zip(axes, panels):
+        sns.heatmap(diff, ax=ax, cmap="vlag", vmin=-lim, vmax=lim, center=0, annot=acc, fmt=".1f",
+                    annot_kws={"fontsize": 6.5}, cbar=False, linewidths=0.4, linecolor="white")
+        ax.set_xticklabels([name(NORMS, n) for n in norms], rotation=30, ha="right")
+        ax.set_yticklabels([name(ACTIVATIONS, a) for a in acts], rotation=0)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(length=0)
+        if "identity" in acts and "none" in norms:
+            ax.add_patch(Rectangle((norms.index("none"), acts.index("identity")), 1, 1, fill=False,
+                                   edgecolor="black", linewidth=1.6, clip_on=False))
+        ax.set_title(f"{title} (linear: {base:.1f}%)" if np.isfinite(base) else title)
+    mappable = plt.cm.ScalarMappable(plt.Normalize(-lim, lim), cmap="vlag")
+    fig.colorbar(mappable, ax=list(axes), location="bottom", shrink=0.5, aspect=40, pad=0.02,
+                 label="colour: test accuracy minus the linear baseline (points); numbers: test accuracy (%)")
+    _save(fig, path)
+
+
+def e2_collapse(df: pd.DataFrame, path) -> None:
+    """Left: the affinity gap of every trained network (log scale) by composition. Right: the
+    largest deviation between each foldable network and its folded affine map."""
+    runs = _with_labels(df[df["experiment"] == "E2"])
+    if runs.empty:
+        return _empty(path, "no E2 runs")
+    order = _network_order(runs)
+    hue_order = [name(DATASETS, d) for d in ordered(runs["dataset"], DATASETS)]
+    floor = 1e-12  # exact zeros are drawn at the floor of the log axis
+    runs["affine_gap_plot"] = runs["affine_gap"].clip(lower=floor)
+    runs["fold_plot"] = runs["fold_max_dev"].clip(lower=floor)
+    fold = runs[runs["fold_max_dev"].notna()]
+    widths = [max(len(order), 1), max(fold["network"].nunique(), 1)]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(TEXTWIDTH, 2.6), width_ratios=widths,
+                               layout="constrained")
+    sns.stripplot(runs, x="network", y="affine_gap_plot", hue="Dataset", order=order,
+                  hue_order=hue_order, dodge=True, size=3, jitter=0.15, log_scale=True, ax=a)
+    a.set(xlabel="", ylabel="affinity gap (relative)", title="(a) distance from an affine map")
+    if len(fold):
+        sns.stripplot(fold, x="network", y="fold_plot", hue="Dataset",
+                      order=[o for o in order if o in set(fold["network"])], hue_order=hue_order,
+                      dodge=True, size=3, jitter=0.15, log_scale=True, ax=b, legend=False)
+    b.set(xlabel="", ylabel="max |network - folded map|", title="(b) fold into one affine map")
+    for ax in (a, b):
+        ax.tick_params(axis="x", rotation=35)
+        for t in ax.get_xticklabels():
+            t.set_ha("right")
+            t.set_rotation_mode("anchor")
+    sns.move_legend(a, "upper left", title="", frameon=True)
+    _save(fig, path)
+
+
+def _batch_columns(df: pd.DataFrame, prefix: str) -> list[tuple[str, str]]:
+    """[(column, batch-size token)] for columns like bs_acc_random_32, sorted by size, 'full' last."""
+    out = []
+    for c in df.columns:
+        m = re.fullmatch(prefix + r"(\w+)", c)
+        if m and df[c].notna().any():
+            out.append((c, m.group(1)))
+    return sorted(out, key=lambda t: int(t[1]) if t[1].isdigit() else BATCH_STAT_TOKENS.get(t[1], 10**10))
+
+
+def e3_batch_dependence(df: pd.DataFrame, path) -> None:
+    """Accuracy in batch-statistics mode versus test batch size, with random batches (top) and
+    one-class batches (middle), and the flip rate when only the batch-mates change (bottom);
+    one column per dataset. Dotted: each network's accuracy with running statistics."""
+    runs = _with_labels(stats.selected(df, "E3"))
+    runs = runs[runs["norm"].isin(["batchnorm", "zscore"])]
+    random_cols = _batch_columns(runs, "bs_acc_random_")
+    if runs.empty or not random_cols:
+        return _empty(path, "no E3 runs with batch-statistics evaluations")
+    tokens = [t for _, t in random_cols]
+    ids = ["Dataset", "network", "seed"]
+    panels = []  # (row label, long table with columns batch, value)
+    for prefix, label in (("bs_acc_random_", "accuracy,\nrandom batches"),
+                          ("bs_acc_class_", "accuracy,\none-class batches"), ("flip_rate_", "flip rate")):
+        cols = _batch_columns(runs, prefix)
+        long = runs.melt(id_vars=ids, value_vars=[c for c, _ in cols], var_name="col", value_name="value")
+        long["batch"] = long["col"].str.removeprefix(prefix)
+        panels.append((label, long))
+    datasets = [name(DATASETS, d) for d in ordered(runs["dataset"], DATASETS)]
+    order = _network_order(runs)
+    pal = colours(order)
+    fig, axes = plt.subplots(3, len(datasets), figsize=(min(TEXTWIDTH, 0.6 + 2.85 * len(datasets)), 4.4),
+                             squeeze=False, sharex=True, layout="constrained")
+    for j, d in enumerate(datasets):
+        for i, (label, long) in enumerate(panels):
+            ax = axes[i, j]
+            sns.lineplot(long[long["Dataset"] == d], x="batch", y="value", hue="network", hue_order=order,
+                         palette=pal, marker="o", errorbar=ci95, ax=ax, legend=False, sort=False)
+            if i < 2:  # accuracy rows: the same network with running statistics, for reference
+                for net, g in runs[runs["Dataset"] == d].groupby("network"):
+                    ax.axhline(g["test_acc"].mean(), color=pal[net], linestyle=":", linewidth=0.9)
+            ax.set(title=d if i == 0 else "", xlabel="test batch size" if i == 2 else "",
+                   ylabel=label if j == 0 else "")
+            if i == 2:
+                ax.set_ylim(bottom=0)
+    for ax in axes.flat:  # one categorical order on every panel
+        ax.set_xticks(range(len(tokens)), tokens)
+    handles = [plt.Line2D([], [], color=pal[n], marker="o", label=n) for n in order]
+    handles.append(plt.Line2D([], [], color="grey", linestyle=":", label="running statistics"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
+    _save(fig, path)
+
+
+def geomean(x) -> float:
+    """seaborn `estimator` for log-scale axes: the geometric mean."""
+    return float(np.exp(np.mean(np.log(x))))
+
+
+def geo_ci95(x):
+    """seaborn `errorbar` for log-scale axes: the 95% t-interval of the mean log, exponentiated."""
+    return tuple(np.exp(ci95(np.log(np.asarray(x, float)))))
+
+
+def e4_depth(df: pd.DataFrame, path) -> None:
+    """(a) gradient norm of the input layer at initialization versus depth; (b) gradient norm
+    per layer at initialization for the deepest networks (geometric means, intervals of the log);
+    (c) final test accuracy versus depth."""
+    runs = _with_labels(stats.selected(df, "E4"))
+    if runs.empty:
+        return _empty(path, "no E4 runs")
+    runs["grad_input"] = [float(np.asarray(g)[0]) if g is not None and len(g) else np.nan
+                          for g in runs["grad_norm_init"]]
+    order = _network_order(runs)
+    pal = colours(order)
+    styles = {"style": "Dataset"} if runs["dataset"].nunique() > 1 else {}
+    deepest = runs[runs["depth"] == runs["depth"].max()]
+    layers = pd.DataFrame([{"network": r.network, "Dataset": r.Dataset, "seed": r.seed, "layer": i,
+                            "grad": float(g)} for r in deepest.itertuples()
+                           for i, g in enumerate(np.asarray(r.grad_norm_init))])
+    log_kw = {"estimator": geomean, "errorbar": geo_ci95}
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(TEXTWIDTH, 2.6), layout="constrained")
+    sns.lineplot(runs, x="depth", y="grad_input", hue="network", hue_order=order, palette=pal,
+                 marker="o", ax=a, legend=False, **log_kw, **styles)
+    a.set(yscale="log", xlabel="depth (hidden layers)", ylabel="gradient norm, input layer",
+          title="(a) at initialization")
+    sns.lineplot(layers, x="layer", y="grad", hue="network", hue_order=order, palette=pal,
+                 marker="o", markersize=2.5, ax=b, legend=False, **log_kw, **styles)
+    b.set(yscale="log", xlabel="layer (0 = input)", ylabel="gradient norm",
+          title=f"(b) per layer, depth {int(runs['depth'].max())}")
+    sns.lineplot(runs, x="depth", y="test_acc", hue="network", hue_order=order, palette=pal,
+                 marker="o", errorbar=ci95, ax=c, **styles)
+    c.set(xlabel="depth (hidden layers)", ylabel="test accuracy", title="(c) after training")
+    for ax in (a, c):
+        ax.set_xscale("log", base=2)
+        depths = sorted(runs["depth"].unique())
+        ax.set_xticks(depths, [str(int(d)) for d in depths])
+        ax.minorticks_off()
+    handles, labels = c.get_legend_handles_labels()
+    c.get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
+    _save(fig, path)
+
+
+def e5_placement(df: pd.DataFrame, path) -> None:
+    """Test accuracy with the norm after the activation against before it, one point per
+    composition (colour: norm, marker: activation) with 95% intervals both ways, one panel per
+    dataset; on the diagonal the placement does not matter."""
+    summary = stats.summarize(df[df["experiment"] == "E5"])
+    wide = summary.pivot_table(index=["dataset", "activation", "norm", "depth", "width"],
+                               columns="placement", values=["mean", "ci_lo", "ci_hi"])
+    if wide.empty or "pre" not in wide["mean"] or "post" not in wide["mean"]:
+        return _empty(path, "no E5 cells with both placements")
+    wide = wide.dropna(subset=[("mean", "pre"), ("mean", "post")])
+    wide.columns = [f"{v}_{p}" for v, p in wide.columns]
+    wide = wide.reset_index()
+    datasets = ordered(wide["dataset"], DATASETS)
+    norms = ordered(wide["norm"], NORMS)
+    acts = ordered(wide["activation"], ACTIVATIONS)
+    npal = dict(zip(norms, PALETTE))
+    markers = dict(zip(acts, "osD^vP*X"))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(min(TEXTWIDTH, 1.1 + 2.6 * len(datasets)), 2.9),
+                             squeeze=False, layout="constrained")
+    for ax, d in zip(axes[0], datasets):
+        for r in wide[wide["dataset"] == d].itertuples():
+            x, y = 100 * r.mean_pre, 100 * r.mean_post
+            xerr = [[x - 100 * r.ci_lo_pre], [100 * r.ci_hi_pre - x]] if np.isfinite(r.ci_lo_pre) else None
+            yerr = [[y - 100 * r.ci_lo_post], [100 * r.ci_hi_post - y]] if np.isfinite(r.ci_lo_post) else None
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[r.activation], color=npal[r.norm],
+                        markersize=4, elinewidth=0.6, alpha=0.85)
+        lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
+        hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.7, linestyle="--", zorder=0)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=name(DATASETS, d),
+               xlabel="norm before activation (pre), test acc. %")
+    axes[0, 0].set_ylabel("norm after activation (post), test acc. %")
+    handles = [plt.Line2D([], [], color=npal[n], marker="o", linestyle="", label=name(NORMS, n)) for n in norms]
+    handles += [plt.Line2D([], [], color="grey", marker=markers[a], linestyle="", label=name(ACTIVATIONS, a))
+                for a in acts]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    _save(fig, path)
+
+
+def _pick_model(npz, seed: int, lr: float) -> int | None:
+    hits = np.flatnonzero((np.asarray(npz["seeds"]) == seed) & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5))
+    return int(hits[0]) if len(hits) else None
+
+
+def _classes(pred) -> np.ndarray:
+    pred = np.asarray(pred)
+    return pred.argmax(-1) if pred.ndim == 3 else pred  # logits/probabilities -> labels
+
+
+def e6_boundaries(df: pd.DataFrame, boundaries: dict, path, max_points: int = 400) -> None:
+    """Decision boundaries on the 2-D sets: small multiples over normalization (rows) x activation
+    (columns) in inference mode, plus rows in batch-statistics mode (the whole grid as one batch)
+    for the batch-normalized networks. `boundaries` maps (dataset, cell stem) -> .npz path.
+    Each panel shows the selected learning rate's lowest seed; the number is its test accuracy."""
+    runs = stats.selected(df, "E6")
+    datasets = ordered(runs["dataset"], DATASETS)
+    if runs.empty:
+        return _empty(path, "no E6 runs")
+    subfig_specs = []
+    for d in datasets:
+        r = runs[runs["dataset"] == d]
+        acts = ordered(r["activation"], ACTIVATIONS)
+        norms = ordered(r["norm"], NORMS)
+        rows = [(n, "inference") for n in norms]
+        rows += [(n, "batch") for n in norms if n in ("batchnorm", "zscore")]
+        subfig_specs.append((d, r, acts, rows))
+    # Datasets side by side when their columns fit the text width, else stacked; panels shrink
+    # so that the figure stays within one page.
+    label_w = 0.85
+    total_cols = sum(len(s[2]) for s in subfig_specs)
+    side = total_cols <= 8
+    if side:
+        panel = min(0.85, (TEXTWIDTH - label_w * len(subfig_specs)) / total_cols,
+                    7.5 / max(len(s[3]) for s in subfig_specs))
+        widths = [label_w + panel * len(s[2]) for s in subfig_specs]
+        fig = plt.figure(figsize=(sum(widths), 0.35 + panel * max(len(s[3]) for s in subfig_specs)),
+                         layout="constrained")
+        subfigs = fig.subfigures(1, len(subfig_specs), width_ratios=widths, squeeze=False)[0]
+    else:
+        ncols = max(len(s[2]) for s in subfig_specs)
+        panel = min(0.85, (TEXTWIDTH - label_w) / ncols, 7.5 / sum(len(s[3]) for s in subfig_specs))
+        heights = [0.35 + panel * len(s[3]) for s in subfig_specs]
+        fig = plt.figure(figsize=(label_w + panel * ncols, sum(heights)), layout="constrained")
+        subfigs = fig.subfigures(len(subfig_specs), 1, height_ratios=heights, squeeze=False)[:, 0]
+    cmap = matplotlib.colors.ListedColormap(["#cfe1f2", "#fbd8b8", "#d5ecd0", "#e8d5ee"])
+    point_colours = np.array([PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4]])
+    for sf, (d, r, acts, rows) in zip(subfigs, subfig_specs):
+        sf.suptitle(name(DATASETS, d), fontsize=8)
+        ncols = len(acts)
+        axes = sf.subplots(len(rows), ncols, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04})
+        for i, (norm, mode) in enumerate(rows):
+            for j in range(ncols):
+                ax = axes[i, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    label = name(NORMS, norm) + ("\n(batch stats)" if mode == "batch" else "")
+                    ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+                if i == 0:
+                    ax.set_title(name(ACTIVATIONS, acts[j]), fontsize=7)
+                cell = r[(r["activation"] == acts[j]) & (r["norm"] == norm)]
+                if cell.empty:
+                    ax.set_facecolor("0.95")
+                    continue
+                c = cell.sort_values("seed").iloc[0]
+                stem = grid.CELL.format(activation=c.activation, norm=c.norm, placement=c.placement,
+                                        depth=c.depth, width=c.width)
+                f = boundaries.get((d, stem))
+                key = "pred_inference" if mode == "inference" else "pred_batch"
+                if f is None or not Path(f).exists():
+                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6, transform=ax.transAxes)
+                    continue
+                with np.load(f) as z:
+                    k = _pick_model(z, int(c.seed), float(c.lr))
+                    if k is None or key not in z:
+                        ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6,
+                                transform=ax.transAxes)
+                        continue
+                    xx, yy, pred = z["xx"], z["yy"], _classes(z[key][k])
+                    xt, yt = z["x_train"], z["y_train"]
+                ncls = int(max(pred.max(), yt.max())) + 1
+                ax.pcolormesh(xx, yy, pred, cmap=cmap, vmin=-0.5, vmax=cmap.N - 0.5, shading="auto",
+                              rasterized=True)
+                ax.contour(xx, yy, pred, levels=np.arange(ncls - 1) + 0.5, colors="0.25", linewidths=0.5)
+                step = max(1, len(xt) // max_points)
+                ax.scatter(xt[::step, 0], xt[::step, 1], c=point_colours[yt[::step] % 4], s=1.2,
+                           linewidths=0, rasterized=True)
+                ax.set_xlim(xx.min(), xx.max())
+                ax.set_ylim(yy.min(), yy.max())
+                if mode == "inference":
+                    ax.text(0.03, 0.03, f"{100 * c.test_acc:.0f}", transform=ax.transAxes, fontsize=6,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    _save(fig, path)
+
+
+def e7_dynamics(df: pd.DataFrame, history: pd.DataFrame, path) -> None:
+    """Identity-activation networks with no norm (the linear baseline), z-score and BatchNorm:
+    training loss (top) and validation accuracy (bottom) per epoch, one column per dataset."""
+    h = selected_history(df, history, "E7")
+    h = h[(h["activation"] == "identity") & h["norm"].isin(["none", "zscore", "batchnorm"])]
+    if h.empty:
+        return _empty(path, "no E7 history")
+    h = _with_labels(h)
+    h["network"] = h["network"].replace({"identity": "linear (identity)"})
+    order = [n for n in ["linear (identity)", "identity + z-score", "identity + BatchNorm"]
+             if n in set(h["network"])]
+    pal = colours(order) | {"linear (identity)": KEY_COLOURS["identity"]}
+    datasets = [name(DATASETS, d) for d in ordered(h["dataset"], DATASETS)]
+    fig, axes = plt.subplots(2, len(datasets), figsize=(min(TEXTWIDTH, 0.5 + 2.9 * len(datasets)), 3.4),
+                             squeeze=False, sharex="col", layout="constrained")
+    for j, d in enumerate(datasets):
+        g = h[h["Dataset"] == d]
+        sns.lineplot(g, x="epoch", y="train_loss", hue="network", hue_order=order, palette=pal,
+                     errorbar=ci95, ax=axes[0, j], legend=(j == 0))
+        axes[0, j].set(title=d, xlabel="", ylabel="training loss" if j == 0 else "")
+        sns.lineplot(g, x="epoch", y="val_acc", hue="network", hue_order=order, palette=pal,
+                     errorbar=ci95, ax=axes[1, j], legend=False)
+        axes[1, j].set(ylabel="validation accuracy" if j == 0 else "")
+        last = int(g["epoch"].max())
+        epochs = [e for e in (1, 2, 5, 10, 20, 50, 100, 200) if e < 0.8 * last] + [last]
+        for ax in axes[:, j]:  # log epochs: the early epochs, where the dynamics differ, get room
+            ax.set_xscale("log")
+            ax.set_xticks(epochs, [str(e) for e in epochs])
+            ax.minorticks_off()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes[0, 0].get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) if len(datasets) > 1 else 2,
+               frameon=False)
+    _save(fig, path)
+
+
+FIGURES = ("e1_heatmaps", "e2_collapse", "e3_batch_dependence", "e4_depth", "e5_placement",
+           "e6_boundaries", "e7_dynamics")

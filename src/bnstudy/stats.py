@@ -1,0 +1,218 @@
+"""Statistics behind every sentence of the paper: intervals, tests, verdicts.
+
+Choices, stated once:
+- Per-cell uncertainty: the mean over seeds with a two-sided 95% Student-t interval
+  (mean +- t_{0.975, n-1} * sd / sqrt(n)); seeds are the independent replicates.
+- Differences between two cells: Welch's unpaired t-test (seeds of different cells are
+  independent networks; no equal-variance assumption), with Welch's interval for the difference.
+- "No better than linear": two one-sided Welch tests (TOST) against a margin of +-`margin`
+  accuracy (default 2 percentage points). Equivalence is declared when both one-sided nulls
+  (difference <= -margin, difference >= +margin) are rejected.
+- Multiple comparisons: Holm's step-down correction within each experiment's family, applied to
+  the difference p-values and, separately, to the TOST p-values.
+- Verdict of one comparison (A against B, alpha = 0.05 after correction):
+  "equivalent" if TOST rejects, else "better"/"worse" (sign of the difference) if the difference
+  test rejects, else "inconclusive".
+
+Everything here is a pure function of a metrics table (one row per run, the contract's columns
+plus `experiment` and `selected`); the reported model of a cell is its selected learning rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+LEVEL = 0.95
+MARGIN = 0.02  # TOST equivalence margin, in accuracy (0.02 = 2 percentage points)
+
+CELL = ["dataset", "activation", "norm", "placement", "depth", "width"]
+SETTING = ["dataset", "placement", "depth", "width"]  # what must match for two cells to be compared
+
+# The comparisons the verdict needs: (name, cell A, cell B), cells as (activation, norm).
+BASELINE = ("identity", "none")  # the linear baseline: multinomial logistic regression
+RELU_BN = ("relu", "batchnorm")
+COMPARISONS = {
+    "E1": (
+        (("identity", "batchnorm"), BASELINE),
+        (("identity", "zscore"), BASELINE),
+        (("identity", "batchnorm"), RELU_BN),
+        (("identity", "zscore"), RELU_BN),
+        (("identity", "layernorm"), BASELINE),
+        (("identity", "rmsnorm"), BASELINE),
+    ),
+    "E7": (
+        (("identity", "batchnorm"), BASELINE),
+        (("identity", "zscore"), BASELINE),
+    ),
+}
+
+VERDICTS = ("equivalent", "better", "worse", "inconclusive")
+
+
+def t_interval(x, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval for the mean of `x` (NaN bounds when n < 2)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, np.nan, np.nan
+    sem = stats.sem(x)
+    if sem == 0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=sem)
+    return mean, float(lo), float(hi)
+
+
+def selected(df: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
+    """The reported runs: the selected learning rate of each cell (of one experiment if given)."""
+    out = df[df["selected"].astype(bool)]
+    if experiment is not None:
+        out = out[out["experiment"] == experiment]
+    return out
+
+
+def summarize(df: pd.DataFrame, value: str = "test_acc", by=("experiment", *CELL)) -> pd.DataFrame:
+    """One row per cell: n seeds, mean, sd, and the t interval of `value` over the selected runs."""
+    rows = []
+    for key, g in selected(df).groupby(list(by), sort=True):
+        mean, lo, hi = t_interval(g[value])
+        rows.append({**dict(zip(by, key)), "lr": g["lr"].iloc[0], "n": int(g[value].notna().sum()),
+                     "mean": mean, "sd": float(g[value].std(ddof=1)) if len(g) > 1 else np.nan,
+                     "ci_lo": lo, "ci_hi": hi, "diverged": int(g["diverged"].sum())})
+    return pd.DataFrame(rows)
+
+
+def welch(a, b) -> tuple[float, float, float, float]:
+    """(difference of means a - b, its Welch 95% interval low, high, two-sided p-value)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, np.nan, np.nan, np.nan
+    if a.var() == 0 and b.var() == 0:  # no spread at all: the difference is exactly known
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0)
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(LEVEL)
+    return diff, float(ci.low), float(ci.high), float(res.pvalue)
+
+
+def tost(a, b, margin: float = MARGIN) -> float:
+    """TOST p-value for |mean(a) - mean(b)| < margin (two one-sided Welch tests; max of the two)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return np.nan
+    diff = a.mean() - b.mean()
+    if a.var() == 0 and b.var() == 0:
+        return 0.0 if abs(diff) < margin else 1.0
+    p_lower = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+    p_upper = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    return float(max(p_lower, p_upper))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok])]
+    m = len(order)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else []
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def verdict(diff: float, p_diff: float, p_tost: float, alpha: float = ALPHA) -> str:
+    """One word from the (corrected) p-values: equivalent, better, worse or inconclusive."""
+    if p_tost < alpha:
+        return "equivalent"
+    if p_diff < alpha:
+        return "better" if diff > 0 else "worse"
+    return "inconclusive"
+
+
+def compare(df: pd.DataFrame, experiment: str, pairs=None, margin: float = MARGIN,
+            alpha: float = ALPHA, value: str = "test_acc") -> pd.DataFrame:
+    """Every comparison of `pairs` (default COMPARISONS[experiment]) in every setting where both
+    cells exist, with Holm-corrected p-values and a verdict per row."""
+    pairs = COMPARISONS.get(experiment, ()) if pairs is None else pairs
+    runs = selected(df, experiment)
+    rows = []
+    for setting, g in runs.groupby(SETTING, sort=True):
+        for a, b in pairs:
+            xa = g[(g["activation"] == a[0]) & (g["norm"] == a[1])][value].dropna()
+            xb = g[(g["activation"] == b[0]) & (g["norm"] == b[1])][value].dropna()
+            if xa.empty or xb.empty:
+                continue
+            diff, lo, hi, p = welch(xa, xb)
+            rows.append({"experiment": experiment, **dict(zip(SETTING, setting)),
+                         "a": "+".join(a), "b": "+".join(b), "n_a": len(xa), "n_b": len(xb),
+                         "mean_a": xa.mean(), "mean_b": xb.mean(), "diff": diff,
+                         "diff_lo": lo, "diff_hi": hi, "p_diff": p, "p_tost": tost(xa, xb, margin)})
+    out = pd.DataFrame(rows, columns=["experiment", *SETTING, "a", "b", "n_a", "n_b", "mean_a",
+                                      "mean_b", "diff", "diff_lo", "diff_hi", "p_diff", "p_tost"])
+    out["p_diff_holm"] = holm(out["p_diff"])
+    out["p_tost_holm"] = holm(out["p_tost"])
+    out["margin"] = margin
+    out["verdict"] = [verdict(d, p, q, alpha) for d, p, q in
+                      zip(out["diff"], out["p_diff_holm"], out["p_tost_holm"])]
+    return out
+
+
+def placement_effects(df: pd.DataFrame, experiment: str = "E5", alpha: float = ALPHA,
+                      value: str = "test_acc") -> pd.DataFrame:
+    """E5: post minus pre for every (dataset, activation, norm, depth, width) that has both,
+    Welch test, Holm-corrected over the family."""
+    runs = selected(df, experiment)
+    rows = []
+    for key, g in runs.groupby(["dataset", "activation", "norm", "depth", "width"], sort=True):
+        pre, post = (g[g["placement"] == p][value].dropna() for p in ("pre", "post"))
+        if pre.empty or post.empty:
+            continue
+        diff, lo, hi, p = welch(post, pre)
+        rows.append({**dict(zip(["dataset", "activation", "norm", "depth", "width"], key)),
+                     "mean_pre": pre.mean(), "mean_post": post.mean(), "diff": diff,
+                     "diff_lo": lo, "diff_hi": hi, "p_diff": p})
+    out = pd.DataFrame(rows, columns=["dataset", "activation", "norm", "depth", "width", "mean_pre",
+                                      "mean_post", "diff", "diff_lo", "diff_hi", "p_diff"])
+    out["p_diff_holm"] = holm(out["p_diff"])
+    out["significant"] = out["p_diff_holm"] < alpha
+    return out
+
+
+def answer(verdicts_vs_linear) -> str:
+    """The study's answer to "does identity+batchnorm act as a nonlinearity?", from its verdicts
+    against the linear baseline, one per dataset/setting:
+    "no" (equivalent to or worse than linear everywhere), "yes" (better everywhere),
+    "mixed" (better somewhere, not everywhere), "inconclusive" (never better, not settled)."""
+    v = list(verdicts_vs_linear)
+    if not v:
+        return "inconclusive"
+    n_better = v.count("better")
+    if n_better == len(v):
+        return "yes"
+    if n_better > 0:
+        return "mixed"
+    if all(x in ("equivalent", "worse") for x in v):
+        return "no"
+    return "inconclusive"
+
+
+def depth_growth(depths, grad_first_layer) -> dict:
+    """Least-squares fit of log(gradient norm of the input layer) against depth: the growth factor
+    per added layer exp(slope), its 95% interval, and the p-value of slope = 0."""
+    d = np.asarray(depths, float)
+    g = np.asarray(grad_first_layer, float)
+    ok = np.isfinite(g) & (g > 0)
+    d, g = d[ok], g[ok]
+    if len(np.unique(d)) < 2:
+        return {"factor": np.nan, "factor_lo": np.nan, "factor_hi": np.nan, "p": np.nan, "n": len(d)}
+    fit = stats.linregress(d, np.log(g))
+    tcrit = stats.t.ppf(0.5 + LEVEL / 2, len(d) - 2) if len(d) > 2 else np.nan
+    return {"factor": float(np.exp(fit.slope)),
+            "factor_lo": float(np.exp(fit.slope - tcrit * fit.stderr)),
+            "factor_hi": float(np.exp(fit.slope + tcrit * fit.stderr)),
+            "p": float(fit.pvalue) if len(d) > 2 else np.nan, "n": int(len(d))}
