@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy import stats as stats_scipy
 import pytest
 
 from bnstudy import stats
@@ -29,13 +31,28 @@ def test_t_interval_edge_cases():
     assert stats.t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
 
 
-def test_welch_rejects_a_real_difference_and_not_a_null_one():
+def test_paired_test_rejects_a_real_difference_and_not_a_null_one():
     rng = np.random.default_rng(3)
     a, b = rng.normal(0.0, 1.0, 20), rng.normal(2.0, 1.0, 20)
-    diff, lo, hi, p = stats.welch(a, b)
+    diff, lo, hi, p = stats.paired(a, b)
     assert p < 1e-3 and lo < diff < hi < 0
-    same = stats.welch(rng.normal(0.0, 1.0, 20), rng.normal(0.0, 1.0, 20))
+    same = stats.paired(rng.normal(0.0, 1.0, 20), rng.normal(0.0, 1.0, 20))
     assert same[3] > 0.05 and same[1] < 0 < same[2]
+
+
+def test_pairing_by_seed_removes_the_shared_seed_effect():
+    # Each seed shifts both cells alike (same init and batches); b is a + 0.01 for every seed.
+    seed_effect = np.random.default_rng(7).normal(0, 0.05, 6)
+    a = pd.Series(0.8 + seed_effect, index=range(6))
+    b = pd.Series(0.81 + seed_effect + np.random.default_rng(8).normal(0, 1e-3, 6), index=range(6))
+    diff, lo, hi, p = stats.paired(a, b)
+    assert p < 1e-4 and lo < diff < hi and abs(diff + 0.01) < 2e-3
+    unpaired = stats_scipy.ttest_ind(a, b, equal_var=False).pvalue
+    assert unpaired > 0.5  # the seed spread hides the difference from an unpaired test
+    # Series are matched by seed, not by position; seeds missing from one side drop out.
+    shuffled = b.iloc[::-1]
+    assert stats.paired(a, shuffled)[0] == pytest.approx(diff)
+    assert np.isnan(stats.paired(a.iloc[:1], b)[3])
 
 
 def test_tost_declares_equivalence_only_inside_the_margin():

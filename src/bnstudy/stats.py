@@ -3,9 +3,11 @@
 Choices, stated once:
 - Per-cell uncertainty: the mean over seeds with a two-sided 95% Student-t interval
   (mean +- t_{0.975, n-1} * sd / sqrt(n)); seeds are the independent replicates.
-- Differences between two cells: Welch's unpaired t-test (seeds of different cells are
-  independent networks; no equal-variance assumption), with Welch's interval for the difference.
-- "No better than linear": two one-sided Welch tests (TOST) against a margin of +-`margin`
+- Differences between two cells: a paired t-test over seeds. The design pairs them: for one
+  seed, every cell starts from the same Linear weights and sees the same batches (bnstudy.models,
+  bnstudy.train), so the per-seed difference removes the seed's own luck. The interval is the
+  t interval of the mean per-seed difference. Only seeds present in both cells count.
+- "No better than linear": two one-sided paired t-tests (TOST) against a margin of +-`margin`
   accuracy (default 2 percentage points). Equivalence is declared when both one-sided nulls
   (difference <= -margin, difference >= +margin) are rejected.
 - Multiple comparisons: Holm's step-down correction within each experiment's family, applied to
@@ -87,29 +89,38 @@ def summarize(df: pd.DataFrame, value: str = "test_acc", by=("experiment", *CELL
     return pd.DataFrame(rows)
 
 
-def welch(a, b) -> tuple[float, float, float, float]:
-    """(difference of means a - b, its Welch 95% interval low, high, two-sided p-value)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
+def _differences(a, b) -> np.ndarray:
+    """Per-seed differences a - b. Series indexed by seed are aligned on their common seeds;
+    plain arrays are paired by position."""
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        a, b = a.align(b, join="inner")
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return d[np.isfinite(d)]
+
+
+def paired(a, b) -> tuple[float, float, float, float]:
+    """(mean per-seed difference a - b, its 95% t interval low, high, two-sided p-value)."""
+    d = _differences(a, b)
+    diff = float(d.mean()) if len(d) else np.nan
+    if len(d) < 2:
         return diff, np.nan, np.nan, np.nan
-    if a.var() == 0 and b.var() == 0:  # no spread at all: the difference is exactly known
+    if d.var() == 0:  # the same difference for every seed: exactly known
         return diff, diff, diff, (1.0 if diff == 0 else 0.0)
-    res = stats.ttest_ind(a, b, equal_var=False)
+    res = stats.ttest_1samp(d, 0.0)
     ci = res.confidence_interval(LEVEL)
     return diff, float(ci.low), float(ci.high), float(res.pvalue)
 
 
 def tost(a, b, margin: float = MARGIN) -> float:
-    """TOST p-value for |mean(a) - mean(b)| < margin (two one-sided Welch tests; max of the two)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
+    """TOST p-value for |mean per-seed difference a - b| < margin (two one-sided paired t-tests;
+    the larger of their p-values)."""
+    d = _differences(a, b)
+    if len(d) < 2:
         return np.nan
-    diff = a.mean() - b.mean()
-    if a.var() == 0 and b.var() == 0:
-        return 0.0 if abs(diff) < margin else 1.0
-    p_lower = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
-    p_upper = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    if d.var() == 0:
+        return 0.0 if abs(d.mean()) < margin else 1.0
+    p_lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+    p_upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
     return float(max(p_lower, p_upper))
 
 
@@ -143,11 +154,11 @@ def compare(df: pd.DataFrame, experiment: str, pairs=None, margin: float = MARGI
     rows = []
     for setting, g in runs.groupby(SETTING, sort=True):
         for a, b in pairs:
-            xa = g[(g["activation"] == a[0]) & (g["norm"] == a[1])][value].dropna()
-            xb = g[(g["activation"] == b[0]) & (g["norm"] == b[1])][value].dropna()
+            xa, xb = (g[(g["activation"] == c[0]) & (g["norm"] == c[1])].set_index("seed")[value]
+                      .dropna() for c in (a, b))
             if xa.empty or xb.empty:
                 continue
-            diff, lo, hi, p = welch(xa, xb)
+            diff, lo, hi, p = paired(xa, xb)
             rows.append({"experiment": experiment, **dict(zip(SETTING, setting)),
                          "a": "+".join(a), "b": "+".join(b), "n_a": len(xa), "n_b": len(xb),
                          "mean_a": xa.mean(), "mean_b": xb.mean(), "diff": diff,
@@ -165,14 +176,14 @@ def compare(df: pd.DataFrame, experiment: str, pairs=None, margin: float = MARGI
 def placement_effects(df: pd.DataFrame, experiment: str = "E5", alpha: float = ALPHA,
                       value: str = "test_acc") -> pd.DataFrame:
     """E5: post minus pre for every (dataset, activation, norm, depth, width) that has both,
-    Welch test, Holm-corrected over the family."""
+    paired over seeds, Holm-corrected over the family."""
     runs = selected(df, experiment)
     rows = []
     for key, g in runs.groupby(["dataset", "activation", "norm", "depth", "width"], sort=True):
-        pre, post = (g[g["placement"] == p][value].dropna() for p in ("pre", "post"))
+        pre, post = (g[g["placement"] == p].set_index("seed")[value].dropna() for p in ("pre", "post"))
         if pre.empty or post.empty:
             continue
-        diff, lo, hi, p = welch(post, pre)
+        diff, lo, hi, p = paired(post, pre)
         rows.append({**dict(zip(["dataset", "activation", "norm", "depth", "width"], key)),
                      "mean_pre": pre.mean(), "mean_post": post.mean(), "diff": diff,
                      "diff_lo": lo, "diff_hi": hi, "p_diff": p})
