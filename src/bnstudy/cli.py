@@ -204,8 +204,8 @@ def _add_stats(sub) -> None:
         "stats",
         help="per-cell means and intervals, the verdict comparisons, the placement tests (CSV)",
         description="Read the metrics table and write: SUMMARY (one row per experiment and cell: "
-        "mean test accuracy over seeds with a 95%% Student-t interval), COMPARISONS (E1/E7 Welch "
-        "tests and TOST equivalence tests, Holm-corrected, with verdict words) and PLACEMENT (E5).",
+        "mean test accuracy over seeds with a 95%% Student-t interval), COMPARISONS (E1/E7 paired "
+        "t-tests over seeds and TOST equivalence tests, Holm-corrected, with verdict words) and PLACEMENT (E5).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--metrics", required=True, help="results/metrics.parquet")

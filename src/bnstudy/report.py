@@ -264,12 +264,12 @@ def placement_macros(effects: pd.DataFrame) -> dict:
         m["PlacementSentence"] = "No composition was run with both placements."
     elif k == 0:
         m["PlacementSentence"] = (f"Placement made no significant difference in any of the {n} "
-                                  f"compositions (Holm-corrected Welch tests).")
+                                  f"compositions (Holm-corrected paired t-tests).")
     else:
         sig = effects[effects["significant"]]
         better = int((sig["diff"] > 0).sum())
         m["PlacementSentence"] = (f"Placement made a significant difference in {k} of the {n} compositions "
-                                  f"(Holm-corrected Welch tests): the norm after the activation was better "
+                                  f"(Holm-corrected paired t-tests): the norm after the activation was better "
                                   f"in {better} and worse in {k - better} of them.")
     return m
 

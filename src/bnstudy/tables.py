@@ -196,7 +196,7 @@ def main_results(summary: pd.DataFrame, experiment: str = "E1") -> str:
 
 
 def comparisons(comp: pd.DataFrame) -> str:
-    """One row per comparison: difference [Welch CI] in points, Holm p-values, verdict."""
+    """One row per comparison: mean per-seed difference [t CI] in points, Holm p-values, verdict."""
     header = ["Exp.", "Dataset", "A", "B", "$\\Delta$ (points)", "$p$ (Holm)",
               "$p_{\\mathrm{TOST}}$ (Holm)", "Verdict"]
     comp = canonical(comp, ["experiment", "dataset", "placement", "depth", "width"])
