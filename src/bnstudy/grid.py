@@ -1,0 +1,218 @@
+"""The study's grid: a validated config -> the cells to train, their settings, their files.
+
+A *cell* is one architecture on one dataset: (dataset, activation, norm, placement, depth,
+width). One training job trains every seed x learning rate of a cell, with the settings of the
+config's `training:` section (plus its per-dataset overrides), so one cell file serves every
+experiment whose sub-grid contains the cell, and the workflow trains each cell once.
+
+An experiment (E1..E7) is a list of blocks; a block is the product of its lists
+(datasets x activations x norms x placements x depths x widths); the experiment's sub-grid is
+the union of its blocks.
+
+Pure functions over the config dict (after JSON-schema validation), no JAX: the Snakefile
+imports this module, so it must stay cheap. `check` holds the rules the schema cannot express.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+# The names the engine accepts. Duplicated from bnstudy.models / bnstudy.data / bnstudy.train
+# (which import JAX) and from the JSON schema; tests/test_grid.py checks they all agree.
+DATASETS = ("spirals", "xor", "mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
+TWO_D = ("spirals", "xor")  # decision boundaries (E6) exist only for 2-D inputs
+ACTIVATIONS = ("identity", "relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
+NORMS = ("none", "batchnorm", "zscore", "layernorm", "rmsnorm", "groupnorm")
+PLACEMENTS = ("pre", "post")
+EXPERIMENTS = ("E1", "E2", "E3", "E4", "E5", "E6", "E7")
+TRAINING_KEYS = ("seeds", "lrs", "epochs", "batch_size", "optimizer", "momentum", "schedule",
+                 "groups", "test_batch_sizes")
+RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
+
+# File layout of one cell (paths relative to the working directory, the repository root).
+CELL = "{activation}-{norm}-{placement}-d{depth}-w{width}"
+RUN = "results/runs/{dataset}/" + CELL + ".parquet"
+HISTORY = "results/runs/{dataset}/" + CELL + ".history.parquet"
+BOUNDARY = "results/runs/{dataset}/" + CELL + ".boundary.npz"
+TRAIN_LOG = "results/logs/train/{dataset}/" + CELL + ".log"
+TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + CELL + ".tsv"
+DATA = "results/data/{dataset}.npz"
+
+WILDCARDS = {
+    "dataset": "|".join(DATASETS),
+    "activation": "|".join(ACTIVATIONS),
+    "norm": "|".join(NORMS),
+    "placement": "|".join(PLACEMENTS),
+    "depth": r"[1-9][0-9]*",
+    "width": r"[1-9][0-9]*",
+}
+
+
+class ConfigError(ValueError):
+    """A config that passes the schema but cannot be run; the message names the key."""
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    dataset: str
+    activation: str
+    norm: str
+    placement: str
+    depth: int
+    width: int
+
+    def path(self, pattern: str = RUN) -> str:
+        return pattern.format(**self.__dict__)
+
+    @property
+    def wildcards(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.__dict__.items()}
+
+
+def _blocks(config: dict):
+    """Yield (key, experiment, block) for every block, key like "experiments.E1[0]"."""
+    for name, blocks in config["experiments"].items():
+        for i, block in enumerate(blocks):
+            yield f"experiments.{name}[{i}]", name, block
+
+
+def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
+    """Every cell the config asks for -> the experiments that use it (sorted, deduplicated)."""
+    members: dict[Cell, set[str]] = {}
+    for _, name, b in _blocks(config):
+        for dataset in b["datasets"]:
+            for activation in b["activations"]:
+                for norm in b["norms"]:
+                    for placement in b["placements"]:
+                        for depth in b["depths"]:
+                            for width in b["widths"]:
+                                cell = Cell(dataset, activation, norm, placement, int(depth), int(width))
+                                members.setdefault(cell, set()).add(name)
+    return {cell: tuple(sorted(members[cell], key=EXPERIMENTS.index)) for cell in sorted(members)}
+
+
+def datasets(config: dict) -> list[str]:
+    """The datasets the grid uses, in canonical order."""
+    used = {cell.dataset for cell in cells(config)}
+    return [d for d in DATASETS if d in used]
+
+
+def training(config: dict, dataset: str) -> dict:
+    """The training settings of `dataset`: the `training:` section with its per-dataset override."""
+    section = config["training"]
+    settings = {k: section[k] for k in TRAINING_KEYS}
+    settings.update(section.get("per_dataset", {}).get(dataset, {}))
+    return settings
+
+
+def resources(config: dict, dataset: str) -> dict:
+    """threads, mem_mb, runtime (minutes) of one training job on `dataset`."""
+    section = config["resources"]
+    res = {k: section[k] for k in RESOURCE_KEYS}
+    res.update(section.get("per_dataset", {}).get(dataset, {}))
+    return res
+
+
+def train_options(config: dict, wildcards) -> dict[str, str]:
+    """The `bnstudy train` option values of one cell, as strings for the rule's shell command.
+
+    `groups` is passed only to groupnorm cells, so changing it retrains only those.
+    """
+    s = training(config, wildcards.dataset)
+    return {
+        "seeds": " ".join(str(x) for x in s["seeds"]),
+        "lrs": " ".join(repr(float(x)) for x in s["lrs"]),
+        "epochs": str(s["epochs"]),
+        "batch_size": str(s["batch_size"]),
+        "optimizer": s["optimizer"],
+        "momentum": repr(float(s["momentum"])),
+        "schedule": s["schedule"],
+        "test_batch_sizes": " ".join(str(x) for x in s["test_batch_sizes"]),
+        "groups": f"--groups {s['groups']}" if wildcards.norm == "groupnorm" else "",
+    }
+
+
+def boundary_option(output) -> str:
+    """`--boundary PATH` when the rule's outputs include decision-boundary grids (2-D data)."""
+    return f"--boundary {output.boundary}" if "boundary" in output.keys() else ""
+
+
+def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]:
+    """The files `pattern` (e.g. RUN, BOUNDARY) of the cells, or of one experiment's cells.
+    BOUNDARY exists only for 2-D datasets, so only their cells are listed for it."""
+    return [cell.path(pattern) for cell, members in cells.items()
+            if (experiment is None or experiment in members)
+            and (pattern != BOUNDARY or cell.dataset in TWO_D)]
+
+
+def prepare_options(config: dict, dataset: str) -> str:
+    """`bnstudy prepare-data` options of `dataset` from the `data:` section."""
+    opts = config.get("data", {}).get(dataset, {})
+    flags = {"seed": "--seed", "val_size": "--val-size", "n_samples": "--n-samples", "noise": "--noise"}
+    return " ".join(f"{flags[k]} {opts[k]}" for k in flags if k in opts)
+
+
+def use_gpu(config: dict) -> bool:
+    """Whether training jobs ask for a GPU: config resources.gpu, or (auto) whether JAX can use
+    a local NVIDIA GPU: `nvidia-smi -L` lists one and a JAX CUDA plugin is installed."""
+    setting = config["resources"]["gpu"]
+    if setting != "auto":
+        return bool(setting)
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "" or shutil.which("nvidia-smi") is None:
+        return False
+    from importlib.util import find_spec
+
+    if not any(find_spec(m) for m in ("jax_cuda12_plugin", "jax_cuda13_plugin")):
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def job_environment(config: dict) -> dict[str, str]:
+    """Environment of every job: the JAX compilation cache and the GPU memory policy.
+
+    - The persistent compilation cache under results/ lets reruns and sibling jobs with the same
+      programs skip compilation; small CPU programs are cached only with the two minimums lowered.
+    - JAX preallocates 75% of a GPU's memory per process by default, so a second job on the same
+      GPU would run out of memory: jobs allocate what they use instead.
+    """
+    return {
+        "JAX_COMPILATION_CACHE_DIR": config["resources"]["jax_cache"],
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    }
+
+
+def check(config: dict) -> None:
+    """The rules the JSON schema cannot express. Raises ConfigError naming the key."""
+    for key, name, b in _blocks(config):
+        if name == "E6":
+            bad = [d for d in b["datasets"] if d not in TWO_D]
+            if bad:
+                raise ConfigError(
+                    f"{key}.datasets: E6 draws decision boundaries, which need 2-D inputs; "
+                    f"{', '.join(bad)} is not 2-D (allowed: {', '.join(TWO_D)})")
+        if "groupnorm" not in b["norms"]:
+            continue
+        for dataset in b["datasets"]:
+            per = config["training"].get("per_dataset", {}).get(dataset, {})
+            gkey = f"training.per_dataset.{dataset}.groups" if "groups" in per else "training.groups"
+            groups = training(config, dataset)["groups"]
+            for width in b["widths"]:
+                if width % groups:
+                    raise ConfigError(
+                        f"{key}.widths: groupnorm splits each layer's {width} units into {gkey} = "
+                        f"{groups} groups, which must divide the width; allowed widths are "
+                        f"multiples of {groups} (or set {gkey} to a divisor of {width})")
+    for dataset, over in config["training"].get("per_dataset", {}).items():
+        for k in over:
+            if k not in TRAINING_KEYS:  # the schema checks this too; kept for direct callers
+                raise ConfigError(f"training.per_dataset.{dataset}.{k}: unknown key; "
+                                  f"allowed: {', '.join(TRAINING_KEYS)}")

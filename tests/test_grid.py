@@ -1,0 +1,292 @@
+"""The config -> cells expansion, the semantic checks, the shipped configs, and the aggregation
+(learning-rate selection, metrics/history tables) on run files written here."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from bnstudy import grid, results
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+CONFIGS = {name: REPO / "workflow" / "config" / f"{name}.yaml" for name in ("default", "smoke", "full")}
+
+
+def load(name: str) -> dict:
+    config = yaml.safe_load(CONFIGS[name].read_text())
+    validate(config, SCHEMA)  # also fills the schema's defaults, as in the Snakefile
+    return config
+
+
+def block(**kw) -> dict:
+    b = dict(datasets=["mnist1d"], activations=["relu"], norms=["batchnorm"], placements=["pre"],
+             depths=[2], widths=[16])
+    b.update(kw)
+    return b
+
+
+def config_with(experiments: dict, **training) -> dict:
+    config = {"training": {"seeds": [0, 1], "lrs": [0.01, 0.1], "epochs": 2, "batch_size": 32,
+                           **training},
+              "experiments": experiments}
+    validate(config, SCHEMA)
+    return config
+
+
+# --- the names agree everywhere -------------------------------------------------------------
+
+def test_names_match_the_engine_and_the_schema():
+    from bnstudy import data, models, train
+
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["$defs"]
+    assert grid.DATASETS == data.NAMES == tuple(schema["dataset"]["enum"])
+    assert grid.ACTIVATIONS == tuple(models.ACTIVATIONS) == tuple(schema["activation"]["enum"])
+    assert grid.NORMS == models.NORMS == tuple(schema["norm"]["enum"])
+    assert grid.PLACEMENTS == models.PLACEMENTS == tuple(schema["placement"]["enum"])
+    assert tuple(schema["optimizer"]["enum"]) == train.OPTIMIZERS
+    assert tuple(schema["schedule"]["enum"]) == train.SCHEDULES
+    assert set(grid.TRAINING_KEYS) == set(schema["training_override"]["properties"])
+
+
+# --- expansion ------------------------------------------------------------------------------
+
+def test_cells_are_the_union_of_block_products_each_trained_once():
+    config = config_with({
+        "E1": [block(activations=["identity", "relu"], norms=["none", "batchnorm"])],
+        "E4": [block(activations=["relu"], depths=[2, 4]), block(norms=["none"], depths=[4])],
+    })
+    cells = grid.cells(config)
+    C = lambda a, n, d: grid.Cell("mnist1d", a, n, "pre", d, 16)  # noqa: E731
+    assert cells == {
+        C("identity", "none", 2): ("E1",), C("identity", "batchnorm", 2): ("E1",),
+        C("relu", "none", 2): ("E1",), C("relu", "batchnorm", 2): ("E1", "E4"),
+        C("relu", "batchnorm", 4): ("E4",), C("relu", "none", 4): ("E4",),
+    }
+    assert list(cells) == sorted(cells)  # deterministic order
+
+
+def test_cell_paths_and_wildcards():
+    cell = grid.Cell("spirals", "leaky_relu", "groupnorm", "post", 16, 64)
+    assert cell.path(grid.RUN) == "results/runs/spirals/leaky_relu-groupnorm-post-d16-w64.parquet"
+    assert cell.path(grid.HISTORY).endswith("leaky_relu-groupnorm-post-d16-w64.history.parquet")
+    assert cell.wildcards["depth"] == "16"
+    cells = {cell: ("E6",), grid.Cell("mnist1d", "relu", "none", "pre", 2, 8): ("E1", "E6")}
+    assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only
+    assert grid.paths(cells, grid.RUN, experiment="E1") == ["results/runs/mnist1d/relu-none-pre-d2-w8.parquet"]
+
+
+def test_training_settings_with_per_dataset_override_and_schema_defaults():
+    config = config_with({"E1": [block(datasets=["mnist1d", "spirals"])]},
+                         per_dataset={"spirals": {"epochs": 9, "lrs": [0.5]}})
+    assert grid.training(config, "mnist1d")["epochs"] == 2
+    s = grid.training(config, "spirals")
+    assert s["epochs"] == 9 and s["lrs"] == [0.5] and s["seeds"] == [0, 1]
+    assert s["optimizer"] == "adam" and s["test_batch_sizes"] == [2, 8, 32, 256, "full"]  # defaults
+    wc = SimpleNamespace(dataset="spirals", norm="batchnorm")
+    opts = grid.train_options(config, wc)
+    assert opts["lrs"] == "0.5" and opts["seeds"] == "0 1" and opts["epochs"] == "9"
+    assert opts["groups"] == ""  # only groupnorm cells get --groups
+    assert grid.train_options(config, SimpleNamespace(dataset="spirals", norm="groupnorm"))["groups"] == "--groups 8"
+
+
+def test_prepare_options_and_resources():
+    config = config_with({"E1": [block()]})
+    config["data"] = {"mnist1d": {"n_samples": 800, "val_size": 100}}
+    assert grid.prepare_options(config, "mnist1d") == "--val-size 100 --n-samples 800"
+    assert grid.prepare_options(config, "digits") == ""
+    config["resources"] = {"per_dataset": {"cifar10": {"mem_mb": 9000}}}
+    validate(config, SCHEMA)
+    assert grid.resources(config, "cifar10") == {"threads": 1, "mem_mb": 9000, "runtime": 30}
+    assert grid.resources(config, "mnist1d")["mem_mb"] == 2000
+    assert grid.use_gpu({"resources": {"gpu": False}}) is False
+    assert grid.use_gpu({"resources": {"gpu": True}}) is True
+
+
+# --- validation: schema and semantic checks -------------------------------------------------
+
+@pytest.mark.parametrize("edit, key, allowed", [
+    (lambda c: c["experiments"]["E1"][0].update(activations=["swish"]), "activations", "relu"),
+    (lambda c: c["experiments"]["E1"][0].update(depths=[0]), "depths", "minimum of 1"),
+    (lambda c: c["experiments"]["E1"][0].update(norms=[]), "norms", "non-empty"),
+    (lambda c: c.update(experiments={}), "experiments", "non-empty"),
+    (lambda c: c["experiments"].update(E9=c["experiments"]["E1"]), "E9", "E7"),
+    (lambda c: c["training"].update(schedule="linear"), "schedule", "cosine"),
+    (lambda c: c["experiments"]["E1"][0].update(activation=["relu"]), "activation", "unexpected"),
+])
+def test_schema_rejects_bad_configs_naming_the_key(edit, key, allowed):
+    config = {"training": {"seeds": [0], "lrs": [0.1], "epochs": 1, "batch_size": 8},
+              "experiments": {"E1": [block()]}}
+    edit(config)
+    with pytest.raises(WorkflowError) as e:
+        validate(config, SCHEMA)
+    message = str(e.value) + str(e.value.__cause__ or "") + "".join(map(str, getattr(e.value, "args", [])))
+    assert key in message and allowed in message
+
+
+def test_groupnorm_groups_must_divide_every_width():
+    config = config_with({"E1": [block(norms=["none", "groupnorm"], widths=[16, 20])]}, groups=8)
+    with pytest.raises(grid.ConfigError, match=r"experiments\.E1\[0\]\.widths.*training\.groups = 8.*20"):
+        grid.check(config)
+    config["training"]["groups"] = 4
+    grid.check(config)  # 4 divides 16 and 20
+    config["training"]["per_dataset"] = {"mnist1d": {"groups": 3}}
+    with pytest.raises(grid.ConfigError, match=r"training\.per_dataset\.mnist1d\.groups = 3"):
+        grid.check(config)
+    # widths of other norms are free
+    grid.check(config_with({"E1": [block(norms=["batchnorm"], widths=[15])]}, groups=8))
+
+
+def test_e6_needs_2d_datasets():
+    with pytest.raises(grid.ConfigError, match=r"experiments\.E6\[0\]\.datasets.*mnist1d.*spirals, xor"):
+        grid.check(config_with({"E6": [block(datasets=["spirals", "mnist1d"])]}))
+
+
+# --- the shipped configs --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["default", "smoke", "full"])
+def test_shipped_configs_are_valid_and_cover_every_experiment(name):
+    config = load(name)
+    grid.check(config)
+    cells = grid.cells(config)
+    assert set(config["experiments"]) == set(grid.EXPERIMENTS)
+    used = {e for members in cells.values() for e in members}
+    assert used == set(grid.EXPERIMENTS)
+    for dataset in grid.datasets(config):
+        assert len(grid.training(config, dataset)["seeds"]) >= 3
+
+
+def test_default_config_covers_the_protocol():
+    config = load("default")
+    cells = grid.cells(config)
+    of = lambda e: [c for c, m in cells.items() if e in m]  # noqa: E731
+    e1 = of("E1")
+    assert {c.dataset for c in e1} >= {"mnist1d"} and {c.dataset for c in e1} & set(grid.TWO_D)
+    assert {(c.activation, c.norm) for c in e1} >= {("identity", "none"), ("identity", "batchnorm"),
+                                                    ("identity", "zscore"), ("relu", "batchnorm")}
+    assert {c.norm for c in of("E2") if c.activation == "identity"} >= {"batchnorm", "zscore", "layernorm"}
+    assert {c.norm for c in of("E3")} & {"batchnorm", "zscore"}
+    e4 = of("E4")
+    for pair in [("identity", "batchnorm"), ("relu", "batchnorm"), ("relu", "none")]:
+        assert {c.depth for c in e4 if (c.activation, c.norm) == pair} >= {1, 2, 4, 8, 16}
+    assert {c.placement for c in of("E5")} == {"pre", "post"}
+    assert {c.dataset for c in of("E6")} == set(grid.TWO_D)
+    assert {c.norm for c in of("E7") if c.activation == "identity"} >= {"none", "zscore", "batchnorm"}
+
+
+def test_full_config_is_the_full_study():
+    config = load("full")
+    cells = grid.cells(config)
+    assert {c.activation for c in cells} == set(grid.ACTIVATIONS)
+    assert {c.norm for c in cells} == set(grid.NORMS)
+    assert {c.placement for c in cells} == {"pre", "post"}
+    assert max(c.depth for c in cells) >= 32
+    assert {c.dataset for c in cells} == set(grid.DATASETS)
+    assert all(len(grid.training(config, d)["seeds"]) >= 10 for d in grid.DATASETS)
+    assert config["data"]["mnist1d"]["n_samples"] >= 40000
+
+
+# --- aggregation ----------------------------------------------------------------------------
+
+def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "full")) -> pd.DataFrame:
+    """A run file as `bnstudy train` writes it (the columns the aggregation touches)."""
+    n = len(seeds) * len(lrs)
+    rows = pd.DataFrame({**{k: getattr(cell, k) for k in results.CELL_KEYS}, "groups": 8,
+                         "seed": np.repeat(seeds, len(lrs)), "lr": np.tile(np.float32(lrs), len(seeds)),
+                         "train_acc": 0.5, "val_acc": np.asarray(val_acc, float), "test_acc": 0.4,
+                         "diverged": np.zeros(n, bool) if diverged is None else np.asarray(diverged),
+                         "affine_gap": 1e-7, "fold_max_dev": np.nan})
+    for b in sizes:
+        rows[f"bs_acc_random_{b}"] = 0.3
+    rows["grad_norm_init"] = [[1.0] * (cell.depth + 1)] * n
+    rows["train_seconds"] = np.random.default_rng().random(n)  # wall clock: must not reach metrics
+    return rows
+
+
+def test_select_lr_mean_over_seeds_divergence_and_ties():
+    cell = grid.Cell("mnist1d", "relu", "none", "pre", 2, 16)
+    seeds, lrs = [0, 1], [0.01, 0.1, 1.0]
+    # rows seed-major: (s0: .01 .1 1), (s1: .01 .1 1)
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9],
+                    diverged=[False, False, False, False, False, True])
+    sel = results.select_lr(runs)
+    assert runs.loc[sel, "lr"].tolist() == [np.float32(0.1)] * 2  # lr 1.0 had a diverged seed
+    # every learning rate diverged somewhere: all eligible, best mean wins
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9], diverged=[True] * 6)
+    assert runs.loc[results.select_lr(runs), "lr"].tolist() == [1.0] * 2
+    # ties go to the smaller learning rate; NaN counts as 0
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.8, 0.8, np.nan, 0.8, 0.8, 1.0])
+    assert runs.loc[results.select_lr(runs), "lr"].tolist() == [np.float32(0.01)] * 2
+
+
+def test_collect_builds_metrics_and_history(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    experiments = {"E1": [block(activations=["identity", "relu"])],
+                   "E4": [block(activations=["relu"], depths=[2, 4])]}
+    cells = grid.cells({"experiments": experiments})
+    for i, cell in enumerate(cells):
+        run = fake_run(cell, [0, 1, 2], [0.01, 0.1], val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
+                       sizes=(2, "full") if cell.depth == 2 else (8,))
+        results.write_parquet(run, cell.path(grid.RUN))
+        hist = pd.concat([run[results.CELL_KEYS + ["groups", "seed", "lr"]].assign(epoch=e, val_acc=0.1 * e)
+                          for e in (1, 2)], ignore_index=True)
+        results.write_parquet(hist, cell.path(grid.HISTORY))
+
+    metrics, history = results.collect(experiments)
+    assert list(metrics.columns[:10]) == results.ROW_KEYS + ["selected"]
+    assert "train_seconds" not in metrics.columns
+    # one row per (experiment, cell, seed, lr); the shared cell appears under both experiments
+    assert len(metrics) == (2 + 2) * 6 and not metrics.duplicated(results.ROW_KEYS).any()
+    shared = metrics[(metrics.activation == "relu") & (metrics.depth == 2)]
+    assert sorted(shared.experiment.unique()) == ["E1", "E4"]
+    assert (shared[shared.experiment == "E1"].drop(columns="experiment").reset_index(drop=True)
+            .equals(shared[shared.experiment == "E4"].drop(columns="experiment").reset_index(drop=True)))
+    # one selected lr per (experiment, cell), all its seeds marked
+    sel = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
+    assert (sel.size() == 3).all() and (sel["lr"].nunique() == 1).all()
+    # test batch sizes a cell did not evaluate are NaN
+    d4 = metrics[metrics.depth == 4]
+    assert d4["bs_acc_random_2"].isna().all() and d4["bs_acc_random_8"].notna().all()
+    # learning rates as in the config, though the run files hold float32
+    assert metrics["lr"].dtype == np.float64 and sorted(metrics["lr"].unique()) == [0.01, 0.1]
+    # canonical order: identity before relu, E1 before E4
+    assert metrics.iloc[0][["experiment", "activation", "seed", "lr"]].tolist() == ["E1", "identity", 0, 0.01]
+    # history: per epoch, with the experiment and the selection
+    assert len(history) == len(metrics) * 2
+    assert history.groupby(results.ROW_KEYS)["selected"].first().equals(
+        metrics.set_index(results.ROW_KEYS)["selected"].rename("selected"))
+
+    results.write_csv(metrics, "m.csv")
+    csv = pd.read_csv("m.csv")
+    assert len(csv) == len(metrics) and json.loads(csv["grad_norm_init"][0]) == [1.0, 1.0, 1.0]
+
+
+def test_collect_rejects_a_run_file_of_another_cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    experiments = {"E1": [block()]}
+    (cell,) = grid.cells({"experiments": experiments})
+    wrong = copy.copy(cell.__dict__)
+    run = fake_run(grid.Cell(**{**wrong, "norm": "none"}), [0], [0.1], val_acc=[0.5])
+    results.write_parquet(run, cell.path(grid.RUN))
+    results.write_parquet(run, cell.path(grid.HISTORY))
+    with pytest.raises(ValueError, match="column norm holds"):
+        results.collect(experiments)
+
+
+def test_remove_partial_files(tmp_path):
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    keep = [tmp_path / "runs" / "x" / "a.parquet", tmp_path / "jax-cache-entry"]
+    stale = [tmp_path / "runs" / "x" / ".a.parquet.k2j3.tmp", tmp_path / ".metrics.csv.abc.tmp"]
+    for p in keep + stale:
+        p.write_text("x")
+    assert sorted(results.remove_partial_files(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

@@ -1,0 +1,187 @@
+"""The workflow through the real `snakemake` command: lint, DAG, bad configs, the smoke pipeline
+end to end, the no-op rerun, and kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from bnstudy import grid, results
+from conftest import SMOKE, copy_repo, run_snakemake, snakemake_command, snakemake_env
+
+STUDY_TABLES = ["results/metrics.parquet", "results/history.parquet"]
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory) -> Path:
+    """A repository copy in which nothing ever runs (dry runs, lint, rejected configs)."""
+    return copy_repo(tmp_path_factory.mktemp("fresh") / "repo")
+
+
+def smoke_config() -> dict:
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / SMOKE).read_text())
+
+
+def test_lint_is_clean(fresh_copy):
+    proc = run_snakemake(fresh_copy, "--lint", timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout
+    assert "Lints for" not in proc.stdout
+
+
+@pytest.mark.parametrize("configfile", [None, SMOKE])
+def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
+    args = ["-n", "--quiet", "rules"] + (["--configfile", configfile] if configfile else [])
+    proc = run_snakemake(fresh_copy, *args, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    name = "default" if configfile is None else "smoke"
+    config = yaml.safe_load((fresh_copy / "workflow" / "config" / f"{name}.yaml").read_text())
+    cells = grid.cells(config)
+    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train"] + counts["train_2d"] == len(cells)
+    assert counts["train_2d"] == sum(c.dataset in grid.TWO_D for c in cells)
+    assert counts["prepare_data"] == len(grid.datasets(config))
+    assert counts["collect"] == 1
+    assert not (fresh_copy / "results").exists()
+
+
+BAD_CONFIGS = {
+    # name: (edit of the smoke config, texts the message must contain)
+    "unknown activation": (lambda c: c["experiments"]["E1"][0].update(activations=["identity", "swish"]),
+                           ["'swish' is not one of", "'leaky_relu'", "['activations']"]),
+    "depth 0": (lambda c: c["experiments"]["E4"][0].update(depths=[0, 2]),
+                ["0 is less than the minimum of 1", "['depths']"]),
+    "empty grid": (lambda c: c["experiments"]["E5"][0].update(norms=[]),
+                   ["[] should be non-empty", "['norms']"]),
+    "no experiments": (lambda c: c.update(experiments={}),
+                       ["{} should be non-empty", "experiments"]),
+    "bad groupnorm width": (lambda c: c["experiments"]["E2"][0].update(norms=["groupnorm"], widths=[18]),
+                            ["experiments.E2[0].widths", "training.groups = 4", "multiples of 4"]),
+    "unknown key": (lambda c: c["training"].update(epoch=3),
+                    ["'epoch' was unexpected", "training"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_fails_before_any_job(fresh_copy, tmp_path, case):
+    edit, expected = BAD_CONFIGS[case]
+    config = smoke_config()
+    edit(config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    start = time.monotonic()
+    proc = run_snakemake(fresh_copy, "--cores", "all", "--configfile", str(bad), timeout=120)
+    assert proc.returncode != 0
+    for text in expected:
+        assert text in proc.stdout, f"{text!r} not in:\n{proc.stdout}"
+    assert "rule " not in proc.stdout and not (fresh_copy / "results").exists()
+    assert time.monotonic() - start < 60
+
+
+# --- the real pipeline (slow) ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_smoke_pipeline_writes_the_study_tables(smoke_run):
+    config = smoke_config()
+    cells = grid.cells(config)
+    metrics = pd.read_parquet(smoke_run / "results" / "metrics.parquet")
+    required = results.ROW_KEYS + ["selected", "train_acc", "val_acc", "test_acc", "diverged",
+                                   "affine_gap", "fold_max_dev", "flip_rate_2", "bs_acc_random_full",
+                                   "bs_acc_class_16"]
+    assert set(required) <= set(metrics.columns) and "train_seconds" not in metrics.columns
+    n_runs = len(config["training"]["seeds"]) * len(config["training"]["lrs"])
+    assert len(metrics) == sum(len(m) for m in cells.values()) * n_runs
+    assert not metrics.duplicated(results.ROW_KEYS).any()
+    per_cell = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
+    assert per_cell.ngroups == sum(len(m) for m in cells.values())
+    assert (per_cell["lr"].nunique() == 1).all() and (per_cell.size() == 3).all()
+    # batch-statistics columns only where the norm uses batch statistics
+    bn = metrics.norm.isin(["batchnorm", "zscore"])
+    assert metrics.loc[bn, "flip_rate_2"].notna().all() and metrics.loc[~bn, "flip_rate_2"].isna().all()
+    csv = pd.read_csv(smoke_run / "results" / "metrics.csv")
+    pd.testing.assert_frame_equal(csv.drop(columns="grad_norm_init"),
+                                  metrics.drop(columns="grad_norm_init"), check_dtype=False)
+    assert sorted(metrics.lr.unique()) == config["training"]["lrs"]  # the config's numbers
+    history = pd.read_parquet(smoke_run / "results" / "history.parquet")
+    assert len(history) == len(metrics) * config["training"]["epochs"]
+    # every cell has its run, a benchmark and a log; 2-D cells their boundary grids
+    for cell in cells:
+        for pattern in (grid.RUN, grid.HISTORY, grid.TRAIN_BENCHMARK, grid.TRAIN_LOG):
+            assert (smoke_run / cell.path(pattern)).is_file()
+        assert (smoke_run / cell.path(grid.BOUNDARY)).is_file() == (cell.dataset in grid.TWO_D)
+    assert any((smoke_run / "results" / "jax-cache").iterdir())
+    assert not list((smoke_run / "results").rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_second_run_does_nothing_within_seconds(smoke_run):
+    files = [p for p in (smoke_run / "results").rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in files}
+    start = time.monotonic()
+    proc = run_snakemake(smoke_run, "--cores", "all", "--configfile", SMOKE, timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout
+    assert "Nothing to be done" in proc.stdout
+    assert elapsed < 15, f"a no-op rerun took {elapsed:.1f}s"
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def _start(work: Path, target: str) -> subprocess.Popen:
+    # the target first: --configfile takes every argument after it
+    return subprocess.Popen(snakemake_command(target, "--cores", "all", "--configfile", SMOKE),
+                            cwd=work, env=snakemake_env(work), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_when(proc: subprocess.Popen, done) -> None:
+    """SIGKILL the run's whole process group (Snakemake and its jobs) once `done()` is true."""
+    deadline = time.monotonic() + 600
+    while not done():
+        assert proc.poll() is None, "the run ended before the kill"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(100):  # the group's other members die with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("processes of the killed run survived")
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_tables(smoke_run, tmp_path):
+    work = copy_repo(tmp_path / "repo")
+    # Compiled programs from the uninterrupted run: faster, and it checks that cached programs
+    # reproduce freshly compiled ones bit for bit.
+    shutil.copytree(smoke_run / "results" / "jax-cache", work / "results" / "jax-cache")
+    cells = list(grid.cells(smoke_config()))
+    runs = lambda: sum((work / c.path(grid.RUN)).exists() for c in cells)  # noqa: E731
+
+    # killed twice: early in training, then with training almost done
+    for threshold in (2, len(cells) - 2):
+        _kill_when(_start(work, "results/metrics.parquet"), lambda: runs() >= threshold)
+        assert runs() < len(cells)
+        for f in (work / "results" / "runs").rglob("*.parquet"):  # no half-written results
+            pd.read_parquet(f)
+
+    # what a writer killed between creating its temp file and renaming it would leave
+    stale = work / "results" / "runs" / "mnist1d" / ".relu-none-pre-d2-w16.parquet.x1y2z3.tmp"
+    stale.write_bytes(b"PAR1 half a file")
+    proc = run_snakemake(work, "results/metrics.parquet", "--cores", "all", "--configfile", SMOKE)
+    assert proc.returncode == 0, proc.stdout[-8000:]
+    assert not stale.exists()
+    for table in STUDY_TABLES:
+        assert (work / table).read_bytes() == (smoke_run / table).read_bytes(), table
+    assert not list((work / "results").rglob(".*.tmp"))

@@ -1,0 +1,29 @@
+# Shared by the rule files: the cells of the configured grid, wildcard constraints, the job
+# environment and the cleanup of temp files left by killed jobs.
+
+import json
+import os
+import shlex
+
+from bnstudy import grid, results
+
+CELLS = grid.cells(config)  # cell -> experiments that use it
+USE_GPU = grid.use_gpu(config)
+
+# Every job inherits these (JAX compilation cache under results/, no GPU memory preallocation);
+# a variable already set in the environment wins.
+os.environ.update({**grid.job_environment(config), **os.environ})
+
+
+wildcard_constraints:
+    **grid.WILDCARDS,
+
+
+localrules:
+    all,
+    prepare_data,
+    collect,
+
+
+onstart:
+    results.remove_partial_files("results")
