@@ -30,7 +30,7 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
     assert "epoch 4/4" in r.stderr  # progress is logged per block of epochs
     runs = pd.read_parquet(out)
     assert len(runs) == 6 and sorted(zip(runs.seed, runs.lr)) == sorted(
-        (s, np.float32(lr)) for s in (0, 1, 2) for lr in (0.01, 0.1))
+        (s, lr) for s in (0, 1, 2) for lr in (0.01, 0.1))  # lr exactly as given
     expected = ["dataset", "activation", "norm", "placement", "depth", "width", "groups", "seed",
                 "lr", "optimizer", "schedule", "epochs", "batch_size", "train_loss", "train_acc",
                 "val_loss", "val_acc", "test_loss", "test_acc", "diverged", "diverged_step",

@@ -143,7 +143,8 @@ def _run_train(args) -> None:
     n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
     ident = dict(dataset=ds.name, activation=spec.activation, norm=spec.norm,
                  placement=spec.placement, depth=spec.depth, width=spec.width, groups=spec.groups)
-    runs = pd.DataFrame({**ident, "seed": result.seeds, "lr": result.lrs,
+    lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(cfg.seeds))  # as given, not float32
+    runs = pd.DataFrame({**ident, "seed": result.seeds, "lr": lrs,
                          "optimizer": cfg.optimizer, "schedule": cfg.schedule, "epochs": cfg.epochs,
                          "batch_size": cfg.batch_size, **metrics, "n_params": n_params,
                          "device": device,
@@ -151,13 +152,13 @@ def _run_train(args) -> None:
     if args.history:
         epochs, m = result.history["val_acc"].shape
         hist = pd.DataFrame({**ident, "seed": np.tile(result.seeds, epochs),
-                             "lr": np.tile(result.lrs, epochs),
+                             "lr": np.tile(lrs, epochs),
                              "epoch": np.repeat(np.arange(1, epochs + 1), m),
                              **{k: v.ravel() for k, v in result.history.items()}})
         results.write_parquet(hist.sort_values(["seed", "lr", "epoch"], kind="stable"), args.history)
     if args.boundary:
         grids = probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
-        results.write_npz(args.boundary, seeds=result.seeds, lrs=result.lrs, x_train=ds.x_train,
+        results.write_npz(args.boundary, seeds=result.seeds, lrs=lrs, x_train=ds.x_train,
                           y_train=ds.y_train, **grids)
     results.write_parquet(runs, args.out)  # last: its existence means the cell is complete
     best = runs.loc[runs["val_acc"].idxmax()] if runs["val_acc"].notna().any() else None
