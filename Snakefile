@@ -1,5 +1,5 @@
 # bnstudy: can BatchNorm alone serve as the nonlinearity of a neural network?
-# Run from the repository root: `snakemake --cores all` (docs/workflow.md). The logic lives in
+# Run from the repository root: `snakemake --cores all` (README). The logic lives in
 # src/bnstudy/; the rules under workflow/rules/ only call `bnstudy ...`.
 
 from snakemake.utils import min_version, validate

@@ -24,7 +24,7 @@ SECTION_TITLES = ("Introduction", "Background and theory", "Setup", "Results", "
 # Commands starting with a capital that LaTeX or its packages define (not generated macros).
 LATEX_CAPITALS = {"Cref", "Citet", "TeX", "Delta", "FloatBarrier"}
 needs_tex = pytest.mark.skipif(shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
-                               reason="needs latexmk and pdftotext (docs/paper.md)")
+                               reason="needs latexmk and pdftotext (see the README, Install)")
 
 
 def _tex_sources() -> str:

@@ -221,16 +221,14 @@ def _run_stats(args) -> None:
     import pandas as pd
 
     from bnstudy import stats
-    from bnstudy.results import atomic_path
+    from bnstudy.results import write_csv
 
     df = pd.read_parquet(args.metrics)
     comp = pd.concat([stats.compare(df, e, margin=args.margin) for e in stats.COMPARISONS],
                      ignore_index=True)
     for frame, out in ((stats.summarize(df), args.summary), (comp, args.comparisons),
                        (stats.placement_effects(df), args.placement)):
-        tmp = atomic_path(out)
-        frame.to_csv(tmp, index=False)
-        tmp.replace(out)
+        write_csv(frame, out)
     print(comp[["experiment", "dataset", "a", "b", "verdict"]].to_string(), file=sys.stderr)
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bnstudy.results import atomic_output
+
 GENERATED = ("spirals", "xor", "mnist1d")
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
 NAMES = (*GENERATED, "digits", *DOWNLOADED)
@@ -176,7 +178,8 @@ def save(ds: Dataset, path: str | os.PathLike) -> None:
     _check_arrays(arrays, ds.num_classes, f"dataset {ds.name!r}")
     meta = {**ds.meta, "name": ds.name, "num_classes": ds.num_classes,
             "arrays_sha256": _arrays_sha256(arrays)}
-    _atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load(path: str | os.PathLike) -> Dataset:
@@ -287,18 +290,6 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call `write(fileobj)` on a temp file beside `path`, then os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

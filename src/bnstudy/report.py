@@ -413,7 +413,7 @@ def render(m: dict) -> str:
 TEX_PACKAGES = ("latexmk", "texlive-latex-base", "texlive-latex-recommended", "texlive-latex-extra", "lmodern")
 INSTALL_HINT = ("latexmk was not found, so the paper cannot be compiled. Install TeX from the Debian/"
                 "Ubuntu packages with:\n  sudo apt-get install -y --no-install-recommends "
-                + " ".join(TEX_PACKAGES) + " poppler-utils\n(see docs/paper.md), then rerun snakemake.")
+                + " ".join(TEX_PACKAGES) + " poppler-utils\n(see the README's Install), then rerun snakemake.")
 _WARNING = re.compile(r"^(LaTeX Warning|Package \w+ Warning|Class \w+ Warning|LaTeX Font Warning"
                       r"|Overfull \\[hv]box|Underfull \\[hv]box|Missing character)")
 
@@ -436,10 +436,9 @@ def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated
     """Copy the paper's sources and the generated files (build-relative path -> file) into `build`,
     run `latexmk -pdf` there, and copy the PDF to `out` atomically. Returns the LaTeX warnings;
     latexmk's output and the warnings are also written to `log` if given."""
-    import os
     import shutil
 
-    from bnstudy.results import atomic_path
+    from bnstudy.results import atomic_output
 
     if shutil.which("latexmk") is None:
         raise SystemExit(INSTALL_HINT)
@@ -462,7 +461,6 @@ def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated
                   or line.startswith("!")]
         raise SystemExit(f"latexmk failed (exit {proc.returncode}); see {build / 'main.log'}\n"
                          + "\n".join(errors[-20:] or proc.stdout.splitlines()[-30:]))
-    tmp = atomic_path(out)
-    shutil.copyfile(build / "main.pdf", tmp)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        shutil.copyfile(build / "main.pdf", tmp)
     return warnings

@@ -5,40 +5,40 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
-def atomic_path(path: str | os.PathLike):
-    """Context-free helper: a temp path beside `path` (same filesystem, so os.replace is atomic)."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path` (`.NAME.*.tmp`, same file system) to write to; when the
+    block ends normally it is renamed onto `path` (atomic), otherwise it is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    return Path(tmp)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write `df` to `path` atomically."""
-    tmp = atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_npz(path: str | os.PathLike, **arrays) -> None:
     """Write arrays to an .npz file atomically."""
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -47,12 +47,8 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     for col in df.columns:
         if df[col].dtype == object and df[col].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             df[col] = df[col].map(lambda v: json.dumps([float(x) for x in v]))
-    tmp = atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_partial_files(root: str | os.PathLike) -> list[Path]:

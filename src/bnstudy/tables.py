@@ -9,7 +9,6 @@ framing and the data owns the numbers. Accuracies print as percentages with one 
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy import grid, stats
-from bnstudy.results import atomic_path
+from bnstudy.results import atomic_output
 
 # Display names, in the study's canonical order (none of them needs LaTeX escaping).
 DATASETS = {"spirals": "spirals", "xor": "XOR", "mnist1d": "MNIST-1D", "digits": "digits",
@@ -313,6 +312,5 @@ def compute(df: pd.DataFrame, benchmarks: pd.DataFrame) -> str:
 
 def write(text: str, path: str | Path) -> None:
     """Write a text file atomically."""
-    tmp = atomic_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)

@@ -1,6 +1,6 @@
 """workflow/profiles/slurm on a real SLURM cluster (tests/cluster/localslurm.py), not a mock.
 
-The cluster test runs the smoke study the way docs/cluster.md tells users to run the full one,
+The cluster test runs the smoke study the way the README ("Run on a cluster") tells users to run the full one,
 with account and partition from the environment and a short first status check, kills one
 training job on the cluster once, and checks through `sacct` where every job ran and what it
 was given. Where the SLURM binaries are missing it is skipped (tests/cluster/install-slurm.sh).

@@ -1,7 +1,7 @@
 # Stage 5: the paper. paper/ (hand-written prose) + the generated figures, tables and macros ->
 # results/paper.pdf, compiled by latexmk in results/paper_build/. Without latexmk the workflow
 # says so when it starts, and the paper rule fails at once with the install command
-# (docs/paper.md lists the packages); everything before the paper still runs.
+# (the README lists the packages); everything before the paper still runs.
 
 import glob
 import shutil
