@@ -267,14 +267,19 @@ def _run_figure(args) -> None:
         fn(df, args.out)
 
 
-def _add_tables(sub) -> None:
-    p = sub.add_parser("tables", help="write the paper's booktabs tables (LaTeX fragments)",
-                       description="Write main.tex, comparisons.tex, fold.tex, placement.tex, "
-                       "dynamics.tex and compute.tex into OUT_DIR.")
+def _add_analysis_inputs(p) -> None:
+    """The inputs that `tables` and `macros` both read."""
     p.add_argument("--metrics", required=True, help="results/metrics.parquet")
     p.add_argument("--history", required=True, help="results/history.parquet")
     p.add_argument("--stats-dir", required=True, help="folder of `bnstudy stats` CSVs")
     p.add_argument("--benchmarks", required=True, help="folder of the training rules' benchmark TSVs")
+
+
+def _add_tables(sub) -> None:
+    p = sub.add_parser("tables", help="write the paper's booktabs tables (LaTeX fragments)",
+                       description="Write main.tex, comparisons.tex, fold.tex, placement.tex, "
+                       "dynamics.tex and compute.tex into OUT_DIR.")
+    _add_analysis_inputs(p)
     p.add_argument("--out-dir", required=True, help="output folder")
     p.set_defaults(func=_run_tables)
 
@@ -307,10 +312,7 @@ def _add_macros(sub) -> None:
     p = sub.add_parser("macros", help="write macros.tex: every number and verdict the paper quotes",
                        description="Compute every number and verdict word the paper's prose uses and "
                        "write them as LaTeX macros; also write the run's configuration as YAML.")
-    p.add_argument("--metrics", required=True, help="results/metrics.parquet")
-    p.add_argument("--history", required=True, help="results/history.parquet")
-    p.add_argument("--stats-dir", required=True, help="folder of `bnstudy stats` CSVs")
-    p.add_argument("--benchmarks", required=True, help="folder of the training rules' benchmark TSVs")
+    _add_analysis_inputs(p)
     p.add_argument("--config-json", default="{}", help="the workflow's config as JSON")
     p.add_argument("--out", required=True, help="output macros.tex")
     p.add_argument("--config-out", required=True, help="output config.yaml (printed in the appendix)")
