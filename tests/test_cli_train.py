@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bnstudy import data
+
 
 def bnstudy(*args, cwd=None):
     return subprocess.run(["bnstudy", *map(str, args)], capture_output=True, text=True, cwd=cwd,
@@ -22,10 +24,12 @@ def spirals_file(tmp_path_factory):
 
 def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tmp_path):
     out, hist, bound = tmp_path / "cell.parquet", tmp_path / "cell.history.parquet", tmp_path / "b.npz"
+    bstats, layers = tmp_path / "cell.batchstats.parquet", tmp_path / "cell.layers.parquet"
     r = bnstudy("train", "--data", spirals_file, "--activation", "identity", "--norm", "batchnorm",
                 "--depth", 2, "--width", 16, "--seeds", 0, 1, 2, "--lrs", 0.01, 0.1, "--epochs", 4,
                 "--batch-size", 32, "--test-batch-sizes", 2, 8, "full",
-                "--out", out, "--history", hist, "--boundary", bound)
+                "--out", out, "--history", hist, "--batchstats", bstats, "--layers", layers,
+                "--boundary", bound)
     assert r.returncode == 0, r.stderr
     assert "epoch 4/4" in r.stderr  # progress is logged per block of epochs
     runs = pd.read_parquet(out)
@@ -35,15 +39,21 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
                 "lr", "optimizer", "schedule", "epochs", "batch_size", "train_loss", "train_acc",
                 "val_loss", "val_acc", "test_loss", "test_acc", "diverged", "diverged_step",
                 "affine_gap", "fold_max_dev", "fold_rel_dev", "fold_agreement",
-                "bs_acc_random_2", "bs_acc_class_2", "flip_rate_2", "bs_acc_random_8",
-                "bs_acc_class_8", "flip_rate_8", "bs_acc_random_full", "bs_acc_class_full",
-                "grad_norm_init", "n_params", "device", "train_seconds"]
+                "n_params", "device", "train_seconds"]
     assert list(runs.columns) == expected
     assert runs.dataset.unique().tolist() == ["spirals"]
     assert runs.test_acc.between(0, 1).all() and runs.fold_rel_dev.lt(1e-5).all()
     assert runs.fold_agreement.eq(1).all() and not runs.diverged.any()
-    assert all(len(g) == 3 for g in runs.grad_norm_init)  # depth 2 + head
-    assert runs.filter(like="bs_acc").notna().all().all()
+
+    g = pd.read_parquet(layers)  # one row per model and Linear kernel: depth 2 + head
+    assert len(g) == 6 * 3 and g.groupby(["seed", "lr"]).layer.apply(list).map(lambda x: x == [0, 1, 2]).all()
+    assert (g.grad_norm_init > 0).all()
+    bs = pd.read_parquet(bstats)  # one row per model x test batch size x composition
+    assert len(bs) == 6 * 3 * 2 and set(bs.composition) == {"random", "class"}
+    assert bs.accuracy.notna().all()
+    assert set(bs[bs.full].batch_size) == {len(data.load(spirals_file).y_test)}  # the whole test set
+    assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()
+    assert bs[(bs.composition == "class") | bs.full].flip_rate.isna().all()
 
     h = pd.read_parquet(hist)
     assert len(h) == 6 * 4 and h.epoch.min() == 1 and h.epoch.max() == 4
@@ -55,16 +65,19 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
     with np.load(bound) as b:
         assert b["pred_inference"].shape == (6, 200, 200) and b["pred_batch"].shape == (6, 200, 200)
         assert b["xx"].shape == (200, 200) and len(b["seeds"]) == 6
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npz", "cell.history.parquet", "cell.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npz", "cell.batchstats.parquet",
+                                                          "cell.history.parquet", "cell.layers.parquet",
+                                                          "cell.parquet"]
 
 
 def test_non_batchnorm_cells_have_nan_batch_probes_and_no_fold(spirals_file, tmp_path):
-    out = tmp_path / "cell.parquet"
+    out, bstats = tmp_path / "cell.parquet", tmp_path / "cell.batchstats.parquet"
     r = bnstudy("train", "--data", spirals_file, "--activation", "relu", "--norm", "layernorm",
-                "--width", 16, "--epochs", 2, "--batch-size", 32, "--out", out)
+                "--width", 16, "--epochs", 2, "--batch-size", 32, "--out", out, "--batchstats", bstats)
     assert r.returncode == 0, r.stderr
     runs = pd.read_parquet(out)
-    assert runs.filter(regex="^(bs_acc|flip_rate|fold)").isna().all().all()
+    assert runs.filter(regex="^fold").isna().all().all()
+    assert pd.read_parquet(bstats).empty
     assert runs.affine_gap.notna().all()
 
 

@@ -69,13 +69,18 @@ def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
 
 def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     _, r = fit(mnist1d, "identity", "batchnorm", epochs=10)
-    out = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test,
-                                  [2, 8, 32, "full"], seed=0)
-    assert np.all(out["flip_rate_2"] > 0.1), out["flip_rate_2"]
-    assert np.all(out["flip_rate_2"] > out["flip_rate_32"])  # the cross-example effect fades with size
-    assert np.all(out["bs_acc_random_2"] < out["bs_acc_random_full"])
+    records = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test,
+                                      [2, 8, 32, "full"], seed=0)
+    out = {(rec["composition"], "full" if rec["full"] else rec["batch_size"]): rec for rec in records}
+    assert len(records) == 4 * 2 and out[("random", "full")]["batch_size"] == len(mnist1d.y_test)
+    flip = lambda b: out[("random", b)]["flip_rate"]  # noqa: E731
+    acc = lambda comp, b: out[(comp, b)]["accuracy"]  # noqa: E731
+    assert np.all(flip(2) > 0.1), flip(2)
+    assert np.all(flip(2) > flip(32))  # the cross-example effect fades with size
+    assert np.all(np.isnan(flip("full"))) and np.all(np.isnan(out[("class", 2)]["flip_rate"]))
+    assert np.all(acc("random", 2) < acc("random", "full"))
     # One class per batch removes the class signal the batch statistics would carry.
-    assert np.all(out["bs_acc_class_32"] < out["bs_acc_random_32"] - 0.05)
+    assert np.all(acc("class", 32) < acc("random", 32) - 0.05)
     # Inference mode does not depend on the batch at all.
     a = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:50])
     b = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:2])
@@ -83,7 +88,7 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     # The probe sees every model and gives NaN (not a crash) for batches larger than the set.
     big = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test[:100],
                                   mnist1d.y_test[:100], [512], seed=0)
-    assert np.all(np.isnan(big["bs_acc_random_512"]))
+    assert all(np.isnan(rec["accuracy"]).all() and rec["batch_size"] == 512 for rec in big)
 
 
 def test_same_seed_gives_identical_results(mnist1d):

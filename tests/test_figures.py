@@ -1,19 +1,22 @@
 """Figures and tables on a synthetic results table with the contract's exact columns.
 
-`synthetic_results` builds a metrics table (and history, boundary files) whose answers are known
-by construction: identity + BatchNorm/z-score equal the linear baseline up to small seed noise,
-LayerNorm and ReLU networks are clearly better. test_paper.py and test_stats.py reuse it.
+`synthetic_results` builds the study's tables (metrics, history, batchstats, layers, boundary
+files, and the statistics of bnstudy.stats) whose answers are known by construction: identity +
+BatchNorm/z-score equal the linear baseline up to small seed noise, LayerNorm and ReLU networks
+are clearly better. test_paper.py and test_stats.py reuse it.
 """
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy import figures, grid, stats, tables
+from bnstudy import figures, grid, results, stats, tables, vocab
+from bnstudy.formats import acc_cell
 
 BATCHES = (2, 8, 32, 256)
 BASE_ACC = {"spirals": 0.52, "digits": 0.95}
@@ -41,20 +44,23 @@ def _row(rng, experiment, dataset, activation, norm, placement, depth, width, se
          "fold_max_dev": abs(rng.normal(2e-6, 5e-7)) if foldable else np.nan,
          "fold_rel_dev": abs(rng.normal(1e-7, 1e-8)) if foldable else np.nan,
          "fold_agreement": 1.0 if foldable else np.nan,
-         "grad_norm_init": list(np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm"))
-                                * rng.uniform(0.9, 1.1, depth + 1)),
          "n_params": 1000, "device": "cpu", "train_seconds": 12.5}
+    batch = []
     for b in (*BATCHES, "full"):
         small = 0.3 / np.sqrt(b) if b != "full" else 0.0
-        r[f"bs_acc_random_{b}"] = acc - small if bn else np.nan
-        r[f"bs_acc_class_{b}"] = acc - 3 * small if bn else np.nan
-        if b != "full":
-            r[f"flip_rate_{b}"] = small if bn else np.nan
+        for comp, drop in (("random", small), ("class", 3 * small)):
+            batch.append({"batch_size": 400 if b == "full" else b, "full": b == "full", "composition": comp,
+                          "accuracy": acc - drop, "flip_rate": small if comp == "random" and b != "full" else np.nan})
+    grads = np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm")) * rng.uniform(0.9, 1.1, depth + 1)
+    keys = {k: r[k] for k in ("experiment", *vocab.RUN_KEYS)}
+    r["_batch"] = [{**keys, **x} for x in batch] if bn else []
+    r["_layers"] = [{**keys, "layer": i, "grad_norm_init": float(g)} for i, g in enumerate(grads)]
     return r
 
 
-def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)):
-    """(metrics, history, boundaries): a complete synthetic run of E1-E7 on spirals and digits."""
+def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict:
+    """Input name (vocab.INPUTS) -> table: a complete synthetic run of E1-E7 on spirals and digits,
+    with its statistics; no benchmark files."""
     rng = np.random.default_rng(0)
     plan = []
     e1_acts, e1_norms = ("identity", "relu", "tanh"), ("none", "batchnorm", "zscore", "layernorm", "rmsnorm")
@@ -70,24 +76,26 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)):
     plan += [("E6", "spirals", a, n, "pre", 2, 32) for a in ("identity", "relu", "tanh")
              for n in ("none", "batchnorm", "layernorm")]
     rows = [_row(rng, *cell, seed, lr, lrs[0]) for cell in plan for seed in seeds for lr in lrs]
+    batch = pd.DataFrame([x for r in rows for x in r.pop("_batch")])
+    layers = pd.DataFrame([x for r in rows for x in r.pop("_layers")])
     metrics = pd.DataFrame(rows)
-    metrics["lr"] = metrics["lr"].astype(np.float32)  # as in the real table
-    metrics["selected"] = metrics["lr"] == np.float32(lrs[0])
+    for t in (metrics, batch, layers):
+        t["selected"] = t["lr"] == lrs[0]
     hist = []
     for r in metrics.itertuples():
         for epoch in range(1, 6):
             speed = {"none": 0.5, "zscore": 1.0, "batchnorm": 1.5}.get(r.norm, 1.0)
-            hist.append({k: getattr(r, k) for k in ["experiment", *stats.CELL, "seed", "lr"]}
+            hist.append({k: getattr(r, k) for k in ["experiment", *vocab.RUN_KEYS, "selected"]}
                         | {"epoch": epoch, "train_loss": 0.3 + np.exp(-speed * epoch),
                            "train_acc": r.train_acc, "val_loss": r.val_loss,
                            "val_acc": r.val_acc - 0.1 * np.exp(-speed * epoch)})
     history = pd.DataFrame(hist)
-    boundaries = {}
+    boundaries = []
     xs = np.linspace(-2, 2, 200)
     xx, yy = np.meshgrid(xs, xs)
     x_train = rng.uniform(-1.8, 1.8, (500, 2)).astype(np.float32)
     y_train = (np.sin(3 * x_train[:, 0]) > x_train[:, 1]).astype(np.int32)
-    for r in metrics[metrics["experiment"] == "E6"].drop_duplicates(stats.CELL).itertuples():
+    for r in metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS)).itertuples():
         stem = grid.CELL.format(activation=r.activation, norm=r.norm, placement=r.placement,
                                 depth=r.depth, width=r.width)
         path = tmp_path / "runs" / r.dataset / f"{stem}.boundary.npz"
@@ -102,8 +110,9 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)):
         if r.norm in ("batchnorm", "zscore"):
             arrays["pred_batch"] = np.repeat((np.sin(2 * xx) > yy)[None].astype(np.int32), n_models, 0)
         np.savez(path, **arrays)
-        boundaries[(r.dataset, stem)] = path
-    return metrics, history, boundaries
+        boundaries.append(path)
+    return {"metrics": metrics, "history": history, "batchstats": batch, "layers": layers,
+            "boundaries": boundaries, **stats.study(metrics), "benchmarks": results.read_benchmarks([])}
 
 
 @pytest.fixture(scope="module")
@@ -116,72 +125,62 @@ def _pdf_pages(path) -> int:
     return int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
 
 
-@pytest.mark.parametrize("fig", figures.FIGURES)
+@pytest.mark.parametrize("fig", vocab.FIGURES)
 def test_every_figure_is_a_one_page_vector_pdf(synthetic, tmp_path, fig):
-    metrics, history, boundaries = synthetic
     out = tmp_path / f"{fig}.pdf"
-    figures.set_style()
-    fn = getattr(figures, fig)
-    if fig == "e6_boundaries":
-        fn(metrics, boundaries, out)
-    elif fig == "e7_dynamics":
-        fn(metrics, history, out)
-    else:
-        fn(metrics, out)
+    figures.draw(fig, synthetic, out)
     assert out.read_bytes()[:5] == b"%PDF-"
     assert _pdf_pages(out) == 1
     # The figure is text, not an image of text: its labels are extractable.
-    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+    text = _text(out)
     expected = {"e1_heatmaps": "linear", "e2_collapse": "affine", "e3_batch_dependence": "flip rate",
                 "e4_depth": "depth", "e5_placement": "post", "e6_boundaries": "spirals",
                 "e7_dynamics": "training loss"}[fig]
     assert expected in text
+    assert "missing" not in text
+
+
+def _text(pdf) -> str:
+    return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
 
 
 def test_figure_without_its_experiment_says_so(synthetic, tmp_path):
-    metrics, _, _ = synthetic
     out = tmp_path / "e4.pdf"
-    figures.e4_depth(metrics[metrics["experiment"] != "E4"], out)
-    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
-    assert "no E4 runs" in text
+    figures.draw("e4_depth", {**synthetic, "metrics": synthetic["metrics"].query("experiment != 'E4'")}, out)
+    assert "no E4 runs" in _text(out)
 
 
 def test_e1_heatmap_prints_the_cell_means(synthetic, tmp_path):
-    metrics, _, _ = synthetic
     out = tmp_path / "e1.pdf"
-    figures.e1_heatmaps(metrics, out)
-    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
-    s = stats.summarize(metrics[metrics["experiment"] == "E1"])
-    cell = s[(s["dataset"] == "digits") & (s["activation"] == "identity") & (s["norm"] == "batchnorm")]
-    assert f"{100 * cell['mean'].iloc[0]:.1f}" in text
+    figures.draw("e1_heatmaps", synthetic, out)
+    s = synthetic["summary"]
+    cell = s[(s["experiment"] == "E1") & (s["dataset"] == "digits") & (s["activation"] == "identity")
+             & (s["norm"] == "batchnorm")]
+    assert f"{100 * cell['mean'].iloc[0]:.1f}" in _text(out)
 
 
 def test_main_table_quotes_means_and_intervals(synthetic):
-    metrics, _, _ = synthetic
-    summary = stats.summarize(metrics)
-    tex = tables.main_results(summary)
+    summary = synthetic["summary"]
+    tex = tables.make("main", synthetic)
     row = summary[(summary["experiment"] == "E1") & (summary["dataset"] == "spirals")
                   & (summary["activation"] == "identity") & (summary["norm"] == "none")].iloc[0]
-    assert tables.acc_cell(row["mean"], row["ci_lo"], row["ci_hi"]) in tex
+    assert acc_cell(row["mean"], row["ci_lo"], row["ci_hi"]) in tex
     assert f"{100 * row['mean']:.1f}" in tex and f"[{100 * row['ci_lo']:.1f}, {100 * row['ci_hi']:.1f}]" in tex
     assert tex.count("\\toprule") == 1 and "\\bottomrule" in tex
 
 
-def test_compute_table_reads_benchmarks_per_cell(synthetic, tmp_path):
-    metrics, _, _ = synthetic
-    bench = tmp_path / "benchmarks" / "train" / "digits"
-    bench.mkdir(parents=True)
-    (bench / "relu-none-pre-d16-w32.tsv").write_text("s\th:m:s\tmax_rss\n3600.0\t1:00:00\t100\n")
-    tex = tables.compute(metrics, tables.read_benchmarks(tmp_path / "benchmarks"))
+def test_compute_table_reads_the_benchmark_files_of_the_cells(synthetic, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = grid.Cell("digits", "relu", "none", "pre", 16, 32)
+    other = grid.Cell("digits", "relu", "none", "pre", 16, 64)  # not a cell of this run
+    for c, s in ((cell, 3600.0), (other, 7200.0)):
+        path = Path(c.path(grid.TRAIN_BENCHMARK))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\n{s}\t1:00:00\t100\n")
+    bench = results.read_benchmarks([cell.path(grid.TRAIN_BENCHMARK), other.path(grid.TRAIN_BENCHMARK)])
+    tex = tables.make("compute", {**synthetic, "benchmarks": bench})
     e4 = next(line for line in tex.splitlines() if line.startswith("E4 "))
-    assert "60.0 min" in e4  # the one benchmarked cell is an E4 cell
+    assert "60.0 min" in e4  # the one benchmarked cell of the run is an E4 cell; the other counts nowhere
     e1 = next(line for line in tex.splitlines() if line.startswith("E1 "))
     assert "--" in e1
-
-
-def test_the_cli_offers_exactly_the_figures_module_draws():
-    from bnstudy.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    name = next(a for a in sub.choices["figure"]._actions if a.dest == "name")
-    assert tuple(name.choices) == figures.FIGURES
+    assert "1.0 h" not in tex and "2.0 h" not in tex

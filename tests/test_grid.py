@@ -15,7 +15,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from bnstudy import grid, results
+from bnstudy import grid, results, vocab
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -41,21 +41,6 @@ def config_with(experiments: dict, **training) -> dict:
               "experiments": experiments}
     validate(config, SCHEMA)
     return config
-
-
-# --- the names agree everywhere -------------------------------------------------------------
-
-def test_names_match_the_engine_and_the_schema():
-    from bnstudy import data, models, train
-
-    schema = yaml.safe_load(Path(SCHEMA).read_text())["$defs"]
-    assert grid.DATASETS == data.NAMES == tuple(schema["dataset"]["enum"])
-    assert grid.ACTIVATIONS == tuple(models.ACTIVATIONS) == tuple(schema["activation"]["enum"])
-    assert grid.NORMS == models.NORMS == tuple(schema["norm"]["enum"])
-    assert grid.PLACEMENTS == models.PLACEMENTS == tuple(schema["placement"]["enum"])
-    assert tuple(schema["optimizer"]["enum"]) == train.OPTIMIZERS
-    assert tuple(schema["schedule"]["enum"]) == train.SCHEDULES
-    assert set(grid.TRAINING_KEYS) == set(schema["training_override"]["properties"])
 
 
 # --- expansion ------------------------------------------------------------------------------
@@ -158,9 +143,9 @@ def test_shipped_configs_are_valid_and_cover_every_experiment(name):
     config = load(name)
     grid.check(config)
     cells = grid.cells(config)
-    assert set(config["experiments"]) == set(grid.EXPERIMENTS)
+    assert set(config["experiments"]) == set(vocab.EXPERIMENTS)
     used = {e for members in cells.values() for e in members}
-    assert used == set(grid.EXPERIMENTS)
+    assert used == set(vocab.EXPERIMENTS)
     for dataset in grid.datasets(config):
         assert len(grid.training(config, dataset)["seeds"]) >= 3
 
@@ -170,7 +155,7 @@ def test_default_config_covers_the_protocol():
     cells = grid.cells(config)
     of = lambda e: [c for c, m in cells.items() if e in m]  # noqa: E731
     e1 = of("E1")
-    assert {c.dataset for c in e1} >= {"mnist1d"} and {c.dataset for c in e1} & set(grid.TWO_D)
+    assert {c.dataset for c in e1} >= {"mnist1d"} and {c.dataset for c in e1} & set(vocab.TWO_D)
     assert {(c.activation, c.norm) for c in e1} >= {("identity", "none"), ("identity", "batchnorm"),
                                                     ("identity", "zscore"), ("relu", "batchnorm")}
     assert {c.norm for c in of("E2") if c.activation == "identity"} >= {"batchnorm", "zscore", "layernorm"}
@@ -179,37 +164,52 @@ def test_default_config_covers_the_protocol():
     for pair in [("identity", "batchnorm"), ("relu", "batchnorm"), ("relu", "none")]:
         assert {c.depth for c in e4 if (c.activation, c.norm) == pair} >= {1, 2, 4, 8, 16}
     assert {c.placement for c in of("E5")} == {"pre", "post"}
-    assert {c.dataset for c in of("E6")} == set(grid.TWO_D)
+    assert {c.dataset for c in of("E6")} == set(vocab.TWO_D)
     assert {c.norm for c in of("E7") if c.activation == "identity"} >= {"none", "zscore", "batchnorm"}
 
 
 def test_full_config_is_the_full_study():
     config = load("full")
     cells = grid.cells(config)
-    assert {c.activation for c in cells} == set(grid.ACTIVATIONS)
-    assert {c.norm for c in cells} == set(grid.NORMS)
+    assert {c.activation for c in cells} == set(vocab.ACTIVATIONS)
+    assert {c.norm for c in cells} == set(vocab.NORMS)
     assert {c.placement for c in cells} == {"pre", "post"}
     assert max(c.depth for c in cells) >= 32
-    assert {c.dataset for c in cells} == set(grid.DATASETS)
-    assert all(len(grid.training(config, d)["seeds"]) >= 10 for d in grid.DATASETS)
+    assert {c.dataset for c in cells} == set(vocab.DATASETS)
+    assert all(len(grid.training(config, d)["seeds"]) >= 10 for d in vocab.DATASETS)
     assert config["data"]["mnist1d"]["n_samples"] >= 40000
 
 
 # --- aggregation ----------------------------------------------------------------------------
 
-def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "full")) -> pd.DataFrame:
-    """A run file as `bnstudy train` writes it (the columns the aggregation touches)."""
+def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "full")) -> dict:
+    """The tables of one cell as `bnstudy train` writes them (the columns the aggregation
+    touches), built by the same function (results.run_tables)."""
     n = len(seeds) * len(lrs)
-    rows = pd.DataFrame({**{k: getattr(cell, k) for k in results.CELL_KEYS}, "groups": 8,
-                         "seed": np.repeat(seeds, len(lrs)), "lr": np.tile(np.float32(lrs), len(seeds)),
-                         "train_acc": 0.5, "val_acc": np.asarray(val_acc, float), "test_acc": 0.4,
-                         "diverged": np.zeros(n, bool) if diverged is None else np.asarray(diverged),
-                         "affine_gap": 1e-7, "fold_max_dev": np.nan})
-    for b in sizes:
-        rows[f"bs_acc_random_{b}"] = 0.3
-    rows["grad_norm_init"] = [[1.0] * (cell.depth + 1)] * n
-    rows["train_seconds"] = np.random.default_rng().random(n)  # wall clock: must not reach metrics
-    return rows
+    ident = {**{k: getattr(cell, k) for k in results.CELL_KEYS}, "groups": 8}
+    scalars = {"train_acc": np.full(n, 0.5), "val_acc": np.asarray(val_acc, float), "test_acc": np.full(n, 0.4),
+               "diverged": np.zeros(n, bool) if diverged is None else np.asarray(diverged),
+               "affine_gap": np.full(n, 1e-7), "fold_max_dev": np.full(n, np.nan),
+               "train_seconds": np.random.default_rng().random(n)}  # wall clock: must not reach metrics
+    batch = [{"batch_size": 100 if b == "full" else b, "full": b == "full", "composition": c,
+              "accuracy": np.full(n, 0.3), "flip_rate": np.full(n, np.nan)} for b in sizes for c in ("random", "class")]
+    grads = np.ones((n, cell.depth + 1))
+    history = {"val_acc": np.outer([0.1, 0.2], np.ones(n))}
+    return results.run_tables(ident, np.repeat(seeds, len(lrs)), np.tile(np.float32(lrs), len(seeds)),
+                              scalars, batch, grads, history)
+
+
+def write_cell(cell: grid.Cell, tables: dict) -> dict:
+    """Write a cell's tables at the grid's paths; kind -> path."""
+    patterns = {"run": grid.RUN, "history": grid.HISTORY, "batchstats": grid.BATCHSTATS, "layers": grid.LAYERS}
+    for kind, pattern in patterns.items():
+        results.write_parquet(tables[kind], cell.path(pattern))
+    return {kind: cell.path(pattern) for kind, pattern in patterns.items()}
+
+
+def collect_files(cells) -> dict:
+    return {kind: [c.path(p) for c in cells] for kind, p in
+            (("run", grid.RUN), ("history", grid.HISTORY), ("batchstats", grid.BATCHSTATS), ("layers", grid.LAYERS))}
 
 
 def test_select_lr_mean_over_seeds_divergence_and_ties():
@@ -217,33 +217,32 @@ def test_select_lr_mean_over_seeds_divergence_and_ties():
     seeds, lrs = [0, 1], [0.01, 0.1, 1.0]
     # rows seed-major: (s0: .01 .1 1), (s1: .01 .1 1)
     runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9],
-                    diverged=[False, False, False, False, False, True])
+                    diverged=[False, False, False, False, False, True])["run"]
     sel = results.select_lr(runs)
     assert runs.loc[sel, "lr"].tolist() == [np.float32(0.1)] * 2  # lr 1.0 had a diverged seed
     # every learning rate diverged somewhere: all eligible, best mean wins
-    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9], diverged=[True] * 6)
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9], diverged=[True] * 6)["run"]
     assert runs.loc[results.select_lr(runs), "lr"].tolist() == [1.0] * 2
     # ties go to the smaller learning rate; NaN counts as 0
-    runs = fake_run(cell, seeds, lrs, val_acc=[0.8, 0.8, np.nan, 0.8, 0.8, 1.0])
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.8, 0.8, np.nan, 0.8, 0.8, 1.0])["run"]
     assert runs.loc[results.select_lr(runs), "lr"].tolist() == [np.float32(0.01)] * 2
 
 
-def test_collect_builds_metrics_and_history(tmp_path, monkeypatch):
+def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     experiments = {"E1": [block(activations=["identity", "relu"])],
                    "E4": [block(activations=["relu"], depths=[2, 4])]}
     cells = grid.cells({"experiments": experiments})
     for i, cell in enumerate(cells):
-        run = fake_run(cell, [0, 1, 2], [0.01, 0.1], val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
-                       sizes=(2, "full") if cell.depth == 2 else (8,))
-        results.write_parquet(run, cell.path(grid.RUN))
-        hist = pd.concat([run[results.CELL_KEYS + ["groups", "seed", "lr"]].assign(epoch=e, val_acc=0.1 * e)
-                          for e in (1, 2)], ignore_index=True)
-        results.write_parquet(hist, cell.path(grid.HISTORY))
+        write_cell(cell, fake_run(cell, [0, 1, 2], [0.01, 0.1], val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
+                                  sizes=(2, "full") if cell.depth == 2 else (8,)))
 
-    metrics, history = results.collect(experiments)
+    tables = results.collect(experiments, collect_files(cells))
+    metrics, history = tables["metrics"], tables["history"]
     assert list(metrics.columns[:10]) == results.ROW_KEYS + ["selected"]
     assert "train_seconds" not in metrics.columns
+    # only per-run scalars in metrics
+    assert all(metrics[c].map(np.isscalar).all() for c in metrics.columns)
     # one row per (experiment, cell, seed, lr); the shared cell appears under both experiments
     assert len(metrics) == (2 + 2) * 6 and not metrics.duplicated(results.ROW_KEYS).any()
     shared = metrics[(metrics.activation == "relu") & (metrics.depth == 2)]
@@ -253,33 +252,35 @@ def test_collect_builds_metrics_and_history(tmp_path, monkeypatch):
     # one selected lr per (experiment, cell), all its seeds marked
     sel = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
     assert (sel.size() == 3).all() and (sel["lr"].nunique() == 1).all()
-    # test batch sizes a cell did not evaluate are NaN
-    d4 = metrics[metrics.depth == 4]
-    assert d4["bs_acc_random_2"].isna().all() and d4["bs_acc_random_8"].notna().all()
     # learning rates as in the config, though the run files hold float32
     assert metrics["lr"].dtype == np.float64 and sorted(metrics["lr"].unique()) == [0.01, 0.1]
     # canonical order: identity before relu, E1 before E4
     assert metrics.iloc[0][["experiment", "activation", "seed", "lr"]].tolist() == ["E1", "identity", 0, 0.01]
-    # history: per epoch, with the experiment and the selection
+    # the long tables: per epoch, per test batch, per layer, with the experiment and the selection
     assert len(history) == len(metrics) * 2
-    assert history.groupby(results.ROW_KEYS)["selected"].first().equals(
-        metrics.set_index(results.ROW_KEYS)["selected"].rename("selected"))
+    selected = metrics.set_index(results.ROW_KEYS)["selected"]
+    for name, per_run in (("history", 2), ("layers", None), ("batchstats", None)):
+        t = tables[name]
+        assert t.groupby(results.ROW_KEYS)["selected"].first().equals(selected.loc[t.groupby(results.ROW_KEYS)
+                                                                                   .size().index])
+    layers = tables["layers"]
+    assert (layers.groupby(results.ROW_KEYS).size() == layers.groupby(results.ROW_KEYS)["depth"].first() + 1).all()
+    bs = tables["batchstats"]
+    d4 = bs[bs.depth == 4]  # test batch sizes are rows: each cell has the ones it evaluated
+    assert set(d4["batch_size"]) == {8} and set(bs[bs.depth == 2]["full"]) == {False, True}
+    assert set(bs["composition"]) == set(vocab.COMPOSITIONS)
 
-    results.write_csv(metrics, "m.csv")
-    csv = pd.read_csv("m.csv")
-    assert len(csv) == len(metrics) and json.loads(csv["grad_norm_init"][0]) == [1.0, 1.0, 1.0]
 
-
-def test_collect_rejects_a_run_file_of_another_cell(tmp_path, monkeypatch):
+def test_collect_rejects_a_missing_or_foreign_cell(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     experiments = {"E1": [block()]}
     (cell,) = grid.cells({"experiments": experiments})
-    wrong = copy.copy(cell.__dict__)
-    run = fake_run(grid.Cell(**{**wrong, "norm": "none"}), [0], [0.1], val_acc=[0.5])
-    results.write_parquet(run, cell.path(grid.RUN))
-    results.write_parquet(run, cell.path(grid.HISTORY))
-    with pytest.raises(ValueError, match="column norm holds"):
-        results.collect(experiments)
+    other = grid.Cell(**{**copy.copy(cell.__dict__), "norm": "none"})
+    write_cell(cell, fake_run(other, [0], [0.1], val_acc=[0.5]))
+    with pytest.raises(ValueError, match="is not in the configured experiments"):
+        results.collect(experiments, collect_files([cell]))
+    with pytest.raises(ValueError, match="no file given for the cells"):
+        results.collect(experiments, {k: [] for k in collect_files([cell])})
 
 
 def test_remove_partial_files(tmp_path):

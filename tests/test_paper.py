@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy import figures, report, stats, tables
+from bnstudy import figures, latex, macros, stats, tables, vocab
+from bnstudy.names import ordered
 from conftest import run_snakemake
 from test_figures import synthetic_results
 
@@ -38,11 +39,8 @@ def used_macros() -> set[str]:
     return set(re.findall(r"\\([A-Z][A-Za-z]*)", text)) - defined - LATEX_CAPITALS
 
 
-def all_macros(metrics, history, benchmarks=None):
-    summary = stats.summarize(metrics)
-    comp = pd.concat([stats.compare(metrics, e) for e in stats.COMPARISONS], ignore_index=True)
-    benchmarks = tables.read_benchmarks("/nonexistent") if benchmarks is None else benchmarks
-    return report.macros(metrics, history, summary, comp, stats.placement_effects(metrics), benchmarks)
+def all_macros(inputs: dict) -> dict:
+    return macros.macros(inputs)
 
 
 def plain(tex: str) -> str:
@@ -67,88 +65,78 @@ def synthetic(tmp_path_factory):
 
 
 def test_every_macro_the_paper_uses_is_generated(synthetic):
-    metrics, history, _ = synthetic
-    m = all_macros(metrics, history)
-    missing = used_macros() - set(m)
-    assert not missing, f"the paper uses macros that bnstudy.report does not write: {sorted(missing)}"
+    m = all_macros(synthetic) | latex.environment()
+    missing = used_macros() - set(m) - {f"Has{macros.tex_name(e)}true" for e in vocab.EXPERIMENTS}
+    assert not missing, f"the paper uses macros that bnstudy.macros does not write: {sorted(missing)}"
     assert "AnswerSentence" in used_macros()  # the check sees the prose's macros at all
 
 
 def test_a_sparse_run_still_defines_every_macro(synthetic):
     """A config without most experiments prints '--' and 'not compared', never an undefined macro."""
-    metrics, history, _ = synthetic
-    e1 = metrics[metrics["experiment"] == "E1"]
-    sparse = all_macros(e1[e1["activation"] != "relu"], history.iloc[:0])
-    assert set(sparse) == set(all_macros(metrics, history))
+    e1 = synthetic["metrics"].query("experiment == 'E1' and activation != 'relu'")
+    empty = {k: v.iloc[:0] for k, v in synthetic.items() if k not in ("metrics", "boundaries")}
+    sparse = all_macros({**empty, "metrics": e1, **stats.study(e1)})
+    assert set(sparse) == set(all_macros(synthetic))
     assert "not compared with ReLU + BatchNorm" in sparse["VerdictBNvsRelu"]
 
 
 def test_verdict_sentence_follows_the_data(synthetic):
-    metrics, history, _ = synthetic
-    m = all_macros(metrics, history)
+    m = all_macros(synthetic)
     assert m["AnswerWord"] == "no"
     assert m["VerdictBNvsLinear"] == "statistically equivalent to the linear baseline on 2 of 2 datasets"
 
-    better = metrics.copy()  # the same study, had BatchNorm alone beaten the linear model
+    better = synthetic["metrics"].copy()  # the same study, had BatchNorm alone beaten the linear model
     lift = (better["activation"] == "identity") & (better["norm"] == "batchnorm")
     better.loc[lift, "test_acc"] += 0.2
-    b = all_macros(better, history)
+    b = all_macros({**synthetic, "metrics": better, **stats.study(better)})
     assert b["AnswerWord"] == "yes" and b["AnswerSentence"] != m["AnswerSentence"]
     assert b["VerdictBNvsLinear"] == "significantly better than the linear baseline on 2 of 2 datasets"
 
-    noisy = metrics.copy()  # seeds too noisy to tell
+    noisy = synthetic["metrics"].copy()  # seeds too noisy to tell
     rng = np.random.default_rng(0)
     noisy.loc[lift, "test_acc"] += rng.normal(0, 0.2, lift.sum())
-    assert all_macros(noisy, history)["AnswerWord"] == "inconclusive"
+    assert all_macros({**synthetic, "metrics": noisy, **stats.study(noisy)})["AnswerWord"] == "inconclusive"
 
 
 def test_macro_names_must_be_letters():
     with pytest.raises(ValueError):
-        report.render({"Acc2": "1"})
+        macros.render({"Acc2": "1"})
 
 
-def _generated(tmp: Path, metrics, history, boundaries) -> dict:
-    """Every generated file of the paper, from synthetic data, under tmp (as the rules do)."""
-    figures.set_style()
+def _generated(tmp: Path, inputs: dict, experiments=tuple(vocab.EXPERIMENTS)) -> dict:
+    """Every generated file of the paper for `experiments`, from synthetic data, under tmp (as the
+    rules do): build-relative path -> file."""
     out = {}
-    for fig in figures.FIGURES:
-        path = tmp / "figures" / f"{fig}.pdf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fn = getattr(figures, fig)
-        args = {"e6_boundaries": (metrics, boundaries), "e7_dynamics": (metrics, history)}.get(fig, (metrics,))
-        fn(*args, path)
-        out[f"figures/{fig}.pdf"] = path
-    summary = stats.summarize(metrics)
-    comp = pd.concat([stats.compare(metrics, e) for e in stats.COMPARISONS], ignore_index=True)
-    bench = tables.read_benchmarks(tmp / "none")
-    texts = {"main": tables.main_results(summary), "comparisons": tables.comparisons(comp),
-             "fold": tables.fold_affinity(metrics), "placement": tables.placement(stats.placement_effects(metrics)),
-             "dynamics": tables.dynamics(metrics, history), "compute": tables.compute(metrics, bench)}
-    for name, text in texts.items():
-        tables.write(text, tmp / "tables" / f"{name}.tex")
-        out[f"tables/{name}.tex"] = tmp / "tables" / f"{name}.tex"
+    for o in vocab.outputs_for(experiments):
+        rel = Path(o.path).relative_to("results")
+        if o.kind == "figure":
+            figures.draw(o.name, inputs, tmp / rel)
+        else:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(tables.make(o.name, inputs))
+        out[str(rel)] = tmp / rel
     (tmp / "tex").mkdir(exist_ok=True)
-    tables.write(report.render(all_macros(metrics, history)), tmp / "tex" / "macros.tex")
+    (tmp / "tex" / "macros.tex").write_text(macros.render(all_macros(inputs), experiments))
+    (tmp / "tex" / "sections.tex").write_text(macros.sections(experiments))
     (tmp / "tex" / "config.yaml").write_text("training: {seeds: [0, 1, 2, 3, 4]}\n")
-    out["tex/macros.tex"] = tmp / "tex" / "macros.tex"
-    out["tex/config.yaml"] = tmp / "tex" / "config.yaml"
+    for name in ("macros.tex", "sections.tex", "config.yaml"):
+        out[f"tex/{name}"] = tmp / "tex" / name
     return out
 
 
 @needs_tex
 def test_synthetic_study_compiles_to_a_pdf_that_states_its_results(synthetic, tmp_path):
-    metrics, history, boundaries = synthetic
-    generated = _generated(tmp_path, metrics, history, boundaries)
+    generated = _generated(tmp_path, synthetic)
     pdf = tmp_path / "paper.pdf"
-    warnings = report.compile_paper(PAPER, tmp_path / "build", pdf, generated)
+    warnings = latex.compile_paper(PAPER, tmp_path / "build", pdf, generated)
     assert warnings == []
     text = pdf_text(pdf)
     for title in SECTION_TITLES:
         assert title in text
-    m = all_macros(metrics, history)
+    m = all_macros(synthetic)
     assert plain(m["AnswerSentence"]) in squash(text)
     # the headline number: identity + BatchNorm on the headline dataset, as the table computes it
-    s = stats.summarize(metrics)
+    s = synthetic["summary"]
     row = s[(s["experiment"] == "E1") & (s["dataset"] == "spirals") & (s["activation"] == "identity")
             & (s["norm"] == "batchnorm")].iloc[0]
     assert f"reached {100 * row['mean']:.1f}%" in " ".join(text.split())
@@ -179,7 +167,7 @@ def test_smoke_pipeline_ends_with_the_paper(smoke_run):
     # a number of the main table equals the metrics table's value
     metrics = pd.read_parquet(results / "metrics.parquet")
     e1 = stats.selected(metrics, "E1")
-    first = tables.ordered(e1["dataset"], tables.DATASETS)[0]
+    first = ordered(e1["dataset"], vocab.DATASETS)[0]
     base = e1[(e1["dataset"] == first) & (e1["activation"] == "identity") & (e1["norm"] == "none")]
     row = next(line for line in pdf_text(results / "paper.pdf", layout=True).splitlines()
                if line.strip().startswith("linear (identity)") and re.search(r"\d", line))

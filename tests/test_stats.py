@@ -85,7 +85,7 @@ def test_answer(verdicts, expected):
 
 
 def test_comparisons_recover_the_constructed_truth(tmp_path):
-    metrics, _, _ = synthetic_results(tmp_path)
+    metrics = synthetic_results(tmp_path)["metrics"]
     comp = stats.compare(metrics, "E1")
     v = {(r.dataset, r.a, r.b): r.verdict for r in comp.itertuples()}
     for d in ("spirals", "digits"):
@@ -98,14 +98,14 @@ def test_comparisons_recover_the_constructed_truth(tmp_path):
 
 
 def test_summary_uses_only_the_selected_learning_rate(tmp_path):
-    metrics, _, _ = synthetic_results(tmp_path)
+    metrics = synthetic_results(tmp_path)["metrics"]
     s = stats.summarize(metrics)
     assert (s["lr"] == 1e-3).all() and (s["n"] == 5).all()
     assert (s["ci_lo"] < s["mean"]).all() and (s["mean"] < s["ci_hi"]).all()
 
 
 def test_placement_effects_find_no_difference_where_there_is_none(tmp_path):
-    metrics, _, _ = synthetic_results(tmp_path)
+    metrics = synthetic_results(tmp_path)["metrics"]
     e = stats.placement_effects(metrics)
     assert len(e) == 8 and not e["significant"].any()
 

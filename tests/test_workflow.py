@@ -10,14 +10,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from bnstudy import grid, results
+from bnstudy import grid, results, vocab
 from conftest import SMOKE, copy_repo, run_snakemake, snakemake_command, snakemake_env
 
-STUDY_TABLES = ["results/metrics.parquet", "results/history.parquet"]
+STUDY_TABLES = [grid.STUDY_FILES[k] for k in ("metrics", "history", "batchstats", "layers")]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] + counts["train_2d"] == len(cells)
-    assert counts["train_2d"] == sum(c.dataset in grid.TWO_D for c in cells)
+    assert counts["train_2d"] == sum(c.dataset in vocab.TWO_D for c in cells)
     assert counts["prepare_data"] == len(grid.datasets(config))
     assert counts["collect"] == 1
     assert not (fresh_copy / "results").exists()
@@ -93,31 +94,38 @@ def test_bad_config_fails_before_any_job(fresh_copy, tmp_path, case):
 def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     config = smoke_config()
     cells = grid.cells(config)
-    metrics = pd.read_parquet(smoke_run / "results" / "metrics.parquet")
+    tables = {k: pd.read_parquet(smoke_run / grid.STUDY_FILES[k]) for k in ("metrics", "batchstats", "layers")}
+    metrics = tables["metrics"]
     required = results.ROW_KEYS + ["selected", "train_acc", "val_acc", "test_acc", "diverged",
-                                   "affine_gap", "fold_max_dev", "flip_rate_2", "bs_acc_random_full",
-                                   "bs_acc_class_16"]
+                                   "affine_gap", "fold_max_dev"]
     assert set(required) <= set(metrics.columns) and "train_seconds" not in metrics.columns
+    assert all(metrics[c].map(np.isscalar).all() for c in metrics.columns)  # per-run scalars only
     n_runs = len(config["training"]["seeds"]) * len(config["training"]["lrs"])
     assert len(metrics) == sum(len(m) for m in cells.values()) * n_runs
     assert not metrics.duplicated(results.ROW_KEYS).any()
     per_cell = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
     assert per_cell.ngroups == sum(len(m) for m in cells.values())
     assert (per_cell["lr"].nunique() == 1).all() and (per_cell.size() == 3).all()
-    # batch-statistics columns only where the norm uses batch statistics
-    bn = metrics.norm.isin(["batchnorm", "zscore"])
-    assert metrics.loc[bn, "flip_rate_2"].notna().all() and metrics.loc[~bn, "flip_rate_2"].isna().all()
-    csv = pd.read_csv(smoke_run / "results" / "metrics.csv")
-    pd.testing.assert_frame_equal(csv.drop(columns="grad_norm_init"),
-                                  metrics.drop(columns="grad_norm_init"), check_dtype=False)
+    # the batch-statistics probe: every test batch size and composition of the config, for
+    # exactly the runs whose norm uses batch statistics
+    bs = tables["batchstats"]
+    bn = metrics[metrics.norm.isin(vocab.BATCH_STAT_NORMS)]
+    sizes = config["training"]["test_batch_sizes"]
+    assert len(bs) == len(bn) * len(sizes) * len(vocab.COMPOSITIONS)
+    assert set(bs[~bs.full].batch_size) == {b for b in sizes if b != vocab.FULL}
+    assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()
+    layers = tables["layers"]
+    assert len(layers) == (metrics.depth + 1).sum()
+    csv = pd.read_csv(smoke_run / grid.METRICS_CSV)
+    pd.testing.assert_frame_equal(csv, metrics, check_dtype=False)
     assert sorted(metrics.lr.unique()) == config["training"]["lrs"]  # the config's numbers
     history = pd.read_parquet(smoke_run / "results" / "history.parquet")
     assert len(history) == len(metrics) * config["training"]["epochs"]
     # every cell has its run, a benchmark and a log; 2-D cells their boundary grids
     for cell in cells:
-        for pattern in (grid.RUN, grid.HISTORY, grid.TRAIN_BENCHMARK, grid.TRAIN_LOG):
+        for pattern in (grid.RUN, grid.HISTORY, grid.BATCHSTATS, grid.LAYERS, grid.TRAIN_BENCHMARK, grid.TRAIN_LOG):
             assert (smoke_run / cell.path(pattern)).is_file()
-        assert (smoke_run / cell.path(grid.BOUNDARY)).is_file() == (cell.dataset in grid.TWO_D)
+        assert (smoke_run / cell.path(grid.BOUNDARY)).is_file() == (cell.dataset in vocab.TWO_D)
     assert any((smoke_run / "results" / "jax-cache").iterdir())
     assert not list((smoke_run / "results").rglob(".*.tmp"))
 

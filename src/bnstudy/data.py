@@ -33,15 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bnstudy import vocab
 from bnstudy.results import atomic_output
 
-GENERATED = ("spirals", "xor", "mnist1d")
-DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
-NAMES = (*GENERATED, "digits", *DOWNLOADED)
+NAMES = tuple(vocab.DATASETS)  # GENERATED, digits and DOWNLOADED: tests/test_vocab.py checks
 
 DEFAULT_CACHE_DIR = Path("results") / "cache"
 DEFAULT_N_SAMPLES = {"spirals": 2000, "xor": 2000, "mnist1d": 5000}  # generated examples, train + test
 DEFAULT_NOISE = {"spirals": 0.05, "xor": 0.05, "mnist1d": 0.25}  # mnist1d: its corr_noise_scale
+GENERATED = tuple(DEFAULT_N_SAMPLES)  # generated from a seed
 TEST_FRACTION = 0.2  # generated sets and digits: share of examples held out as the test split
 VAL_FRACTION = 0.2  # small sets: default validation share of the training pool
 VAL_SIZE_LARGE = 5000  # mnist, fashion_mnist, cifar10: default validation examples
@@ -109,6 +109,7 @@ SOURCES: dict[str, tuple[RemoteFile, ...]] = {
                         "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
                         ("https://www.cs.toronto.edu/~kriz/",)),),
 }
+DOWNLOADED = tuple(SOURCES)
 _SOURCE_TEXT = {
     "mnist": "downloaded: MNIST (LeCun, Cortes & Burges), IDX files",
     "fashion_mnist": "downloaded: Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), IDX files",
@@ -405,16 +406,15 @@ def _fetch(rf: RemoteFile, folder: Path) -> Path:
     for url in rf.urls:
         print(f"downloading {url} -> {path}", file=sys.stderr)
         try:
-            tmp = _download(url, folder, rf.filename)
+            with atomic_output(path) as tmp:  # renamed into place only once verified
+                _download(url, tmp)
+                got = _sha256(tmp)
+                if got != rf.sha256:
+                    raise ChecksumError(f"checksum mismatch for {rf.filename} downloaded from {url}: "
+                                        f"expected sha256 {rf.sha256}, got {got}; the download was deleted")
         except (OSError, http.client.HTTPException) as e:  # URLError, refused, timeout, truncated
             failures.append(f"  {url}: {e}")
             continue
-        got = _sha256(tmp)
-        if got != rf.sha256:
-            tmp.unlink()
-            raise ChecksumError(f"checksum mismatch for {rf.filename} downloaded from {url}: "
-                                f"expected sha256 {rf.sha256}, got {got}; the download was deleted")
-        os.replace(tmp, path)
         return path
     raise DownloadError(
         f"could not download {rf.filename}:\n" + "\n".join(failures) + "\n"
@@ -426,24 +426,17 @@ class _TruncatedDownload(OSError):
     pass
 
 
-def _download(url: str, folder: Path, filename: str) -> Path:
-    """Stream `url` into a temp file in `folder`; fail if fewer bytes arrive than announced."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
-    tmp = Path(tmp)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "bnstudy"})
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=60) as response:
-            announced = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                received += len(chunk)
-        if announced is not None and received != int(announced):
-            raise _TruncatedDownload(f"truncated download: received {received} of {announced} bytes")
-        return tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _download(url: str, dest: Path) -> None:
+    """Stream `url` into `dest`; fail if fewer bytes arrive than announced."""
+    request = urllib.request.Request(url, headers={"User-Agent": "bnstudy"})
+    with open(dest, "wb") as f, urllib.request.urlopen(request, timeout=60) as response:
+        announced = response.headers.get("Content-Length")
+        received = 0
+        while chunk := response.read(1 << 20):
+            f.write(chunk)
+            received += len(chunk)
+    if announced is not None and received != int(announced):
+        raise _TruncatedDownload(f"truncated download: received {received} of {announced} bytes")
 
 
 def _sha256(path: Path) -> str:

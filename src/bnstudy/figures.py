@@ -8,7 +8,6 @@ bands are 95% Student-t intervals over seeds, the same intervals as the tables.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +19,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from bnstudy import grid, stats  # noqa: E402
-from bnstudy.tables import (ACTIVATIONS, DATASETS, NORMS, canonical, composition,  # noqa: E402
-                            name, ordered, selected_history)
+from bnstudy import grid, stats, vocab  # noqa: E402
+from bnstudy.names import canonical, composition, label, network, ordered  # noqa: E402
+from bnstudy.results import atomic_output  # noqa: E402
+from bnstudy.tables import DYNAMICS_NORMS  # noqa: E402
 
 TEXTWIDTH = 6.3  # inches: the paper's text width (a4, 2.5 cm margins)
 PALETTE = sns.color_palette("colorblind")
@@ -30,7 +30,6 @@ PALETTE = sns.color_palette("colorblind")
 KEY_COLOURS = {"identity": "black", "identity + BatchNorm": PALETTE[0], "identity + z-score": PALETTE[1],
                "ReLU + BatchNorm": PALETTE[2], "ReLU": PALETTE[3]}
 OTHER_COLOURS = [PALETTE[i] for i in (4, 5, 9, 7, 6, 8)]  # the strongest first
-BATCH_STAT_TOKENS = {"full": 10**9}
 
 
 def set_style() -> None:
@@ -58,7 +57,7 @@ def ci95(x):
 def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["network"] = [composition(a, n) for a, n in zip(out["activation"], out["norm"])]
-    out["Dataset"] = [name(DATASETS, d) for d in out["dataset"]]
+    out["Dataset"] = [label(d) for d in out["dataset"]]
     return out
 
 
@@ -68,12 +67,9 @@ def _network_order(df: pd.DataFrame) -> list[str]:
 
 
 def _save(fig, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.pdf")
-    fig.savefig(tmp, format="pdf")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="pdf")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _empty(path, message: str) -> None:
@@ -94,23 +90,22 @@ def _grid(n: int, ncols: int, panel_w: float, panel_h: float, **kw):
     return fig, axes.flat[:n]
 
 
-def e1_heatmaps(df: pd.DataFrame, path) -> None:
+def e1_heatmaps(metrics: pd.DataFrame, path) -> None:
     """Test accuracy (%, annotated) of every activation x normalization cell, coloured by its
     difference from the linear baseline (identity, no norm: outlined); one panel per dataset."""
-    summary = stats.summarize(df[df["experiment"] == "E1"])
+    summary = stats.summarize(metrics[metrics["experiment"] == "E1"])
     if summary.empty:
         return _empty(path, "no E1 runs")
-    settings = canonical(summary[["dataset", "placement", "depth", "width"]].drop_duplicates(),
-                         ["dataset", "placement", "depth", "width"])
-    acts = ordered(summary["activation"], ACTIVATIONS)
-    norms = ordered(summary["norm"], NORMS)
+    settings = canonical(summary[list(vocab.SETTING_KEYS)].drop_duplicates(), vocab.SETTING_KEYS)
+    acts = ordered(summary["activation"], vocab.ACTIVATIONS)
+    norms = ordered(summary["norm"], vocab.NORMS)
     panels = []
     for s in settings.itertuples():
         g = summary[(summary["dataset"] == s.dataset) & (summary["placement"] == s.placement)
                     & (summary["depth"] == s.depth) & (summary["width"] == s.width)]
         acc = g.pivot(index="activation", columns="norm", values="mean").reindex(index=acts, columns=norms)
         base = acc.loc["identity", "none"] if "identity" in acc.index and "none" in acc.columns else np.nan
-        title = name(DATASETS, s.dataset)
+        title = label(s.dataset)
         if (settings["dataset"] == s.dataset).sum() > 1:
             title += f" ({s.placement}, d{s.depth}, w{s.width})"
         panels.append((title, 100 * acc, 100 * (acc - base), 100 * base))
@@ -121,8 +116,8 @@ def e1_heatmaps(df: pd.DataFrame, path) -> None:
     for ax, (title, acc, diff, base) in zip(axes, panels):
         sns.heatmap(diff, ax=ax, cmap="vlag", vmin=-lim, vmax=lim, center=0, annot=acc, fmt=".1f",
                     annot_kws={"fontsize": 6.5}, cbar=False, linewidths=0.4, linecolor="white")
-        ax.set_xticklabels([name(NORMS, n) for n in norms], rotation=30, ha="right")
-        ax.set_yticklabels([name(ACTIVATIONS, a) for a in acts], rotation=0)
+        ax.set_xticklabels([label(n) for n in norms], rotation=30, ha="right")
+        ax.set_yticklabels([label(a) for a in acts], rotation=0)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(length=0)
@@ -136,14 +131,14 @@ def e1_heatmaps(df: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def e2_collapse(df: pd.DataFrame, path) -> None:
+def e2_collapse(metrics: pd.DataFrame, path) -> None:
     """Left: the affinity gap of every trained network (log scale) by composition. Right: the
     largest deviation between each foldable network and its folded affine map."""
-    runs = _with_labels(df[df["experiment"] == "E2"])
+    runs = _with_labels(metrics[metrics["experiment"] == "E2"])
     if runs.empty:
         return _empty(path, "no E2 runs")
     order = _network_order(runs)
-    hue_order = [name(DATASETS, d) for d in ordered(runs["dataset"], DATASETS)]
+    hue_order = [label(d) for d in ordered(runs["dataset"], vocab.DATASETS)]
     floor = 1e-12  # exact zeros are drawn at the floor of the log axis
     runs["affine_gap_plot"] = runs["affine_gap"].clip(lower=floor)
     runs["fold_plot"] = runs["fold_max_dev"].clip(lower=floor)
@@ -168,53 +163,40 @@ def e2_collapse(df: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def _batch_columns(df: pd.DataFrame, prefix: str) -> list[tuple[str, str]]:
-    """[(column, batch-size token)] for columns like bs_acc_random_32, sorted by size, 'full' last."""
-    out = []
-    for c in df.columns:
-        m = re.fullmatch(prefix + r"(\w+)", c)
-        if m and df[c].notna().any():
-            out.append((c, m.group(1)))
-    return sorted(out, key=lambda t: int(t[1]) if t[1].isdigit() else BATCH_STAT_TOKENS.get(t[1], 10**10))
-
-
-def e3_batch_dependence(df: pd.DataFrame, path) -> None:
+def e3_batch_dependence(metrics: pd.DataFrame, batchstats: pd.DataFrame, path) -> None:
     """Accuracy in batch-statistics mode versus test batch size, with random batches (top) and
     one-class batches (middle), and the flip rate when only the batch-mates change (bottom);
     one column per dataset. Dotted: each network's accuracy with running statistics."""
-    runs = _with_labels(stats.selected(df, "E3"))
-    runs = runs[runs["norm"].isin(["batchnorm", "zscore"])]
-    random_cols = _batch_columns(runs, "bs_acc_random_")
-    if runs.empty or not random_cols:
+    bs = _with_labels(stats.selected(batchstats, "E3"))
+    if bs.empty:
         return _empty(path, "no E3 runs with batch-statistics evaluations")
-    tokens = [t for _, t in random_cols]
-    ids = ["Dataset", "network", "seed"]
-    panels = []  # (row label, long table with columns batch, value)
-    for prefix, label in (("bs_acc_random_", "accuracy,\nrandom batches"),
-                          ("bs_acc_class_", "accuracy,\none-class batches"), ("flip_rate_", "flip rate")):
-        cols = _batch_columns(runs, prefix)
-        long = runs.melt(id_vars=ids, value_vars=[c for c, _ in cols], var_name="col", value_name="value")
-        long["batch"] = long["col"].str.removeprefix(prefix)
-        panels.append((label, long))
-    datasets = [name(DATASETS, d) for d in ordered(runs["dataset"], DATASETS)]
-    order = _network_order(runs)
+    runs = _with_labels(stats.selected(metrics, "E3"))
+    runs = runs[runs["norm"].isin(vocab.BATCH_STAT_NORMS)]
+    sizes = bs[["full", "batch_size"]].drop_duplicates().sort_values(["full", "batch_size"])
+    ticks = [vocab.FULL if f else str(b) for f, b in zip(sizes["full"], sizes["batch_size"])]
+    bs["batch"] = [vocab.FULL if f else str(b) for f, b in zip(bs["full"], bs["batch_size"])]
+    panels = [("accuracy,\nrandom batches", bs[bs["composition"] == "random"], "accuracy"),
+              ("accuracy,\none-class batches", bs[bs["composition"] == "class"], "accuracy"),
+              ("flip rate", bs[(bs["composition"] == "random") & ~bs["full"]], "flip_rate")]
+    datasets = [label(d) for d in ordered(bs["dataset"], vocab.DATASETS)]
+    order = _network_order(bs)
     pal = colours(order)
     fig, axes = plt.subplots(3, len(datasets), figsize=(min(TEXTWIDTH, 0.6 + 2.85 * len(datasets)), 4.4),
                              squeeze=False, sharex=True, layout="constrained")
     for j, d in enumerate(datasets):
-        for i, (label, long) in enumerate(panels):
+        for i, (row_label, long, value) in enumerate(panels):
             ax = axes[i, j]
-            sns.lineplot(long[long["Dataset"] == d], x="batch", y="value", hue="network", hue_order=order,
+            sns.lineplot(long[long["Dataset"] == d], x="batch", y=value, hue="network", hue_order=order,
                          palette=pal, marker="o", errorbar=ci95, ax=ax, legend=False, sort=False)
             if i < 2:  # accuracy rows: the same network with running statistics, for reference
                 for net, g in runs[runs["Dataset"] == d].groupby("network"):
                     ax.axhline(g["test_acc"].mean(), color=pal[net], linestyle=":", linewidth=0.9)
             ax.set(title=d if i == 0 else "", xlabel="test batch size" if i == 2 else "",
-                   ylabel=label if j == 0 else "")
+                   ylabel=row_label if j == 0 else "")
             if i == 2:
                 ax.set_ylim(bottom=0)
     for ax in axes.flat:  # one categorical order on every panel
-        ax.set_xticks(range(len(tokens)), tokens)
+        ax.set_xticks(range(len(ticks)), ticks)
     handles = [plt.Line2D([], [], color=pal[n], marker="o", label=n) for n in order]
     handles.append(plt.Line2D([], [], color="grey", linestyle=":", label="running statistics"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
@@ -231,29 +213,28 @@ def geo_ci95(x):
     return tuple(np.exp(ci95(np.log(np.asarray(x, float)))))
 
 
-def e4_depth(df: pd.DataFrame, path) -> None:
+def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
     """(a) gradient norm of the input layer at initialization versus depth; (b) gradient norm
     per layer at initialization for the deepest networks (geometric means, intervals of the log);
     (c) final test accuracy versus depth."""
-    runs = _with_labels(stats.selected(df, "E4"))
+    runs = _with_labels(stats.selected(metrics, "E4"))
+    grads = _with_labels(stats.selected(layers, "E4"))
     if runs.empty:
         return _empty(path, "no E4 runs")
-    runs["grad_input"] = [float(np.asarray(g)[0]) if g is not None and len(g) else np.nan
-                          for g in runs["grad_norm_init"]]
+    runs = runs.merge(grads[grads["layer"] == 0][["experiment", *vocab.RUN_KEYS, "grad_norm_init"]]
+                      .rename(columns={"grad_norm_init": "grad_input"}),
+                      on=["experiment", *vocab.RUN_KEYS], how="left")
     order = _network_order(runs)
     pal = colours(order)
     styles = {"style": "Dataset"} if runs["dataset"].nunique() > 1 else {}
-    deepest = runs[runs["depth"] == runs["depth"].max()]
-    layers = pd.DataFrame([{"network": r.network, "Dataset": r.Dataset, "seed": r.seed, "layer": i,
-                            "grad": float(g)} for r in deepest.itertuples()
-                           for i, g in enumerate(np.asarray(r.grad_norm_init))])
+    deepest = grads[grads["depth"] == grads["depth"].max()]
     log_kw = {"estimator": geomean, "errorbar": geo_ci95}
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(TEXTWIDTH, 2.6), layout="constrained")
     sns.lineplot(runs, x="depth", y="grad_input", hue="network", hue_order=order, palette=pal,
                  marker="o", ax=a, legend=False, **log_kw, **styles)
     a.set(yscale="log", xlabel="depth (hidden layers)", ylabel="gradient norm, input layer",
           title="(a) at initialization")
-    sns.lineplot(layers, x="layer", y="grad", hue="network", hue_order=order, palette=pal,
+    sns.lineplot(deepest, x="layer", y="grad_norm_init", hue="network", hue_order=order, palette=pal,
                  marker="o", markersize=2.5, ax=b, legend=False, **log_kw, **styles)
     b.set(yscale="log", xlabel="layer (0 = input)", ylabel="gradient norm",
           title=f"(b) per layer, depth {int(runs['depth'].max())}")
@@ -271,11 +252,11 @@ def e4_depth(df: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def e5_placement(df: pd.DataFrame, path) -> None:
+def e5_placement(metrics: pd.DataFrame, path) -> None:
     """Test accuracy with the norm after the activation against before it, one point per
     composition (colour: norm, marker: activation) with 95% intervals both ways, one panel per
     dataset; on the diagonal the placement does not matter."""
-    summary = stats.summarize(df[df["experiment"] == "E5"])
+    summary = stats.summarize(metrics[metrics["experiment"] == "E5"])
     wide = summary.pivot_table(index=["dataset", "activation", "norm", "depth", "width"],
                                columns="placement", values=["mean", "ci_lo", "ci_hi"])
     if wide.empty or "pre" not in wide["mean"] or "post" not in wide["mean"]:
@@ -283,9 +264,9 @@ def e5_placement(df: pd.DataFrame, path) -> None:
     wide = wide.dropna(subset=[("mean", "pre"), ("mean", "post")])
     wide.columns = [f"{v}_{p}" for v, p in wide.columns]
     wide = wide.reset_index()
-    datasets = ordered(wide["dataset"], DATASETS)
-    norms = ordered(wide["norm"], NORMS)
-    acts = ordered(wide["activation"], ACTIVATIONS)
+    datasets = ordered(wide["dataset"], vocab.DATASETS)
+    norms = ordered(wide["norm"], vocab.NORMS)
+    acts = ordered(wide["activation"], vocab.ACTIVATIONS)
     npal = dict(zip(norms, PALETTE))
     markers = dict(zip(acts, "osD^vP*X"))
     fig, axes = plt.subplots(1, len(datasets), figsize=(min(TEXTWIDTH, 1.1 + 2.6 * len(datasets)), 2.9),
@@ -300,11 +281,11 @@ def e5_placement(df: pd.DataFrame, path) -> None:
         lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
         hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.7, linestyle="--", zorder=0)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=name(DATASETS, d),
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=label(d),
                xlabel="norm before activation (pre), test acc. %")
     axes[0, 0].set_ylabel("norm after activation (post), test acc. %")
-    handles = [plt.Line2D([], [], color=npal[n], marker="o", linestyle="", label=name(NORMS, n)) for n in norms]
-    handles += [plt.Line2D([], [], color="grey", marker=markers[a], linestyle="", label=name(ACTIVATIONS, a))
+    handles = [plt.Line2D([], [], color=npal[n], marker="o", linestyle="", label=label(n)) for n in norms]
+    handles += [plt.Line2D([], [], color="grey", marker=markers[a], linestyle="", label=label(a))
                 for a in acts]
     fig.legend(handles=handles, loc="outside right upper", frameon=False)
     _save(fig, path)
@@ -320,22 +301,23 @@ def _classes(pred) -> np.ndarray:
     return pred.argmax(-1) if pred.ndim == 3 else pred  # logits/probabilities -> labels
 
 
-def e6_boundaries(df: pd.DataFrame, boundaries: dict, path, max_points: int = 400) -> None:
+def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int = 400) -> None:
     """Decision boundaries on the 2-D sets: small multiples over normalization (rows) x activation
     (columns) in inference mode, plus rows in batch-statistics mode (the whole grid as one batch)
-    for the batch-normalized networks. `boundaries` maps (dataset, cell stem) -> .npz path.
+    for the batch-normalized networks. `boundaries`: the cells' .npz files (grid.BOUNDARY).
     Each panel shows the selected learning rate's lowest seed; the number is its test accuracy."""
-    runs = stats.selected(df, "E6")
-    datasets = ordered(runs["dataset"], DATASETS)
+    runs = stats.selected(metrics, "E6")
+    given = {Path(f).parts[-2:]: f for f in boundaries}
+    datasets = ordered(runs["dataset"], vocab.DATASETS)
     if runs.empty:
         return _empty(path, "no E6 runs")
     subfig_specs = []
     for d in datasets:
         r = runs[runs["dataset"] == d]
-        acts = ordered(r["activation"], ACTIVATIONS)
-        norms = ordered(r["norm"], NORMS)
+        acts = ordered(r["activation"], vocab.ACTIVATIONS)
+        norms = ordered(r["norm"], vocab.NORMS)
         rows = [(n, "inference") for n in norms]
-        rows += [(n, "batch") for n in norms if n in ("batchnorm", "zscore")]
+        rows += [(n, "batch") for n in norms if n in vocab.BATCH_STAT_NORMS]
         subfig_specs.append((d, r, acts, rows))
     # Datasets side by side when their columns fit the text width, else stacked; panels shrink
     # so that the figure stays within one page.
@@ -358,7 +340,7 @@ def e6_boundaries(df: pd.DataFrame, boundaries: dict, path, max_points: int = 40
     cmap = matplotlib.colors.ListedColormap(["#cfe1f2", "#fbd8b8", "#d5ecd0", "#e8d5ee"])
     point_colours = np.array([PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4]])
     for sf, (d, r, acts, rows) in zip(subfigs, subfig_specs):
-        sf.suptitle(name(DATASETS, d), fontsize=8)
+        sf.suptitle(label(d), fontsize=8)
         ncols = len(acts)
         axes = sf.subplots(len(rows), ncols, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04})
         for i, (norm, mode) in enumerate(rows):
@@ -367,18 +349,17 @@ def e6_boundaries(df: pd.DataFrame, boundaries: dict, path, max_points: int = 40
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if j == 0:
-                    label = name(NORMS, norm) + ("\n(batch stats)" if mode == "batch" else "")
-                    ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+                    row_label = label(norm) + ("\n(batch stats)" if mode == "batch" else "")
+                    ax.set_ylabel(row_label, fontsize=7, rotation=0, ha="right", va="center")
                 if i == 0:
-                    ax.set_title(name(ACTIVATIONS, acts[j]), fontsize=7)
+                    ax.set_title(label(acts[j]), fontsize=7)
                 cell = r[(r["activation"] == acts[j]) & (r["norm"] == norm)]
                 if cell.empty:
                     ax.set_facecolor("0.95")
                     continue
                 c = cell.sort_values("seed").iloc[0]
-                stem = grid.CELL.format(activation=c.activation, norm=c.norm, placement=c.placement,
-                                        depth=c.depth, width=c.width)
-                f = boundaries.get((d, stem))
+                cell = grid.Cell(*(getattr(c, k) for k in vocab.CELL_KEYS))
+                f = given.get(Path(cell.path(grid.BOUNDARY)).parts[-2:])  # {dataset}/{cell}.boundary.npz
                 key = "pred_inference" if mode == "inference" else "pred_batch"
                 if f is None or not Path(f).exists():
                     ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6, transform=ax.transAxes)
@@ -406,11 +387,11 @@ def e6_boundaries(df: pd.DataFrame, boundaries: dict, path, max_points: int = 40
     _save(fig, path)
 
 
-def e7_dynamics(df: pd.DataFrame, history: pd.DataFrame, path) -> None:
+def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
     """Identity-activation networks with no norm (the linear baseline), z-score and BatchNorm:
     training loss (top) and validation accuracy (bottom) per epoch, one column per dataset."""
-    h = selected_history(df, history, "E7")
-    h = h[(h["activation"] == "identity") & h["norm"].isin(["none", "zscore", "batchnorm"])]
+    h = stats.selected(history, "E7")
+    h = h[(h["activation"] == "identity") & h["norm"].isin(DYNAMICS_NORMS)]
     if h.empty:
         return _empty(path, "no E7 history")
     h = _with_labels(h)
@@ -418,7 +399,7 @@ def e7_dynamics(df: pd.DataFrame, history: pd.DataFrame, path) -> None:
     order = [n for n in ["linear (identity)", "identity + z-score", "identity + BatchNorm"]
              if n in set(h["network"])]
     pal = colours(order) | {"linear (identity)": KEY_COLOURS["identity"]}
-    datasets = [name(DATASETS, d) for d in ordered(h["dataset"], DATASETS)]
+    datasets = [label(d) for d in ordered(h["dataset"], vocab.DATASETS)]
     fig, axes = plt.subplots(2, len(datasets), figsize=(min(TEXTWIDTH, 0.5 + 2.9 * len(datasets)), 3.4),
                              squeeze=False, sharex="col", layout="constrained")
     for j, d in enumerate(datasets):
@@ -442,5 +423,8 @@ def e7_dynamics(df: pd.DataFrame, history: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-FIGURES = ("e1_heatmaps", "e2_collapse", "e3_batch_dependence", "e4_depth", "e5_placement",
-           "e6_boundaries", "e7_dynamics")
+def draw(name: str, inputs: dict, path) -> None:
+    """Draw the figure `name` of the registry from the study tables it needs (input name -> table)."""
+    set_style()
+    entry = vocab.OUTPUTS[name]
+    globals()[name](**{k: inputs[k] for k in entry.inputs}, path=path)

@@ -16,36 +16,48 @@ imports this module, so it must stay cheap. `check` holds the rules the schema c
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
 
-# The names the engine accepts. Duplicated from bnstudy.models / bnstudy.data / bnstudy.train
-# (which import JAX) and from the JSON schema; tests/test_grid.py checks they all agree.
-DATASETS = ("spirals", "xor", "mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
-TWO_D = ("spirals", "xor")  # decision boundaries (E6) exist only for 2-D inputs
-ACTIVATIONS = ("identity", "relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
-NORMS = ("none", "batchnorm", "zscore", "layernorm", "rmsnorm", "groupnorm")
-PLACEMENTS = ("pre", "post")
-EXPERIMENTS = ("E1", "E2", "E3", "E4", "E5", "E6", "E7")
-TRAINING_KEYS = ("seeds", "lrs", "epochs", "batch_size", "optimizer", "momentum", "schedule",
-                 "groups", "test_batch_sizes")
+from bnstudy import vocab
+
+TRAINING_KEYS = tuple(vocab.TRAINING_DEFAULTS)
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
 # File layout of one cell (paths relative to the working directory, the repository root).
 CELL = "{activation}-{norm}-{placement}-d{depth}-w{width}"
-RUN = "results/runs/{dataset}/" + CELL + ".parquet"
-HISTORY = "results/runs/{dataset}/" + CELL + ".history.parquet"
-BOUNDARY = "results/runs/{dataset}/" + CELL + ".boundary.npz"
+RUN = "results/runs/{dataset}/" + CELL + ".parquet"  # one row per seed x lr: the scalars
+HISTORY = "results/runs/{dataset}/" + CELL + ".history.parquet"  # ... x epoch
+BATCHSTATS = "results/runs/{dataset}/" + CELL + ".batchstats.parquet"  # ... x test batch
+LAYERS = "results/runs/{dataset}/" + CELL + ".layers.parquet"  # ... x layer
+BOUNDARY = "results/runs/{dataset}/" + CELL + ".boundary.npz"  # 2-D datasets only
 TRAIN_LOG = "results/logs/train/{dataset}/" + CELL + ".log"
 TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + CELL + ".tsv"
 DATA = "results/data/{dataset}.npz"
 
+# The study's tables (bnstudy collect, bnstudy stats) by the input names of vocab.INPUTS.
+STUDY_FILES = {
+    "metrics": "results/metrics.parquet",
+    "history": "results/history.parquet",
+    "batchstats": "results/batchstats.parquet",
+    "layers": "results/layers.parquet",
+    "summary": "results/stats/summary.csv",
+    "comparisons": "results/stats/comparisons.csv",
+    "placement": "results/stats/placement.csv",
+}
+METRICS_CSV = "results/metrics.csv"
+MACROS = "results/tex/macros.tex"
+CONFIG_COPY = "results/tex/config.yaml"
+SECTIONS = "results/tex/sections.tex"
+PAPER = "results/paper.pdf"
+
 WILDCARDS = {
-    "dataset": "|".join(DATASETS),
-    "activation": "|".join(ACTIVATIONS),
-    "norm": "|".join(NORMS),
-    "placement": "|".join(PLACEMENTS),
+    "dataset": "|".join(vocab.DATASETS),
+    "activation": "|".join(vocab.ACTIVATIONS),
+    "norm": "|".join(vocab.NORMS),
+    "placement": "|".join(vocab.PLACEMENTS),
     "depth": r"[1-9][0-9]*",
     "width": r"[1-9][0-9]*",
 }
@@ -91,21 +103,38 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
                             for width in b["widths"]:
                                 cell = Cell(dataset, activation, norm, placement, int(depth), int(width))
                                 members.setdefault(cell, set()).add(name)
-    return {cell: tuple(sorted(members[cell], key=EXPERIMENTS.index)) for cell in sorted(members)}
+    return {cell: tuple(sorted(members[cell], key=list(vocab.EXPERIMENTS).index)) for cell in sorted(members)}
+
+
+def experiment_cells(config: dict, experiment: str) -> list[Cell]:
+    """The cells of one experiment's sub-grid."""
+    return [cell for cell, members in cells(config).items() if experiment in members]
 
 
 def datasets(config: dict) -> list[str]:
     """The datasets the grid uses, in canonical order."""
     used = {cell.dataset for cell in cells(config)}
-    return [d for d in DATASETS if d in used]
+    return [d for d in vocab.DATASETS if d in used]
 
 
 def training(config: dict, dataset: str) -> dict:
-    """The training settings of `dataset`: the `training:` section with its per-dataset override."""
+    """The training settings of `dataset`: the defaults (vocab.TRAINING_DEFAULTS), the
+    `training:` section over them, and its per-dataset override over that."""
     section = config["training"]
-    settings = {k: section[k] for k in TRAINING_KEYS}
+    settings = dict(vocab.TRAINING_DEFAULTS)
+    settings.update({k: v for k, v in section.items() if k in TRAINING_KEYS})
     settings.update(section.get("per_dataset", {}).get(dataset, {}))
     return settings
+
+
+def analysis(config: dict) -> dict:
+    """The `analysis:` settings (alpha, margin) over their defaults (vocab.ANALYSIS_DEFAULTS)."""
+    return {**vocab.ANALYSIS_DEFAULTS, **config.get("analysis", {})}
+
+
+def outputs(config: dict) -> list:
+    """The figures and tables (vocab.Output) of the experiments the config holds."""
+    return vocab.outputs_for(config["experiments"])
 
 
 def resources(config: dict, dataset: str) -> dict:
@@ -145,7 +174,26 @@ def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]
     BOUNDARY exists only for 2-D datasets, so only their cells are listed for it."""
     return [cell.path(pattern) for cell, members in cells.items()
             if (experiment is None or experiment in members)
-            and (pattern != BOUNDARY or cell.dataset in TWO_D)]
+            and (pattern != BOUNDARY or cell.dataset in vocab.TWO_D)]
+
+
+def output_inputs(config: dict, output) -> dict[str, str | list[str]]:
+    """The files a figure or table (vocab.Output) reads, by input name: the study tables, the
+    decision-boundary grids of its experiments' cells, the training benchmark files of every cell."""
+    members = cells(config)
+    files = {"boundaries": [f for e in output.experiments for f in paths(members, BOUNDARY, e)],
+             "benchmarks": paths(members, TRAIN_BENCHMARK)}
+    return {name: files.get(name, STUDY_FILES.get(name)) for name in output.inputs}
+
+
+def cli_options(named) -> str:
+    """`--name path ...` for each entry of a rule's named input (snakemake's `input`, or a dict)."""
+    parts = []
+    for name in named.keys():
+        value = named[name]
+        values = [value] if isinstance(value, str) else list(value)
+        parts.append(f"--{name} " + " ".join(shlex.quote(str(v)) for v in values))
+    return " ".join(parts)
 
 
 def prepare_options(config: dict, dataset: str) -> str:
@@ -193,12 +241,12 @@ def job_environment(config: dict) -> dict[str, str]:
 def check(config: dict) -> None:
     """The rules the JSON schema cannot express. Raises ConfigError naming the key."""
     for key, name, b in _blocks(config):
-        if name == "E6":
-            bad = [d for d in b["datasets"] if d not in TWO_D]
+        if name in vocab.TWO_D_EXPERIMENTS:
+            bad = [d for d in b["datasets"] if d not in vocab.TWO_D]
             if bad:
                 raise ConfigError(
-                    f"{key}.datasets: E6 draws decision boundaries, which need 2-D inputs; "
-                    f"{', '.join(bad)} is not 2-D (allowed: {', '.join(TWO_D)})")
+                    f"{key}.datasets: {name} draws decision boundaries, which need 2-D inputs; "
+                    f"{', '.join(bad)} is not 2-D (allowed: {', '.join(vocab.TWO_D)})")
         if "groupnorm" not in b["norms"]:
             continue
         for dataset in b["datasets"]:

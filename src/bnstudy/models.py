@@ -5,33 +5,31 @@ The block combines one activation and one normalization in one of two orders:
 `post` = Linear -> activation -> norm.
 
 `zscore` is BatchNorm without its learnable scale and shift: the plain z-scoring of the
-pre-activations that the study's question is about. `batchnorm` and `zscore` are the two
-normalizations that use batch statistics in training mode and running statistics at inference.
+pre-activations that the study's question is about. `batchnorm` and `zscore` are the
+normalizations that use batch statistics in training mode and running statistics at inference
+(vocab.BATCH_STAT_NORMS). The names and their properties live in `bnstudy.vocab`.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-ACTIVATIONS = {
-    "identity": lambda x: x,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    "elu": jax.nn.elu,
-    "leaky_relu": jax.nn.leaky_relu,
-    "sigmoid": jax.nn.sigmoid,
-}
-NORMS = ("none", "batchnorm", "zscore", "layernorm", "rmsnorm", "groupnorm")
-PLACEMENTS = ("pre", "post")
-BATCH_STAT_NORMS = ("batchnorm", "zscore")  # normalizations that use batch statistics
-# Networks that are affine in their input at inference: no nonlinearity anywhere.
-FOLDABLE_NORMS = ("none", "batchnorm", "zscore")
+from bnstudy import vocab
+
+def _resolve(path: str | None):
+    """The function at a dotted path such as "jax.nn.relu"; None is the identity."""
+    if path is None:
+        return lambda x: x
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+# name -> function, from the vocabulary's dotted paths (vocab.ACTIVATIONS)
+ACTIVATIONS = {k: _resolve(a.function) for k, a in vocab.ACTIVATIONS.items()}
 
 BN_MOMENTUM = 0.9  # running-average decay; 0.9 (PyTorch's 0.1) settles within short runs
 BN_EPSILON = 1e-5
@@ -53,12 +51,12 @@ class ModelSpec:
     placement: str = "pre"
     depth: int = 2
     width: int = 64
-    groups: int = 8  # groupnorm only
+    groups: int = vocab.TRAINING_DEFAULTS["groups"]  # groupnorm only
 
     def __post_init__(self):
         _choose("activation", self.activation, tuple(ACTIVATIONS))
-        _choose("norm", self.norm, NORMS)
-        _choose("placement", self.placement, PLACEMENTS)
+        _choose("norm", self.norm, tuple(vocab.NORMS))
+        _choose("placement", self.placement, tuple(vocab.PLACEMENTS))
         for name in ("in_features", "depth", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -74,12 +72,12 @@ class ModelSpec:
 
     @property
     def uses_batch_stats(self) -> bool:
-        return self.norm in BATCH_STAT_NORMS
+        return vocab.NORMS[self.norm].batch_stats
 
     @property
     def foldable(self) -> bool:
         """True when the inference-mode network is one affine map of its input."""
-        return self.activation == "identity" and self.norm in FOLDABLE_NORMS
+        return vocab.ACTIVATIONS[self.activation].function is None and vocab.NORMS[self.norm].affine
 
 
 def _make_norm(spec: ModelSpec, rngs: nnx.Rngs):

@@ -22,9 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bnstudy import models, train
-
-FULL = "full"
+from bnstudy import models, train, vocab
 
 
 @partial(jax.jit, static_argnames="graphdef")
@@ -98,40 +96,44 @@ def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
     return out
 
 
-def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> dict[str, np.ndarray]:
-    """Batch-statistics accuracy per size and composition, and the flip rate per size.
+def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> list[dict]:
+    """Batch-statistics accuracy per test batch size and composition, and the flip rate per size.
 
-    `sizes`: ints and/or "full" (the whole test set; for the one-class composition, each whole
-    class). Sizes larger than the test set give NaN. Returns column name -> (models,) array.
+    `sizes`: ints and/or vocab.FULL (the whole test set; for the one-class composition, each
+    whole class). Returns one record per (size, composition): batch_size (the whole set's size
+    for FULL), full, composition, and per model (arrays of shape (models,)) accuracy and
+    flip_rate (random batches of a size smaller than the set only; else NaN). Sizes larger than
+    the test set give NaN.
     """
     x, y = np.asarray(x), np.asarray(y)
     n = len(y)
     rng = np.random.default_rng(seed)
-    out = {}
     m = jax.tree.leaves(params)[0].shape[0]
+    nan = np.full(m, np.nan)
+    records = []
     for size in sizes:
-        b = None if size == FULL else int(size)
-        if b is not None and b > n:
-            for key in (f"bs_acc_random_{size}", f"bs_acc_class_{size}", f"flip_rate_{size}"):
-                out[key] = np.full(m, np.nan)
-            continue
-        draws = [random_batches(n, b or n, rng) for _ in range(2)]
-        by_class = class_batches(y, b, rng)
-        rows = max(len(by_class), len(draws[0]))
-        width = b or n
-        preds = {}
-        for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
-            idx, mask = _pad_rows(batches, rows, width)
-            p = np.asarray(_batch_stat_predict(graphdef, params, stats, jnp.asarray(x),
-                                               jnp.asarray(idx), jnp.asarray(mask)))
-            preds[name] = _per_example(p, idx, mask, n)
-        for comp in ("random", "class"):
-            seen = preds[comp] >= 0
-            out[f"bs_acc_{comp}_{size}"] = _share((preds[comp] == y) & seen, seen)
-        if b is not None:  # with the whole set as the batch, batch-mates cannot change
-            both = (preds["random"] >= 0) & (preds["random2"] >= 0)
-            out[f"flip_rate_{size}"] = _share((preds["random"] != preds["random2"]) & both, both)
-    return out
+        b = n if size == vocab.FULL else int(size)
+        acc, flip = {c: nan for c in vocab.COMPOSITIONS}, nan
+        if b <= n:
+            draws = [random_batches(n, b, rng) for _ in range(2)]
+            by_class = class_batches(y, None if size == vocab.FULL else b, rng)
+            rows = max(len(by_class), len(draws[0]))
+            preds = {}
+            for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
+                idx, mask = _pad_rows(batches, rows, b)
+                p = np.asarray(_batch_stat_predict(graphdef, params, stats, jnp.asarray(x),
+                                                   jnp.asarray(idx), jnp.asarray(mask)))
+                preds[name] = _per_example(p, idx, mask, n)
+            for comp in vocab.COMPOSITIONS:
+                seen = preds[comp] >= 0
+                acc[comp] = _share((preds[comp] == y) & seen, seen)
+            if b < n:  # with the whole set as the batch, batch-mates cannot change
+                both = (preds["random"] >= 0) & (preds["random2"] >= 0)
+                flip = _share((preds["random"] != preds["random2"]) & both, both)
+        for comp in vocab.COMPOSITIONS:
+            records.append({"batch_size": b, "full": size == vocab.FULL, "composition": comp,
+                            "accuracy": acc[comp], "flip_rate": flip if comp == "random" else nan})
+    return records
 
 
 def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -156,7 +158,7 @@ def fold(graphdef, params, stats) -> tuple[np.ndarray, np.ndarray]:
     model = nnx.merge(graphdef, params, stats)
     spec = model.spec
     if not spec.foldable:
-        raise ValueError(f"only identity activation with norm in {models.FOLDABLE_NORMS} folds "
+        raise ValueError(f"only identity activation with norm in {vocab.AFFINE_NORMS} folds "
                          f"into one affine map, got {spec.activation}+{spec.norm}")
     f64 = lambda v: np.asarray(v[...], np.float64)  # noqa: E731
     w = np.eye(spec.in_features)
@@ -262,14 +264,17 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
 # ---------------------------------------------------------------- everything, for one cell
 
 def measure(spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes,
-            batch_size: int) -> dict[str, np.ndarray | list]:
-    """Every per-model metric of one trained cell: column name -> one value per model.
+            batch_size: int) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
+    """Everything measured on one trained cell, per model (seed x learning rate):
 
-    Metrics that do not apply to this architecture are NaN, so every cell has the same columns.
+    - scalars: column name -> (models,) array; metrics that do not apply to this architecture
+      are NaN, so every cell has the same columns;
+    - the batch-statistics records of `batch_stat_probe` (none unless the norm uses batch
+      statistics);
+    - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1).
     """
     g, p, s = result.graphdef, result.params, result.stats
-    m = len(result.seeds)
-    nan = np.full(m, np.nan)
+    nan = np.full(len(result.seeds), np.nan)
     cols = {}
     for split in ("train", "val", "test"):
         loss, acc = evaluate(g, p, s, getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"))
@@ -280,11 +285,7 @@ def measure(spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_si
     fold_cols = fold_check(g, p, s, ds.x_test) if spec.foldable else {}
     for key in ("fold_max_dev", "fold_rel_dev", "fold_agreement"):
         cols[key] = fold_cols.get(key, nan)
-    bs = batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes) if spec.uses_batch_stats else {}
-    for size in test_batch_sizes:
-        for key in (f"bs_acc_random_{size}", f"bs_acc_class_{size}") + (
-                (f"flip_rate_{size}",) if size != FULL else ()):
-            cols[key] = bs.get(key, nan)
-    cols["grad_norm_init"] = [list(map(float, row)) for row in
-                              grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size)]
-    return cols
+    batch = (batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes)
+             if spec.uses_batch_stats else [])
+    grads = grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size)
+    return cols, batch, grads

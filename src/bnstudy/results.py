@@ -1,8 +1,15 @@
-"""Run records on disk: atomic writes (temp file + rename), so a killed job leaves no half file."""
+"""Results on disk: atomic writes, the tables of one trained cell, and their aggregation.
+
+- Every file the pipeline writes goes through `atomic_output` (a temp file `.NAME.*.tmp` beside
+  the target, renamed into place), so a killed job leaves no half file, only a temp file that
+  `remove_partial_files` deletes when the next run starts.
+- `run_tables`: what the trainer and the probes measured on one cell -> its tidy tables.
+- `collect`: the cell files of a config -> the study's tables (metrics, history, batchstats,
+  layers), with the selected learning rate of every cell marked.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,6 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnstudy import vocab
+
+
+TEMP_SUFFIX = ".tmp"
+
 
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
@@ -19,7 +31,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     block ends normally it is renamed onto `path` (atomic), otherwise it is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -42,26 +54,27 @@ def write_npz(path: str | os.PathLike, **arrays) -> None:
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write `df` to `path` as CSV atomically; list columns become JSON lists."""
-    df = df.copy()
-    for col in df.columns:
-        if df[col].dtype == object and df[col].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
-            df[col] = df[col].map(lambda v: json.dumps([float(x) for x in v]))
+    """Write `df` to `path` as CSV atomically."""
     with atomic_output(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a text file atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def remove_partial_files(root: str | os.PathLike) -> list[Path]:
     """Delete the temp files (`.NAME.*.tmp`) that killed writers left under `root`.
 
-    Writers here and in bnstudy.data create their temp file beside the target and rename it into
-    place, so a SIGKILL can leave only such a temp file, never a half-written target. The
-    workflow calls this when it starts, before any job runs.
+    Every writer uses `atomic_output`, so a SIGKILL can leave only such a temp file, never a
+    half-written target. The workflow calls this when it starts, before any job runs.
     """
     removed = []
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                 path = Path(dirpath) / name
                 path.unlink(missing_ok=True)
                 removed.append(path)
@@ -69,15 +82,49 @@ def remove_partial_files(root: str | os.PathLike) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Aggregation: run files of the cells -> metrics (one row per experiment x cell x seed x lr)
-# and history (one row per experiment x cell x seed x lr x epoch).
+# One trained cell -> its run tables (one row per seed x lr; long tables beside it)
 # ---------------------------------------------------------------------------------------------
 
-CELL_KEYS = ["dataset", "activation", "norm", "placement", "depth", "width"]
-ROW_KEYS = ["experiment", *CELL_KEYS, "seed", "lr"]
+CELL_KEYS = list(vocab.CELL_KEYS)
+RUN_KEYS = list(vocab.RUN_KEYS)
+ROW_KEYS = ["experiment", *RUN_KEYS]
 # Wall-clock columns differ between two runs of the same study; they stay out of metrics so that
 # a resumed run reproduces it bit for bit (compute time: results/benchmarks/).
 WALL_CLOCK = ["train_seconds"]
+
+
+def run_tables(ident: dict, seeds, lrs, scalars: dict, batch: list[dict], grads: np.ndarray,
+               history: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+    """The tables of one trained cell, from what `bnstudy.probes.measure` and the trainer return.
+
+    `ident`: the cell keys (plus groups); `seeds`, `lrs`: one entry per model; `scalars`: column
+    -> (models,); `batch`: batch-statistics records; `grads`: (models, layers); `history`:
+    column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
+    (x test batch size x composition) and layers (x layer).
+    """
+    models = pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
+    m = len(models)
+    run = pd.concat([models, pd.DataFrame(scalars)], axis=1)
+    epochs = next(iter(history.values())).shape[0]
+    hist = pd.concat([models.loc[np.tile(np.arange(m), epochs)].reset_index(drop=True),
+                      pd.DataFrame({"epoch": np.repeat(np.arange(1, epochs + 1), m),
+                                    **{k: np.asarray(v).ravel() for k, v in history.items()}})], axis=1)
+    batchstats = pd.concat(
+        [pd.concat([models, pd.DataFrame({k: np.broadcast_to(v, m) for k, v in r.items()})], axis=1)
+         for r in batch] or [models.iloc[:0].assign(batch_size=0, full=False, composition="",
+                                                    accuracy=0.0, flip_rate=0.0)], ignore_index=True)
+    layers = pd.concat([models.loc[np.repeat(np.arange(m), grads.shape[1])].reset_index(drop=True),
+                        pd.DataFrame({"layer": np.tile(np.arange(grads.shape[1]), m),
+                                      "grad_norm_init": np.asarray(grads, np.float64).ravel()})], axis=1)
+    return {"run": run, "history": _sort(hist, RUN_KEYS + ["epoch"]),
+            "batchstats": _sort(batchstats, RUN_KEYS + ["full", "batch_size", "composition"]),
+            "layers": _sort(layers, RUN_KEYS + ["layer"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation: the run files of the cells -> the study's tables, one row per experiment x run
+# (x epoch, x test batch, x layer).
+# ---------------------------------------------------------------------------------------------
 
 
 def select_lr(runs: pd.DataFrame) -> pd.Series:
@@ -103,13 +150,6 @@ def select_lr(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(key.isin(pd.MultiIndex.from_frame(best)), index=runs.index, name="selected")
 
 
-def _check_cell(df: pd.DataFrame, cell, path) -> None:
-    for k in CELL_KEYS:
-        values = set(df[k].tolist())
-        if values != {getattr(cell, k)}:
-            raise ValueError(f"{path}: column {k} holds {sorted(values)}, expected {getattr(cell, k)!r}")
-
-
 def _decimal_lr(df: pd.DataFrame) -> pd.DataFrame:
     """Learning rates as the float64 of their shortest decimal: the trainer stores float32, whose
     0.003 is 0.0030000000260770321 in float64; the config's 0.003 is what the tables show."""
@@ -117,52 +157,101 @@ def _decimal_lr(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(lr=df["lr"].map(lrs).astype("float64"))
 
 
+ORDER = {"experiment": tuple(vocab.EXPERIMENTS), "dataset": tuple(vocab.DATASETS),
+         "activation": tuple(vocab.ACTIVATIONS), "norm": tuple(vocab.NORMS),
+         "placement": tuple(vocab.PLACEMENTS)}
+
+
 def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Sort rows by `keys`, names in the study's canonical order (not alphabetical)."""
-    from bnstudy import grid
-
-    order = {"experiment": grid.EXPERIMENTS, "dataset": grid.DATASETS,
-             "activation": grid.ACTIVATIONS, "norm": grid.NORMS, "placement": grid.PLACEMENTS}
-
     def key(col: pd.Series) -> pd.Series:
-        return col.map(order[col.name].index) if col.name in order else col
+        return col.map(ORDER[col.name].index) if col.name in ORDER else col
 
     return df.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
 
 
-def collect(experiments: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the run and history files of every cell of `experiments` (the config's section).
+def _read_cells(paths: list[str], cells: dict, complete: bool = True) -> pd.DataFrame:
+    """Concatenate cell files; each must hold one cell of `cells` (cell -> experiments) or, where
+    not `complete`, may be empty; with `complete`, together they must hold every cell once."""
+    frames, seen = [], set()
+    for path in paths:
+        df = pd.read_parquet(path)
+        keys = df[CELL_KEYS].drop_duplicates()
+        if len(keys) == 0 and not complete:
+            continue
+        if len(keys) != 1:
+            raise ValueError(f"{path}: holds {len(keys)} cells, expected one")
+        cell = tuple(keys.iloc[0])
+        if cell not in cells:
+            raise ValueError(f"{path}: cell {cell} is not in the configured experiments")
+        if cell in seen:
+            raise ValueError(f"{path}: cell {cell} was given twice")
+        seen.add(cell)
+        frames.append(df)
+    missing = set(cells) - seen
+    if complete and missing:
+        raise ValueError(f"no file given for the cells {sorted(missing)}")
+    if not frames:
+        return pd.DataFrame(columns=RUN_KEYS)
+    return pd.concat(frames, ignore_index=True)  # absent columns -> NaN
 
-    Returns (metrics, history). A cell used by several experiments appears once per experiment,
-    with the same numbers. Rows are sorted by experiment, cell, seed, lr (epoch).
+
+def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+    """The study's tables from the cell files of the configured experiments.
+
+    `experiments`: the config's section (which experiments use which cells); `files`: kind
+    ("run", "history", "batchstats", "layers") -> the cell files of that kind, one per cell.
+    Returns "metrics" (one row per experiment x run, the selected learning rate marked) and
+    "history", "batchstats", "layers" (the same rows x epoch / test batch / layer). A cell used
+    by several experiments appears once per experiment, with the same numbers.
     """
     from bnstudy import grid
 
-    cells = grid.cells({"experiments": experiments})
-    runs, hists = [], []
-    for cell in cells:
-        run = pd.read_parquet(cell.path(grid.RUN))
-        hist = pd.read_parquet(cell.path(grid.HISTORY))
-        _check_cell(run, cell, cell.path(grid.RUN))
-        _check_cell(hist, cell, cell.path(grid.HISTORY))
-        runs.append(run)
-        hists.append(hist)
-    runs = _decimal_lr(pd.concat(runs, ignore_index=True))  # absent columns (other test batch sizes) -> NaN
+    cells = {tuple(getattr(c, k) for k in CELL_KEYS): m
+             for c, m in grid.cells({"experiments": experiments}).items()}
+    runs = _decimal_lr(_read_cells(files["run"], cells))
     runs = runs.drop(columns=[c for c in WALL_CLOCK if c in runs.columns])
-    runs.insert(0, "selected", select_lr(runs))
-    hist = _decimal_lr(pd.concat(hists, ignore_index=True))
-    hist = hist.merge(runs[CELL_KEYS + ["seed", "lr", "selected"]], on=CELL_KEYS + ["seed", "lr"],
-                      how="left", validate="many_to_one")
-
-    membership = pd.DataFrame([{**{k: getattr(cell, k) for k in CELL_KEYS}, "experiment": e}
-                               for cell, members in cells.items() for e in members])
-    metrics = membership.merge(runs, on=CELL_KEYS, how="left")
-    history = membership.merge(hist, on=CELL_KEYS, how="left")
-    if metrics.duplicated(ROW_KEYS).any():
+    if runs.duplicated(RUN_KEYS).any():
         raise ValueError("a run file holds the same (seed, lr) twice")
-
+    runs.insert(0, "selected", select_lr(runs))
+    membership = pd.DataFrame([(*cell, e) for cell, members in cells.items() for e in members],
+                              columns=[*CELL_KEYS, "experiment"])
     first = ROW_KEYS + ["selected"]
-    metrics = _sort(metrics[first + [c for c in metrics.columns if c not in first]], ROW_KEYS)
-    history = _sort(history[first + [c for c in history.columns if c not in first]],
-                    ROW_KEYS + ["epoch"])
-    return metrics, history
+    out = {"metrics": _sort(membership.merge(runs, on=CELL_KEYS, how="left")
+                            .pipe(lambda d: d[first + [c for c in d.columns if c not in first]]), ROW_KEYS)}
+    extra = {"history": ["epoch"], "batchstats": ["full", "batch_size", "composition"], "layers": ["layer"]}
+    for kind, keys in extra.items():
+        table = _decimal_lr(_read_cells(files[kind], cells, complete=kind == "history"))
+        table = table.merge(runs[RUN_KEYS + ["selected"]], on=RUN_KEYS, how="left", validate="many_to_one")
+        table = membership.merge(table, on=CELL_KEYS, how="inner")
+        out[kind] = _sort(table[first + [c for c in table.columns if c not in first]], ROW_KEYS + keys)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the study's tables back, by their input names (vocab.INPUTS)
+# ---------------------------------------------------------------------------------------------
+
+def read_benchmarks(files) -> pd.DataFrame:
+    """Snakemake benchmark TSVs, one row per file, with the file's path as given in `file`."""
+    frames = [pd.read_csv(f, sep="\t").assign(file=str(f)) for f in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file", "s", "max_rss"])
+
+
+def read_inputs(paths: dict) -> dict:
+    """Input name (vocab.INPUTS) -> its table, for the given paths (name -> path or list of paths).
+
+    Parquet and CSV tables are read as DataFrames, benchmark files as one DataFrame, boundary
+    files stay a list of paths (the figure opens the ones it draws)."""
+    readers = {"benchmarks": read_benchmarks, "boundaries": list}
+    out = {}
+    for name, path in paths.items():
+        if name not in vocab.INPUTS:
+            raise ValueError(f"unknown input {name!r}; valid: {', '.join(vocab.INPUTS)}")
+        if name in readers:
+            out[name] = readers[name](path)
+        elif str(path).endswith(".csv"):
+            out[name] = pd.read_csv(path)
+        else:
+            out[name] = pd.read_parquet(path)
+    return out

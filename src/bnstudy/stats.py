@@ -26,28 +26,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-ALPHA = 0.05
-LEVEL = 0.95
-MARGIN = 0.02  # TOST equivalence margin, in accuracy (0.02 = 2 percentage points)
+from bnstudy import vocab
+from bnstudy.vocab import BN_ONLY, LINEAR, RELU_BN, ZSCORE_ONLY
 
-CELL = ["dataset", "activation", "norm", "placement", "depth", "width"]
-SETTING = ["dataset", "placement", "depth", "width"]  # what must match for two cells to be compared
+ALPHA = vocab.ANALYSIS_DEFAULTS["alpha"]
+MARGIN = vocab.ANALYSIS_DEFAULTS["margin"]  # TOST equivalence margin, in accuracy
+LEVEL = vocab.CONFIDENCE_LEVEL
 
-# The comparisons the verdict needs: (name, cell A, cell B), cells as (activation, norm).
-BASELINE = ("identity", "none")  # the linear baseline: multinomial logistic regression
-RELU_BN = ("relu", "batchnorm")
+SETTING = list(vocab.SETTING_KEYS)  # what must match for two cells to be compared
+
+# The comparisons the verdict needs, per experiment: (cell A, cell B) as (activation, norm).
 COMPARISONS = {
     "E1": (
-        (("identity", "batchnorm"), BASELINE),
-        (("identity", "zscore"), BASELINE),
-        (("identity", "batchnorm"), RELU_BN),
-        (("identity", "zscore"), RELU_BN),
-        (("identity", "layernorm"), BASELINE),
-        (("identity", "rmsnorm"), BASELINE),
+        (BN_ONLY, LINEAR),
+        (ZSCORE_ONLY, LINEAR),
+        (BN_ONLY, RELU_BN),
+        (ZSCORE_ONLY, RELU_BN),
+        *(((("identity", n), LINEAR) for n in vocab.PER_EXAMPLE_NORMS)),
     ),
     "E7": (
-        (("identity", "batchnorm"), BASELINE),
-        (("identity", "zscore"), BASELINE),
+        (BN_ONLY, LINEAR),
+        (ZSCORE_ONLY, LINEAR),
     ),
 }
 
@@ -78,7 +77,7 @@ def selected(df: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
     return out
 
 
-def summarize(df: pd.DataFrame, value: str = "test_acc", by=("experiment", *CELL)) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, value: str = "test_acc", by=("experiment", *vocab.CELL_KEYS)) -> pd.DataFrame:
     """One row per cell: n seeds, mean, sd, and the t interval of `value` over the selected runs."""
     rows = []
     for key, g in selected(df).groupby(list(by), sort=True):
@@ -227,3 +226,12 @@ def depth_growth(depths, grad_first_layer) -> dict:
             "factor_lo": float(np.exp(fit.slope - tcrit * fit.stderr)),
             "factor_hi": float(np.exp(fit.slope + tcrit * fit.stderr)),
             "p": float(fit.pvalue) if len(d) > 2 else np.nan, "n": int(len(d))}
+
+
+def study(df: pd.DataFrame, margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, pd.DataFrame]:
+    """The statistics of a metrics table: "summary" (per cell), "comparisons" (every family of
+    COMPARISONS the table has runs for) and "placement" (E5)."""
+    comparisons = pd.concat([compare(df, e, margin=margin, alpha=alpha) for e in COMPARISONS],
+                            ignore_index=True)
+    return {"summary": summarize(df), "comparisons": comparisons,
+            "placement": placement_effects(df, alpha=alpha)}

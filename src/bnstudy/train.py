@@ -25,21 +25,22 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bnstudy import models
+from bnstudy import models, vocab
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = tuple(vocab.OPTIMIZERS)
+SCHEDULES = vocab.SCHEDULES
+_D = vocab.TRAINING_DEFAULTS
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seeds: tuple[int, ...] = (0,)
-    lrs: tuple[float, ...] = (1e-3,)
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    momentum: float = 0.9  # sgd only
-    schedule: str = "constant"
+    seeds: tuple[int, ...] = tuple(_D["seeds"])
+    lrs: tuple[float, ...] = tuple(_D["lrs"])
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    optimizer: str = _D["optimizer"]
+    momentum: float = _D["momentum"]  # sgd only
+    schedule: str = _D["schedule"]
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:

@@ -1,93 +1,94 @@
-# Stage 4: the tidy table -> statistics, figures, tables and the macros every quoted number
-# comes from. Thin rules: each calls one `bnstudy` subcommand (src/bnstudy/{stats,figures,
-# tables,report}.py). Outputs marked report(...) appear in `snakemake --report results/report.html`.
-
-FIGURES = ("e1_heatmaps", "e2_collapse", "e3_batch_dependence", "e4_depth", "e5_placement",
-           "e6_boundaries", "e7_dynamics")
-TABLES = ("main", "comparisons", "fold", "placement", "dynamics", "compute")
-# The decision-boundary grids of the E6 cells (written by rule train_2d).
-E6_BOUNDARIES = [cell.path(grid.BOUNDARY) for cell, exps in CELLS.items() if "E6" in exps]
+# Stage 4: the study's tables -> statistics, figures, tables and the macros every quoted number
+# comes from. Which figures and tables exist, and what each reads, is bnstudy.vocab.OUTPUTS,
+# restricted to the experiments of the config (OUTPUTS below). Outputs marked report(...) appear
+# in `snakemake --report results/report.html`.
 
 
 rule stats:
     input:
-        "results/metrics.parquet",
+        metrics=grid.STUDY_FILES["metrics"],
     output:
-        summary=report("results/stats/summary.csv", category="Statistical tests",
+        summary=report(grid.STUDY_FILES["summary"], category="Statistical tests",
                        caption="../../paper/report/summary.rst"),
-        comparisons=report("results/stats/comparisons.csv", category="Statistical tests",
+        comparisons=report(grid.STUDY_FILES["comparisons"], category="Statistical tests",
                            caption="../../paper/report/comparisons.rst"),
-        placement=report("results/stats/placement.csv", category="Statistical tests",
+        placement=report(grid.STUDY_FILES["placement"], category="Statistical tests",
                          caption="../../paper/report/placement.rst"),
     params:
-        margin=config.get("analysis", {}).get("margin", 0.02),  # TOST margin (accuracy)
+        analysis=grid.analysis(config),
     log:
         "results/logs/analyze/stats.log",
+    benchmark:
+        "results/benchmarks/analyze/stats.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
-        "bnstudy stats --metrics {input} --summary {output.summary}"
+        "bnstudy stats --metrics {input.metrics} --summary {output.summary}"
         " --comparisons {output.comparisons} --placement {output.placement}"
-        " --margin {params.margin} > {log} 2>&1"
+        " --alpha {params.analysis[alpha]} --margin {params.analysis[margin]} > {log} 2>&1"
 
 
 rule figure:
     input:
-        metrics="results/metrics.parquet",
-        history=lambda wc: "results/history.parquet" if wc.figure == "e7_dynamics" else [],
-        boundaries=lambda wc: E6_BOUNDARIES if wc.figure == "e6_boundaries" else [],
+        unpack(lambda wc: grid.output_inputs(config, OUTPUTS[wc.name])),
     output:
-        report("results/figures/{figure}.pdf", category="Figures",
+        report("results/figures/{name}.pdf", category="Figures",
                caption="../../paper/report/figure.rst"),
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        name="|".join(n for n in OUTPUTS if n in vocab.FIGURES),
     params:
-        history=lambda wc, input: f"--history {input.history}" if input.history else "",
-        boundaries=lambda wc, input: f"--boundaries {' '.join(input.boundaries)}" if input.boundaries else "",
+        inputs=lambda wc, input: grid.cli_options(input),
+        caption=lambda wc: OUTPUTS[wc.name].caption,
     log:
-        "results/logs/analyze/figure_{figure}.log",
+        "results/logs/analyze/figure_{name}.log",
+    benchmark:
+        "results/benchmarks/analyze/figure_{name}.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
-        "bnstudy figure {wildcards.figure} --metrics {input.metrics} {params.history}"
-        " {params.boundaries} --out {output} > {log} 2>&1"
+        "bnstudy figure {wildcards.name} {params.inputs} --out {output} > {log} 2>&1"
 
 
-rule tables:
+rule table:
     input:
-        metrics="results/metrics.parquet",
-        history="results/history.parquet",
-        stats=rules.stats.output,
+        unpack(lambda wc: grid.output_inputs(config, OUTPUTS[wc.name])),
     output:
-        [f"results/tables/{name}.tex" for name in TABLES],
+        "results/tables/{name}.tex",
+    wildcard_constraints:
+        name="|".join(n for n in OUTPUTS if n in vocab.TABLES),
     params:
-        # every training job's benchmark file; they exist once metrics.parquet does
-        benchmarks="results/benchmarks/train",
+        inputs=lambda wc, input: grid.cli_options(input),
     log:
-        "results/logs/analyze/tables.log",
+        "results/logs/analyze/table_{name}.log",
+    benchmark:
+        "results/benchmarks/analyze/table_{name}.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
-        "bnstudy tables --metrics {input.metrics} --history {input.history}"
-        " --stats-dir results/stats --benchmarks {params.benchmarks} --out-dir results/tables > {log} 2>&1"
+        "bnstudy table {wildcards.name} {params.inputs} --out {output} > {log} 2>&1"
 
 
 rule macros:
     input:
-        metrics="results/metrics.parquet",
-        history="results/history.parquet",
-        stats=rules.stats.output,
+        **grid.STUDY_FILES,
+        benchmarks=grid.paths(CELLS, grid.TRAIN_BENCHMARK),
     output:
-        macros="results/tex/macros.tex",
-        config="results/tex/config.yaml",
+        macros=grid.MACROS,
+        sections=grid.SECTIONS,
+        config=grid.CONFIG_COPY,
     params:
-        benchmarks="results/benchmarks/train",
+        inputs=lambda wc, input: grid.cli_options(input),
+        analysis=grid.analysis(config),
+        experiments=" ".join(config["experiments"]),
         config=shlex.quote(json.dumps(config)),  # a changed config reruns this rule
     log:
         "results/logs/analyze/macros.log",
+    benchmark:
+        "results/benchmarks/analyze/macros.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
-        "bnstudy macros --metrics {input.metrics} --history {input.history} --stats-dir results/stats"
-        " --benchmarks {params.benchmarks} --config-json {params.config}"
-        " --out {output.macros} --config-out {output.config} > {log} 2>&1"
+        "bnstudy macros {params.inputs} --alpha {params.analysis[alpha]}"
+        " --margin {params.analysis[margin]} --experiments {params.experiments}"
+        " --config-json {params.config} --out {output.macros} --sections-out {output.sections}"
+        " --config-out {output.config} > {log} 2>&1"

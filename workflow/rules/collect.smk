@@ -1,22 +1,31 @@
-# Stage 3: every run file -> one tidy table (one row per experiment x cell x seed x lr, with the
-# selected learning rate marked) and the per-epoch curves.
+# Stage 3: the files of every cell -> the study's tables: one row per experiment x cell x seed x
+# lr (the selected learning rate marked), and the per-epoch, per-test-batch and per-layer tables.
 
 
 rule collect:
     input:
-        runs=[cell.path(grid.RUN) for cell in CELLS],
-        histories=[cell.path(grid.HISTORY) for cell in CELLS],
+        run=grid.paths(CELLS, grid.RUN),
+        history=grid.paths(CELLS, grid.HISTORY),
+        batchstats=grid.paths(CELLS, grid.BATCHSTATS),
+        layers=grid.paths(CELLS, grid.LAYERS),
     output:
-        metrics="results/metrics.parquet",
-        csv="results/metrics.csv",
-        history="results/history.parquet",
+        metrics=grid.STUDY_FILES["metrics"],
+        csv=grid.METRICS_CSV,
+        history=grid.STUDY_FILES["history"],
+        batchstats=grid.STUDY_FILES["batchstats"],
+        layers=grid.STUDY_FILES["layers"],
     params:
-        # which experiments use which cells: collect derives the run paths from it
+        # which experiments use which cells
         experiments=shlex.quote(json.dumps(config["experiments"], sort_keys=True)),
     log:
         "results/logs/collect.log",
+    benchmark:
+        "results/benchmarks/collect.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
-        "bnstudy collect --experiments {params.experiments} --metrics {output.metrics}"
-        " --csv {output.csv} --history {output.history} > {log} 2>&1"
+        "bnstudy collect --experiments {params.experiments} --run-files {input.run}"
+        " --history-files {input.history} --batchstats-files {input.batchstats}"
+        " --layers-files {input.layers} --metrics {output.metrics} --csv {output.csv}"
+        " --history {output.history} --batchstats {output.batchstats} --layers {output.layers}"
+        " > {log} 2>&1"

@@ -1,13 +1,14 @@
-# Shared by the rule files: the cells of the configured grid, wildcard constraints, the job
-# environment and the cleanup of temp files left by killed jobs.
+# Shared by the rule files: the cells of the configured grid and the outputs of its experiments,
+# wildcard constraints, the job environment and the cleanup of temp files left by killed jobs.
 
 import json
 import os
 import shlex
 
-from bnstudy import grid, results
+from bnstudy import grid, results, vocab
 
 CELLS = grid.cells(config)  # cell -> experiments that use it
+OUTPUTS = {o.name: o for o in grid.outputs(config)}  # the figures and tables of its experiments
 USE_GPU = grid.use_gpu(config)
 
 # Every job inherits these (JAX compilation cache under results/, no GPU memory preallocation);

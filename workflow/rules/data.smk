@@ -3,7 +3,7 @@
 
 rule prepare_data:
     output:
-        "results/data/{dataset}.npz",
+        grid.DATA,
     params:
         options=lambda wc: grid.prepare_options(config, wc.dataset),
     log:

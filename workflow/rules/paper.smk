@@ -7,26 +7,26 @@ import glob
 import shutil
 import sys
 
+from bnstudy import latex
+
 if shutil.which("latexmk") is None:
-    print("WARNING: latexmk not found; results/paper.pdf cannot be built. Install TeX with:\n"
-          "  sudo apt-get install -y --no-install-recommends latexmk texlive-latex-base "
-          "texlive-latex-recommended texlive-latex-extra lmodern",
-          file=sys.stderr)
+    print(f"WARNING: {latex.INSTALL_HINT}", file=sys.stderr)
 
 
 rule paper:
     input:
-        sources=["paper/main.tex", "paper/references.bib", *sorted(glob.glob("paper/sections/*.tex"))],
-        figures=expand("results/figures/{figure}.pdf", figure=FIGURES),
-        tables=rules.tables.output,
-        macros=rules.macros.output,
+        sources=["paper/main.tex", "paper/references.bib",
+                 *sorted(glob.glob("paper/sections/**/*.tex", recursive=True))],
+        generated=[o.path for o in OUTPUTS.values()] + [grid.MACROS, grid.SECTIONS, grid.CONFIG_COPY],
     output:
-        report("results/paper.pdf", category="Paper", caption="../../paper/report/paper.rst"),
+        report(grid.PAPER, category="Paper", caption="../../paper/report/paper.rst"),
     log:
         "results/logs/paper/latexmk.log",
+    benchmark:
+        "results/benchmarks/paper.tsv"
     conda:
         "../envs/bnstudy.yaml"
     shell:
         # errors go to the console (stderr); latexmk's output and the warnings go to the log
         "bnstudy paper --src paper --root results --build results/paper_build --out {output}"
-        " --log {log} {input.figures} {input.tables} {input.macros}"
+        " --log {log} {input.generated}"

@@ -1,23 +1,25 @@
 # Stage 2: one training job per cell (dataset, activation, norm, placement, depth, width): all
-# seeds x learning rates of the cell in one compiled program. 2-D datasets also write the
-# decision-boundary grids (rule train_2d).
+# seeds x learning rates of the cell in one compiled program. The file patterns are those of
+# bnstudy.grid. 2-D datasets also write the decision-boundary grids (rule train_2d).
 
 
 rule train:
     input:
-        data="results/data/{dataset}.npz",
+        data=grid.DATA,
     output:
-        run="results/runs/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.parquet",
-        history="results/runs/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.history.parquet",
+        run=grid.RUN,
+        history=grid.HISTORY,
+        batchstats=grid.BATCHSTATS,
+        layers=grid.LAYERS,
     wildcard_constraints:
-        dataset="|".join(d for d in grid.DATASETS if d not in grid.TWO_D),
+        dataset="|".join(d for d in vocab.DATASETS if d not in vocab.TWO_D),
     params:
         opts=lambda wc: grid.train_options(config, wc),
         boundary=lambda wc, output: grid.boundary_option(output),
     log:
-        "results/logs/train/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.log",
+        grid.TRAIN_LOG,
     benchmark:
-        "results/benchmarks/train/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.tsv"
+        grid.TRAIN_BENCHMARK
     threads: lambda wc: grid.resources(config, wc.dataset)["threads"]
     resources:
         mem_mb=lambda wc: grid.resources(config, wc.dataset)["mem_mb"],
@@ -33,13 +35,16 @@ rule train:
         " --batch-size {params.opts[batch_size]} --optimizer {params.opts[optimizer]}"
         " --momentum {params.opts[momentum]} --schedule {params.opts[schedule]}"
         " --test-batch-sizes {params.opts[test_batch_sizes]}"
-        " --out {output.run} --history {output.history} {params.boundary} > {log} 2>&1"
+        " --out {output.run} --history {output.history} --batchstats {output.batchstats}"
+        " --layers {output.layers} {params.boundary} > {log} 2>&1"
 
 
 use rule train as train_2d with:
     output:
-        run="results/runs/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.parquet",
-        history="results/runs/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.history.parquet",
-        boundary="results/runs/{dataset}/{activation}-{norm}-{placement}-d{depth}-w{width}.boundary.npz",
+        run=grid.RUN,
+        history=grid.HISTORY,
+        batchstats=grid.BATCHSTATS,
+        layers=grid.LAYERS,
+        boundary=grid.BOUNDARY,
     wildcard_constraints:
-        dataset="|".join(grid.TWO_D),
+        dataset="|".join(vocab.TWO_D),

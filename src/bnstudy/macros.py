@@ -9,31 +9,45 @@ assembled here from those words. A cell the configuration did not run prints as 
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import platform
 import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bnstudy import stats
-from bnstudy.tables import (ACTIVATIONS, DATASETS, NORMS, VERDICT_PHRASES, acc_ci, comparison_label,
-                            diff_ci, name, ordered, p_equals, pct, sci, seconds, selected_history,
-                            tex_escape)
+from bnstudy import stats, vocab
+from bnstudy.formats import (MISSING, VERDICT_PHRASES, acc_ci, diff_ci, p_equals, pct, sci, seconds,
+                             tex_escape)
+from bnstudy.names import comparison_label, join_words, label, network, ordered
+from bnstudy.tables import first_epoch_loss
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "pandas", "scipy", "seaborn", "matplotlib",
-            "scikit-learn", "snakemake", "bnstudy")
-MISSING = "--"
+# The comparisons the headline and the verdict sentences quote, as comparison keys ("a+b").
+LINEAR, BN_ONLY, ZSCORE_ONLY, RELU_BN = ("+".join(c) for c in
+                                         (vocab.LINEAR, vocab.BN_ONLY, vocab.ZSCORE_ONLY, vocab.RELU_BN))
+
+NUMBER_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
 
-def join_words(items: list[str]) -> str:
-    items = [str(i) for i in items]
-    if len(items) <= 2:
-        return " and ".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+def tex_name(experiment: str) -> str:
+    """"E1" -> "EOne": experiment names as letters, as LaTeX macro names need."""
+    return "E" + "".join(NUMBER_WORDS[int(d)] for d in experiment[1:])
+
+
+def experiment_flags(experiments) -> list[str]:
+    """`\\newif\\ifHasEOne` for every experiment of the vocabulary, true for those this run holds:
+    the prose mentions an experiment only where the run has it."""
+    lines = []
+    for e in vocab.EXPERIMENTS:
+        lines.append(f"\\newif\\ifHas{tex_name(e)}")
+        if e in experiments:
+            lines.append(f"\\Has{tex_name(e)}true")
+    return lines
+
+
+def sections(experiments) -> str:
+    """`sections.tex`: the results section of each experiment this run holds, in the study's order."""
+    return "".join(f"\\input{{sections/results/{e.lower()}}}\n" for e in vocab.EXPERIMENTS
+                   if e in experiments)
 
 
 def verdict_summary(verdicts: list[str], target: str, noun: str) -> str:
@@ -72,7 +86,7 @@ def head_setting(summary: pd.DataFrame, comp: pd.DataFrame):
     """The headline setting: among the E1 settings with an identity+batchnorm vs linear comparison,
     the one where the best network beats the linear baseline by the most (where a nonlinearity
     matters most, so the most telling test). Returns a comparison row's setting or None."""
-    c = comp[(comp["experiment"] == "E1") & (comp["a"] == "identity+batchnorm") & (comp["b"] == "identity+none")]
+    c = comp[(comp["experiment"] == "E1") & (comp["a"] == BN_ONLY) & (comp["b"] == LINEAR)]
     best, best_gap = None, -np.inf
     for r in c.itertuples():
         s = summary[(summary["experiment"] == "E1") & (summary["dataset"] == r.dataset)
@@ -95,22 +109,22 @@ def headline_macros(summary: pd.DataFrame, comp: pd.DataFrame) -> dict:
         return m
     d, pl, dp, wd = head
     setting = (pl, dp, wd)
-    m["HeadDataset"] = name(DATASETS, d)
-    m["HeadAccBN"] = _acc(_cell(summary, d, "identity", "batchnorm", setting))
-    m["HeadAccZ"] = _acc(_cell(summary, d, "identity", "zscore", setting))
-    m["HeadAccLinear"] = _acc(_cell(summary, d, "identity", "none", setting))
-    m["HeadAccReluBN"] = _acc(_cell(summary, d, "relu", "batchnorm", setting))
+    m["HeadDataset"] = label(d)
+    m["HeadAccBN"] = _acc(_cell(summary, d, *vocab.BN_ONLY, setting))
+    m["HeadAccZ"] = _acc(_cell(summary, d, *vocab.ZSCORE_ONLY, setting))
+    m["HeadAccLinear"] = _acc(_cell(summary, d, *vocab.LINEAR, setting))
+    m["HeadAccReluBN"] = _acc(_cell(summary, d, *vocab.RELU_BN, setting))
     s = summary[(summary["experiment"] == "E1") & (summary["dataset"] == d) & (summary["placement"] == pl)
                 & (summary["depth"] == dp) & (summary["width"] == wd)]
     best = s.loc[s["mean"].idxmax()]
     m["HeadAccBest"] = _acc(best)
     m["HeadBestNetwork"] = comparison_label(f"{best['activation']}+{best['norm']}")
-    lin = _cell(summary, d, "identity", "none", setting)
+    lin = _cell(summary, d, *vocab.LINEAR, setting)
     m["HeadGap"] = f"{100 * (best['mean'] - lin['mean']):.1f}" if lin is not None else MISSING
     sel = comp[(comp["experiment"] == "E1") & (comp["dataset"] == d) & (comp["placement"] == pl)
                & (comp["depth"] == dp) & (comp["width"] == wd)]
-    for b, tag in (("identity+none", "Linear"), ("relu+batchnorm", "Relu")):
-        r = sel[(sel["a"] == "identity+batchnorm") & (sel["b"] == b)]
+    for b, tag in ((LINEAR, "Linear"), (RELU_BN, "Relu")):
+        r = sel[(sel["a"] == BN_ONLY) & (sel["b"] == b)]
         if r.empty:
             continue
         r = r.iloc[0]
@@ -124,12 +138,12 @@ def headline_macros(summary: pd.DataFrame, comp: pd.DataFrame) -> dict:
 
 def verdict_macros(comp: pd.DataFrame, df: pd.DataFrame, margin: float) -> dict:
     e1 = comp[comp["experiment"] == "E1"]
-    settings = e1[stats.SETTING].drop_duplicates()
+    settings = e1[list(vocab.SETTING_KEYS)].drop_duplicates()
     noun = "datasets" if settings["dataset"].is_unique else "settings"
     m = {"NumSettings": str(len(settings)), "SettingNoun": noun}
-    targets = {"identity+none": "the linear baseline", "relu+batchnorm": "ReLU + BatchNorm"}
-    tags = {"identity+batchnorm": "BN", "identity+zscore": "Z", "identity+layernorm": "LN",
-            "identity+rmsnorm": "RMS", "identity+none": "Linear", "relu+batchnorm": "Relu"}
+    targets = {LINEAR: "the linear baseline", RELU_BN: "ReLU + BatchNorm"}
+    tags = {BN_ONLY: "BN", ZSCORE_ONLY: "Z", "identity+layernorm": "LN", "identity+rmsnorm": "RMS",
+            LINEAR: "Linear", RELU_BN: "Relu"}  # macro names: \\VerdictBNvsLinear, ...
     verdicts = {}
     for a, b in stats.COMPARISONS["E1"]:
         a, b = "+".join(a), "+".join(b)
@@ -137,12 +151,12 @@ def verdict_macros(comp: pd.DataFrame, df: pd.DataFrame, margin: float) -> dict:
         verdicts[(a, b)] = v
         m[f"Verdict{tags[a]}vs{tags[b]}"] = verdict_summary(v, targets[b], noun)
     e7 = comp[comp["experiment"] == "E7"]
-    n7 = "datasets" if e7[stats.SETTING].drop_duplicates()["dataset"].is_unique else "settings"
-    for a in ("identity+batchnorm", "identity+zscore"):
-        v = list(e7[(e7["a"] == a) & (e7["b"] == "identity+none")]["verdict"])
+    n7 = "datasets" if e7[list(vocab.SETTING_KEYS)].drop_duplicates()["dataset"].is_unique else "settings"
+    for a in (BN_ONLY, ZSCORE_ONLY):
+        v = list(e7[(e7["a"] == a) & (e7["b"] == LINEAR)]["verdict"])
         m[f"ESevenVerdict{tags[a]}"] = verdict_summary(v, "the linear baseline", n7)
 
-    bn = verdicts[("identity+batchnorm", "identity+none")]
+    bn = verdicts[(BN_ONLY, LINEAR)]
     word = stats.answer(bn)
     m["AnswerWord"] = word
     n, k_better = len(bn), bn.count("better")
@@ -174,7 +188,7 @@ def verdict_macros(comp: pd.DataFrame, df: pd.DataFrame, margin: float) -> dict:
 
 
 def _seeds_text(df: pd.DataFrame) -> str:
-    n = stats.selected(df).groupby(["experiment", *stats.CELL])["seed"].nunique()
+    n = stats.selected(df).groupby(["experiment", *vocab.CELL_KEYS])["seed"].nunique()
     if n.empty:
         return "0"
     return str(n.min()) if n.min() == n.max() else f"{n.min()}--{n.max()}"
@@ -183,8 +197,8 @@ def _seeds_text(df: pd.DataFrame) -> str:
 def collapse_macros(df: pd.DataFrame) -> dict:
     runs = df[df["experiment"] == "E2"]
     fold = runs["fold_max_dev"].dropna()
-    foldable = runs[(runs["activation"] == "identity") & runs["norm"].isin(["none", "batchnorm", "zscore"])]
-    per_example = runs[(runs["activation"] == "identity") & runs["norm"].isin(["layernorm", "rmsnorm"])]
+    foldable = runs[(runs["activation"] == "identity") & runs["norm"].isin(vocab.AFFINE_NORMS)]
+    per_example = runs[(runs["activation"] == "identity") & runs["norm"].isin(vocab.PER_EXAMPLE_NORMS)]
     m = {"NumFolded": str(len(fold)),
          "FoldMaxDev": f"${sci(fold.max())}$" if len(fold) else MISSING,
          "FoldMinAgreement": pct(runs["fold_agreement"].min(), 2) if len(fold) else MISSING,
@@ -201,35 +215,40 @@ def collapse_macros(df: pd.DataFrame) -> dict:
     return m
 
 
-def batch_macros(df: pd.DataFrame) -> dict:
-    runs = stats.selected(df, "E3")
-    runs = runs[runs["norm"].isin(["batchnorm", "zscore"])]
-    flips = sorted(((int(c.rsplit("_", 1)[1]), c) for c in runs.columns
-                    if re.fullmatch(r"flip_rate_\d+", c) and runs[c].notna().any()))
+def batch_macros(batchstats: pd.DataFrame) -> dict:
+    """E3: the flip rate at the smallest and largest test batch, and accuracy with one-class
+    against random batches at the smallest, over the cells (means over seeds)."""
+    bs = stats.selected(batchstats, "E3")
     m = {k: MISSING for k in ("SmallestBatch", "LargestBatch", "FlipSmallest", "FlipLargest", "BatchSizes",
                               "AccClassSmallest", "AccRandomSmallest")}
     m["FlipTrend"] = "could not be measured (no batch-statistics evaluations)"
-    if runs.empty or not flips:
+    measured = bs[bs["flip_rate"].notna()]
+    if measured.empty:
         return m
-    cells = runs.groupby(["dataset", "activation", "norm", "placement", "depth", "width"])
-    (b0, c0), (b1, c1) = flips[0], flips[-1]
-    mean0, mean1 = cells[c0].mean(), cells[c1].mean()
-    m.update(SmallestBatch=str(b0), LargestBatch=str(b1), FlipSmallest=pct(mean0.max()),
-             FlipLargest=pct(mean1.max()))
-    sizes = [str(b) for b, _ in flips] + (["the full test set"] if "bs_acc_random_full" in runs else [])
-    m["BatchSizes"] = join_words(sizes)
-    if f"bs_acc_class_{b0}" in runs and f"bs_acc_random_{b0}" in runs:
-        m["AccClassSmallest"] = pct(cells[f"bs_acc_class_{b0}"].mean().min())
-        m["AccRandomSmallest"] = pct(cells[f"bs_acc_random_{b0}"].mean().min())
-    m["FlipTrend"] = ("fell as the batch grew, as \\cref{prop:batch} predicts" if mean1.max() < mean0.max()
+    per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "batch_size", "composition"])[["accuracy", "flip_rate"]].mean()
+    per_cell = per_cell.reset_index()
+    b0, b1 = int(measured["batch_size"].min()), int(measured["batch_size"].max())
+    at = lambda b, comp: per_cell[~per_cell["full"] & (per_cell["batch_size"] == b)  # noqa: E731
+                                  & (per_cell["composition"] == comp)]
+    flip0, flip1 = at(b0, "random")["flip_rate"].max(), at(b1, "random")["flip_rate"].max()
+    m.update(SmallestBatch=str(b0), LargestBatch=str(b1), FlipSmallest=pct(flip0), FlipLargest=pct(flip1))
+    sizes = sorted(measured["batch_size"].unique())
+    m["BatchSizes"] = join_words([str(b) for b in sizes] + (["the full test set"] if bs["full"].any() else []))
+    m["AccClassSmallest"] = pct(at(b0, "class")["accuracy"].min())
+    m["AccRandomSmallest"] = pct(at(b0, "random")["accuracy"].min())
+    m["FlipTrend"] = ("fell as the batch grew, as \\cref{prop:batch} predicts" if flip1 < flip0
                       else "did not fall as the batch grew, unlike what \\cref{prop:batch} predicts")
     return m
 
 
-def depth_macros(df: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
+def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
+    """E4: the growth factor per added layer of the input layer's gradient norm at
+    initialization, and the test accuracy of the deepest networks."""
     runs = stats.selected(df, "E4")
+    first_layer = stats.selected(layers, "E4")
+    first_layer = first_layer[first_layer["layer"] == 0]
     m = {"MinDepth": MISSING, "MaxDepth": MISSING}
-    tags = {("identity", "batchnorm"): "BN", ("relu", "batchnorm"): "ReluBN", ("relu", "none"): "Relu"}
+    tags = {vocab.BN_ONLY: "BN", vocab.RELU_BN: "ReluBN", ("relu", "none"): "Relu"}
     for tag in tags.values():
         m[f"GradGrowth{tag}"] = MISSING
         m[f"GradGrowthVerdict{tag}"] = "was not measured"
@@ -241,8 +260,8 @@ def depth_macros(df: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
         r = runs[(runs["activation"] == act) & (runs["norm"] == norm)]
         if r.empty:
             continue
-        first = [float(np.asarray(g)[0]) for g in r["grad_norm_init"]]
-        fit = stats.depth_growth(r["depth"], first)
+        g = first_layer[(first_layer["activation"] == act) & (first_layer["norm"] == norm)]
+        fit = stats.depth_growth(g["depth"], g["grad_norm_init"])
         if np.isfinite(fit["factor"]):
             ci = f" [{fit['factor_lo']:.2f}, {fit['factor_hi']:.2f}]" if np.isfinite(fit["factor_lo"]) else ""
             m[f"GradGrowth{tag}"] = f"{fit['factor']:.2f}{ci}"
@@ -279,14 +298,13 @@ def grid_macros(df: pd.DataFrame) -> dict:
     e1 = df[df["experiment"] == "E1"]
     def words(col, labels=None):
         values = ordered(e1[col], labels or {})
-        return join_words([name(labels, v) if labels else str(v) for v in values]) if len(values) else MISSING
+        return join_words([label(v) if labels else str(v) for v in values]) if len(values) else MISSING
     def setting(col):
         values = sorted(df[col].unique())
         return join_words([tex_escape(str(v)) for v in values])
-    optimizers = {"adam": "Adam", "sgd": "SGD with momentum"}
-    return {"EOneActivations": words("activation", ACTIVATIONS), "EOneNorms": words("norm", NORMS),
+    return {"EOneActivations": words("activation", vocab.ACTIVATIONS), "EOneNorms": words("norm", vocab.NORMS),
             "EOneDepths": words("depth"), "EOneWidths": words("width"), "EOnePlacements": words("placement"),
-            "Optimizer": join_words([optimizers.get(o, tex_escape(o)) for o in sorted(df["optimizer"].unique())])
+            "Optimizer": join_words([tex_escape(label(o)) for o in sorted(df["optimizer"].unique())])
             + " (" + setting("schedule") + " learning-rate schedule)",
             "BatchSize": setting("batch_size")}
 
@@ -295,44 +313,42 @@ def boundary_macros(df: pd.DataFrame) -> dict:
     """E6: test accuracy of identity + BatchNorm and ReLU + BatchNorm on each 2-D set."""
     runs = stats.selected(df, "E6")
     m = {}
-    for (act, norm), tag in ((("identity", "batchnorm"), "BN"), (("relu", "batchnorm"), "ReluBN")):
+    for (act, norm), tag in ((vocab.BN_ONLY, "BN"), (vocab.RELU_BN, "ReluBN")):
         parts = []
-        for d in ordered(runs["dataset"], DATASETS):
+        for d in ordered(runs["dataset"], vocab.DATASETS):
             g = runs[(runs["dataset"] == d) & (runs["activation"] == act) & (runs["norm"] == norm)]
             if len(g):
-                parts.append(f"{pct(g['test_acc'].mean())}\\% on {name(DATASETS, d)}")
+                parts.append(f"{pct(g['test_acc'].mean())}\\% on {label(d)}")
         m[f"ESixAcc{tag}"] = join_words(parts) if parts else "-- (not run)"
     return m
 
 
-def dynamics_macros(df: pd.DataFrame, history: pd.DataFrame) -> dict:
+def dynamics_macros(history: pd.DataFrame) -> dict:
     """E7: which of none / z-score / BatchNorm (identity activation) had the lowest training loss
     after the first epoch, on each dataset."""
-    h = selected_history(df, history, "E7")
-    h = h[(h["activation"] == "identity") & h["norm"].isin(["none", "zscore", "batchnorm"])]
-    if h.empty:
+    loss = first_epoch_loss(history)
+    if loss.empty:
         return {"ESevenFastest": "no training curves were recorded."}
-    first = h[h["epoch"] == h.groupby("dataset")["epoch"].transform("min")]
-    loss = first.groupby(["dataset", "norm"])["train_loss"].mean().reset_index()
-    winners = loss.loc[loss.groupby("dataset")["train_loss"].idxmin()]
+    winners = loss.loc[loss.groupby("dataset")["loss_first"].idxmin()]
     by_norm = {}
-    for d in ordered(winners["dataset"], DATASETS):
+    for d in ordered(winners["dataset"], vocab.DATASETS):
         norm = winners[winners["dataset"] == d]["norm"].iloc[0]
-        by_norm.setdefault(norm, []).append(name(DATASETS, d))
-    parts = [f"of {comparison_label(f'identity+{n}')} on {join_words(ds)}" for n, ds in by_norm.items()]
+        by_norm.setdefault(norm, []).append(label(d))
+    parts = [f"of {network('identity', n)} on {join_words(ds)}" for n, ds in by_norm.items()]
     return {"ESevenFastest": "the lowest training loss after the first epoch was that "
                              + " and ".join(parts) + "."}
 
 
 def run_macros(df: pd.DataFrame, benchmarks: pd.DataFrame) -> dict:
-    distinct = df.drop_duplicates([*stats.CELL, "seed", "lr"])
-    cells = df.drop_duplicates(stats.CELL)
-    datasets = ordered(df["dataset"], DATASETS)
+    distinct = df.drop_duplicates(list(vocab.RUN_KEYS))
+    cells = df.drop_duplicates(list(vocab.CELL_KEYS))
+    datasets = ordered(df["dataset"], vocab.DATASETS)
     devices = sorted(df["device"].astype(str).unique())
     return {"NumRuns": str(len(distinct)), "NumCells": str(len(cells)), "NumDatasets": str(len(datasets)),
-            "DatasetList": join_words([name(DATASETS, d) for d in datasets]),
+            "DatasetList": join_words([label(d) for d in datasets]),
             "NumSeeds": _seeds_text(df), "NumExperiments": str(df["experiment"].nunique()),
-            "NumLrs": str(int(df.groupby(["experiment", *stats.CELL, "seed"])["lr"].nunique().max())),
+            "ExperimentList": join_words(ordered(df["experiment"], vocab.EXPERIMENTS)),
+            "NumLrs": str(int(df.groupby(["experiment", *vocab.CELL_KEYS, "seed"])["lr"].nunique().max())),
             "LrList": join_words([f"{lr:g}" for lr in sorted(df["lr"].unique())]),
             "Epochs": _epochs_text(df),
             "Devices": tex_escape(join_words(devices)),
@@ -343,63 +359,36 @@ def run_macros(df: pd.DataFrame, benchmarks: pd.DataFrame) -> dict:
 def _epochs_text(df: pd.DataFrame) -> str:
     """'20' or, when datasets differ, '20 (MNIST-1D) or 40 (spirals and XOR)'."""
     by_epochs = {}
-    for d in ordered(df["dataset"], DATASETS):
+    for d in ordered(df["dataset"], vocab.DATASETS):
         for e in sorted(df[df["dataset"] == d]["epochs"].unique()):
-            by_epochs.setdefault(int(e), []).append(name(DATASETS, d))
+            by_epochs.setdefault(int(e), []).append(label(d))
     if len(by_epochs) == 1:
         return str(next(iter(by_epochs)))
     return " or ".join(f"{e} ({join_words(ds)})" for e, ds in sorted(by_epochs.items()))
 
 
-def git_commit(repo: str | Path = ".") -> str:
-    """HEAD's short hash, '+dirty' when tracked files have changes; 'unknown' without a commit."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def environment_macros(repo: str | Path = ".") -> dict:
-    versions = []
-    for p in PACKAGES:
-        try:
-            versions.append(f"{p} {importlib.metadata.version(p)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    try:
-        tex = subprocess.run(["pdflatex", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        tex = "not found"
-    return {"GitCommit": tex_escape(git_commit(repo)), "PythonVersion": platform.python_version(),
-            "PackageVersions": tex_escape(", ".join(versions)), "TexVersion": tex_escape(tex),
-            "Platform": tex_escape(f"{platform.system()} {platform.machine()}")}
-
-
-def macros(df: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame, comp: pd.DataFrame,
-           effects: pd.DataFrame, benchmarks: pd.DataFrame, margin: float = stats.MARGIN, alpha: float = stats.ALPHA,
-           repo: str | Path = ".") -> dict:
-    """Every macro the paper uses, name -> LaTeX text."""
+def macros(inputs: dict, margin: float = stats.MARGIN, alpha: float = stats.ALPHA) -> dict:
+    """Every macro the paper uses, name -> LaTeX text, from the study tables (input name -> table:
+    metrics, history, batchstats, layers, summary, comparisons, placement, benchmarks)."""
+    df, comp = inputs["metrics"], inputs["comparisons"]
     m = {"Margin": f"{100 * margin:g}", "Alpha": f"{alpha:g}", "ConfidenceLevel": f"{100 * stats.LEVEL:g}"}
-    m |= run_macros(df, benchmarks)
+    m |= run_macros(df, inputs["benchmarks"])
     m |= grid_macros(df)
     m |= boundary_macros(df)
-    m |= dynamics_macros(df, history)
-    m |= headline_macros(summary, comp)
+    m |= dynamics_macros(inputs["history"])
+    m |= headline_macros(inputs["summary"], comp)
     m |= verdict_macros(comp, df, margin)
     m |= collapse_macros(df)
-    m |= batch_macros(df)
-    m |= depth_macros(df, alpha)
-    m |= placement_macros(effects)
-    m |= environment_macros(repo)
+    m |= batch_macros(inputs["batchstats"])
+    m |= depth_macros(df, inputs["layers"], alpha)
+    m |= placement_macros(inputs["placement"])
     return m
 
 
-def render(m: dict) -> str:
-    lines = ["% Generated by `bnstudy macros` from this run's results. Do not edit."]
+def render(m: dict, experiments=tuple(vocab.EXPERIMENTS)) -> str:
+    """macros.tex: the experiment flags of `experiments`, then one \\newcommand per macro."""
+    lines = ["% Generated by `bnstudy macros` from this run's results. Do not edit.",
+             *experiment_flags(experiments)]
     for k, v in m.items():
         if not re.fullmatch(r"[A-Za-z]+", k):
             raise ValueError(f"macro name {k!r} must be letters only")
@@ -407,60 +396,3 @@ def render(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- the PDF
-
-# The Debian/Ubuntu packages the paper needs (checked against latexmk's recorder file, main.fls).
-TEX_PACKAGES = ("latexmk", "texlive-latex-base", "texlive-latex-recommended", "texlive-latex-extra", "lmodern")
-INSTALL_HINT = ("latexmk was not found, so the paper cannot be compiled. Install TeX from the Debian/"
-                "Ubuntu packages with:\n  sudo apt-get install -y --no-install-recommends "
-                + " ".join(TEX_PACKAGES) + " poppler-utils\n(see the README's Install), then rerun snakemake.")
-_WARNING = re.compile(r"^(LaTeX Warning|Package \w+ Warning|Class \w+ Warning|LaTeX Font Warning"
-                      r"|Overfull \\[hv]box|Underfull \\[hv]box|Missing character)")
-
-
-def latex_warnings(build: str | Path) -> list[str]:
-    """The warnings of the last LaTeX pass (main.log) and of BibTeX (main.blg)."""
-    build = Path(build)
-    out = []
-    log = build / "main.log"
-    if log.exists():
-        out += [line for line in log.read_text(errors="replace").splitlines() if _WARNING.match(line)]
-    blg = build / "main.blg"
-    if blg.exists():
-        out += [line for line in blg.read_text(errors="replace").splitlines() if line.startswith("Warning--")]
-    return out
-
-
-def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated: dict,
-                  log: str | Path | None = None) -> list[str]:
-    """Copy the paper's sources and the generated files (build-relative path -> file) into `build`,
-    run `latexmk -pdf` there, and copy the PDF to `out` atomically. Returns the LaTeX warnings;
-    latexmk's output and the warnings are also written to `log` if given."""
-    import shutil
-
-    from bnstudy.results import atomic_output
-
-    if shutil.which("latexmk") is None:
-        raise SystemExit(INSTALL_HINT)
-    src, build = Path(src), Path(build)
-    for stale in ("sections", "figures", "tables", "tex"):  # nothing left over from an earlier run
-        shutil.rmtree(build / stale, ignore_errors=True)
-    shutil.copytree(src, build, dirs_exist_ok=True)
-    for rel, path in generated.items():
-        (build / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, build / rel)
-    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
-    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
-    warnings = latex_warnings(build)
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text(proc.stdout + proc.stderr + f"\n{len(warnings)} LaTeX warnings\n"
-                             + "".join(w + "\n" for w in warnings))
-    if proc.returncode != 0:
-        errors = [line for line in proc.stdout.splitlines() if ":" in line and "error" in line.lower()
-                  or line.startswith("!")]
-        raise SystemExit(f"latexmk failed (exit {proc.returncode}); see {build / 'main.log'}\n"
-                         + "\n".join(errors[-20:] or proc.stdout.splitlines()[-30:]))
-    with atomic_output(out) as tmp:
-        shutil.copyfile(build / "main.pdf", tmp)
-    return warnings
