@@ -9,6 +9,9 @@ from bnstudy import grid
 min_version("9.0")
 
 
+report: "paper/report/workflow.rst"
+
+
 # The embedded default, used when no --configfile is given. (Loading it always would merge a
 # given config into it key by key, so the default's experiments would leak into smoke.yaml.)
 if not workflow.overwrite_configfiles:
