@@ -4,7 +4,9 @@
 
 from snakemake.utils import min_version, validate
 
-from bnstudy import grid
+import sys
+
+from bnstudy import grid, summary
 
 min_version("9.0")
 
@@ -35,4 +37,13 @@ rule all:
     default_target: True
     input:
         rules.collect.output,
-        "results/paper.pdf",
+        grid.PAPER,
+
+
+# The last thing a run prints: the answer and where the PDF is, or which job failed and its log.
+onsuccess:
+    print(summary.success())
+
+
+onerror:
+    print(summary.failure(log), file=sys.stderr)

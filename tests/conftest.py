@@ -2,7 +2,7 @@
 
 `smoke_run` runs `snakemake --cores all --configfile workflow/config/smoke.yaml` once per test
 session, through the real `snakemake` command, in a temporary copy of the repository, and
-returns that copy's path: every stage's tests read its results/ from there, so CI runs the smoke
+returns that copy's path (what it printed is in SMOKE_OUTPUT there): every stage's tests read its results/ from there, so CI runs the smoke
 pipeline once. Treat it as read-only (copy it with `copy_repo` to change anything).
 """
 
@@ -18,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = "workflow/config/smoke.yaml"
+SMOKE_OUTPUT = "smoke-run.out"  # what the smoke run printed (stdout and stderr), in its copy
 
 
 def copy_repo(dest: Path) -> Path:
@@ -62,4 +63,5 @@ def smoke_run(tmp_path_factory) -> Path:
     work = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
     proc = run_snakemake(work, "--cores", "all", "--configfile", SMOKE)
     assert proc.returncode == 0, f"smoke pipeline failed:\n{proc.stdout[-8000:]}"
+    (work / SMOKE_OUTPUT).write_text(proc.stdout)
     return work

@@ -4,6 +4,7 @@ end to end, the no-op rerun, and kill-and-resume."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from bnstudy import grid, results, vocab
-from conftest import SMOKE, copy_repo, run_snakemake, snakemake_command, snakemake_env
+from conftest import SMOKE, SMOKE_OUTPUT, copy_repo, run_snakemake, snakemake_command, snakemake_env
 
 STUDY_TABLES = [grid.STUDY_FILES[k] for k in ("metrics", "history", "batchstats", "layers")]
 
@@ -88,7 +89,39 @@ def test_bad_config_fails_before_any_job(fresh_copy, tmp_path, case):
     assert time.monotonic() - start < 60
 
 
+def test_a_failed_run_names_the_job_and_its_log(fresh_copy, tmp_path):
+    config = smoke_config()
+    config["data"]["mnist1d"]["val_size"] = 100_000  # more than the training pool: prepare-data fails
+    config["experiments"] = {"E5": config["experiments"]["E5"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    work = copy_repo(tmp_path / "repo")
+    proc = run_snakemake(work, "--cores", "all", "--configfile", str(bad), timeout=300)
+    assert proc.returncode != 0
+    tail = proc.stdout[proc.stdout.index("The run failed."):]
+    assert "Failed job: rule prepare_data" in tail
+    assert "Its log: results/logs/data/mnist1d.log" in tail
+    assert "val_size=100000 does not fit mnist1d" in tail  # the log's last lines, printed
+
+
 # --- the real pipeline (slow) ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_finished_run_says_its_answer_and_where_the_paper_is(smoke_run):
+    from bnstudy import summary
+
+    out = (smoke_run / SMOKE_OUTPUT).read_text()
+    assert "Shell command:" not in out  # progress stays readable: no 400-character commands
+    tail = out[out.rindex("Can BatchNorm alone serve as the nonlinearity?"):]
+    macros = dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (smoke_run / grid.MACROS).read_text()))
+    assert summary.plain(macros["AnswerSentence"]) in tail
+    assert "The paper:       results/paper.pdf" in tail and "snakemake --report" in tail
+    comp = pd.read_csv(smoke_run / grid.STUDY_FILES["comparisons"])
+    e1 = comp[(comp.experiment == "E1") & (comp.a == "identity+batchnorm") & (comp.b == "identity+none")]
+    assert len(e1) == 2  # the smoke config's two E1 datasets
+    for r in e1.itertuples():
+        assert f"{100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%" in tail and r.verdict in tail
 
 @pytest.mark.slow
 def test_smoke_pipeline_writes_the_study_tables(smoke_run):
