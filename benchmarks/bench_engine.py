@@ -43,7 +43,9 @@ def make_data():
 
 def engine(spec, cfg, ds):
     start = time.perf_counter()
-    r = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open(os.devnull, "w"))
+    r = train.train(
+        spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open(os.devnull, "w")
+    )
     jax.block_until_ready(r.params)
     return time.perf_counter() - start, r.history["val_acc"][-1]
 
@@ -76,7 +78,7 @@ def per_step_loop(spec, cfg, ds):
             for _ in range(cfg.epochs):
                 perm = rng.permutation(n)
                 for i in range(n // b):
-                    idx = perm[i * b:(i + 1) * b]
+                    idx = perm[i * b : (i + 1) * b]
                     train_step(model, optimizer, ds.x_train[idx], ds.y_train[idx])
                 acc = eval_step(model, ds.x_val, ds.y_val)
             final.append(float(acc))
@@ -112,15 +114,23 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="runs of each way; medians reported")
     args = parser.parse_args()
     ds = make_data()
-    spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, "identity", "batchnorm", "pre", 3, 128)
+    spec = models.ModelSpec(
+        ds.x_train.shape[1], ds.num_classes, "identity", "batchnorm", "pre", 3, 128
+    )
     cfg = train.TrainConfig(seeds=SEEDS, lrs=LRS, epochs=args.epochs, batch_size=128)
-    examples = len(SEEDS) * len(LRS) * args.epochs * (len(ds.y_train) // cfg.batch_size) * cfg.batch_size
+    examples = (
+        len(SEEDS) * len(LRS) * args.epochs * (len(ds.y_train) // cfg.batch_size) * cfg.batch_size
+    )
 
     dev = jax.devices()[0]
-    print(f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; jax {jax.__version__}")
-    print(f"cell: mnist1d (4000 train), identity+batchnorm, depth 3, width 128, batch 128, "
-          f"{args.epochs} epochs, {len(SEEDS)} seeds x {len(LRS)} lrs = {len(SEEDS) * len(LRS)} models")
+    print(
+        f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; jax {jax.__version__}"
+    )
+    print(
+        f"cell: mnist1d (4000 train), identity+batchnorm, depth 3, width 128, batch 128, "
+        f"{args.epochs} epochs, {len(SEEDS)} seeds x {len(LRS)} lrs = {len(SEEDS) * len(LRS)} models"
+    )
 
     engine_cold, engine_warm, loop_times = [], [], []
     for rep in range(args.repeats):
@@ -133,18 +143,26 @@ def main():
         engine_cold.append(t_cold)
         engine_warm.append(t_warm)
         loop_times.append(t_loop)
-        print(f"  run {rep + 1}: engine {t_cold:.2f}s (warm {t_warm:.2f}s), loop {t_loop:.2f}s; "
-              f"mean final val acc engine {np.mean(acc_engine):.3f}, loop {np.mean(acc_loop):.3f}")
+        print(
+            f"  run {rep + 1}: engine {t_cold:.2f}s (warm {t_warm:.2f}s), loop {t_loop:.2f}s; "
+            f"mean final val acc engine {np.mean(acc_engine):.3f}, loop {np.mean(acc_loop):.3f}"
+        )
 
     cold, warm, loop = map(statistics.median, (engine_cold, engine_warm, loop_times))
     flops = train_flops(spec, cfg, len(ds.y_train), len(ds.y_val))
     ceiling = matmul_flops()
-    print(f"engine (compile included): {examples / cold:,.0f} examples/s  ({cold:.2f}s median of {args.repeats})")
+    print(
+        f"engine (compile included): {examples / cold:,.0f} examples/s  ({cold:.2f}s median of {args.repeats})"
+    )
     print(f"engine (already compiled): {examples / warm:,.0f} examples/s  ({warm:.2f}s)")
     print(f"per-step loop:             {examples / loop:,.0f} examples/s  ({loop:.2f}s)")
-    print(f"speed-up engine / loop: {loop / cold:.1f}x (compile included), {loop / warm:.1f}x (compiled)")
-    print(f"engine achieved {flops / warm / 1e9:.1f} GFLOP/s vs a 2048^2 f32 matmul's "
-          f"{ceiling / 1e9:.1f} GFLOP/s ({100 * flops / warm / ceiling:.0f}% of that ceiling)")
+    print(
+        f"speed-up engine / loop: {loop / cold:.1f}x (compile included), {loop / warm:.1f}x (compiled)"
+    )
+    print(
+        f"engine achieved {flops / warm / 1e9:.1f} GFLOP/s vs a 2048^2 f32 matmul's "
+        f"{ceiling / 1e9:.1f} GFLOP/s ({100 * flops / warm / ceiling:.0f}% of that ceiling)"
+    )
 
 
 if __name__ == "__main__":

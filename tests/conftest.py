@@ -23,8 +23,12 @@ SMOKE_OUTPUT = "smoke-run.out"  # what the smoke run printed (stdout and stderr)
 
 def copy_repo(dest: Path) -> Path:
     """Copy the repository's files (tracked, plus untracked ones git does not ignore) to `dest`."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         src, dst = REPO / name, dest / name
         if not (src.exists() or src.is_symlink()):  # deleted in the working tree
@@ -52,9 +56,15 @@ def snakemake_env(workdir: Path) -> dict[str, str]:
 
 def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the real `snakemake` in `workdir`; stdout and stderr together in `.stdout`."""
-    return subprocess.run(snakemake_command(*args), cwd=workdir, env=snakemake_env(workdir),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        snakemake_command(*args),
+        cwd=workdir,
+        env=snakemake_env(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

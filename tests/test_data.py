@@ -30,8 +30,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from bnstudy import data
 
 OFFLINE = ("spirals", "xor", "mnist1d", "digits")
-SMALL = {"spirals": {"n_samples": 400}, "xor": {"n_samples": 400}, "mnist1d": {"n_samples": 500},
-         "digits": {}}
+SMALL = {
+    "spirals": {"n_samples": 400},
+    "xor": {"n_samples": 400},
+    "mnist1d": {"n_samples": 500},
+    "digits": {},
+}
 INPUT_DIM = {"spirals": 2, "xor": 2, "mnist1d": 40, "digits": 64}
 
 
@@ -43,6 +47,7 @@ def rows(x):
 # Names and argument checks
 # ---------------------------------------------------------------------------------------------
 
+
 def test_unknown_name_lists_the_valid_ones():
     for call in (lambda: data.prepare("imagenet"), lambda: data.get("imagenet")):
         with pytest.raises(ValueError) as e:
@@ -51,13 +56,16 @@ def test_unknown_name_lists_the_valid_ones():
         assert all(name in str(e.value) for name in data.NAMES)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"val_size": 0}, ["val_size", "positive"]),
-    ({"val_size": 10_000}, ["val_size=10000", "[2, "]),
-    ({"n_samples": 5}, ["n_samples", ">= 20"]),
-    ({"noise": -0.1}, ["noise", ">= 0"]),
-    ({"seed": -1}, ["seed", "non-negative"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"val_size": 0}, ["val_size", "positive"]),
+        ({"val_size": 10_000}, ["val_size=10000", "[2, "]),
+        ({"n_samples": 5}, ["n_samples", ">= 20"]),
+        ({"noise": -0.1}, ["noise", ">= 0"]),
+        ({"seed": -1}, ["seed", "non-negative"]),
+    ],
+)
 def test_bad_arguments_name_the_problem_and_the_valid_range(kwargs, words):
     with pytest.raises(ValueError) as e:
         data.prepare("spirals", **{"n_samples": 200, **kwargs})
@@ -75,6 +83,7 @@ def test_generator_arguments_are_refused_for_real_datasets(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Offline datasets: shapes, balance, determinism, disjoint splits, train-only standardization
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def offline():
@@ -122,7 +131,9 @@ def test_same_seed_same_bytes_other_seed_other_split(offline, name):
 def test_splits_are_disjoint(offline, name):
     ds = offline[name]  # continuous inputs: every example is a distinct row
     train, val, test = rows(ds.x_train), rows(ds.x_val), rows(ds.x_test)
-    assert len(train) == len(ds.x_train) and len(val) == len(ds.x_val) and len(test) == len(ds.x_test)
+    assert (
+        len(train) == len(ds.x_train) and len(val) == len(ds.x_val) and len(test) == len(ds.x_test)
+    )
     assert not (train & val) and not (train & test) and not (val & test)
 
 
@@ -194,6 +205,7 @@ def test_mnist1d_uses_the_offline_generator_with_our_arguments(tmp_path, monkeyp
 # Files: save, load, get, the CLI
 # ---------------------------------------------------------------------------------------------
 
+
 def test_save_load_round_trip_is_exact_and_atomic(offline, tmp_path):
     ds = offline["mnist1d"]
     path = tmp_path / "sub" / "mnist1d.npz"
@@ -228,8 +240,17 @@ def test_load_rejects_tampered_missing_and_foreign_files(offline, tmp_path):
 
 def test_save_enforces_the_contract(offline, tmp_path):
     ds = offline["spirals"]
-    bad = data.Dataset(ds.name, ds.x_train.astype(np.float64), ds.y_train, ds.x_val, ds.y_val,
-                       ds.x_test, ds.y_test, ds.num_classes, ds.meta)
+    bad = data.Dataset(
+        ds.name,
+        ds.x_train.astype(np.float64),
+        ds.y_train,
+        ds.x_val,
+        ds.y_val,
+        ds.x_test,
+        ds.y_test,
+        ds.num_classes,
+        ds.meta,
+    )
     with pytest.raises(ValueError, match="x float32"):
         data.save(bad, tmp_path / "bad.npz")
     with pytest.raises(ValueError, match=r"must end in \.npz"):
@@ -254,16 +275,31 @@ def _bnstudy():
 
 def test_cli_prepare_data_writes_a_loadable_file_once(tmp_path):
     out = tmp_path / "data" / "spirals.npz"
-    cmd = [*_bnstudy(), "prepare-data", "spirals", "--out", str(out), "--n-samples", "300",
-           "--val-size", "40", "--seed", "2"]
+    cmd = [
+        *_bnstudy(),
+        "prepare-data",
+        "spirals",
+        "--out",
+        str(out),
+        "--n-samples",
+        "300",
+        "--val-size",
+        "40",
+        "--seed",
+        "2",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     ds = data.load(out)
     assert ds.meta["sizes"] == {"train": 200, "val": 40, "test": 60} and ds.meta["seed"] == 2
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and "nothing to do" in second.stderr
-    bad = subprocess.run([*_bnstudy(), "prepare-data", "imagenet", "--out", str(tmp_path / "x.npz")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*_bnstudy(), "prepare-data", "imagenet", "--out", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "valid names: spirals, xor" in bad.stderr
     assert not (tmp_path / "x.npz").exists()
 
@@ -271,6 +307,7 @@ def test_cli_prepare_data_writes_a_loadable_file_once(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Downloads against a loopback HTTP server
 # ---------------------------------------------------------------------------------------------
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
@@ -286,7 +323,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if self.path.lstrip("/") in self.truncated else body)
+        self.wfile.write(
+            body[: len(body) // 2] if self.path.lstrip("/") in self.truncated else body
+        )
 
     def log_message(self, *args):
         pass
@@ -296,8 +335,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     _Handler.files, _Handler.truncated, _Handler.requests = {}, set(), []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield _Handler, f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
@@ -336,16 +376,25 @@ def fake_mnist(rng, n_train=40, n_test=20):
 
 
 def fake_cifar(rng, per_batch=10):
-    batches = {f"data_batch_{i}": fake_images(per_batch, (3072,), (i - 1) * per_batch, rng)
-               for i in range(1, 6)}
+    batches = {
+        f"data_batch_{i}": fake_images(per_batch, (3072,), (i - 1) * per_batch, rng)
+        for i in range(1, 6)
+    }
     batches["test_batch"] = fake_images(per_batch, (3072,), 100, rng)
     labels = list(np.arange(per_batch) % 10)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, x in {**batches, "batches.meta": None}.items():
-            d = ({b"label_names": [b"airplane"]} if x is None else
-                 {b"batch_label": name.encode(), b"labels": [int(v) for v in labels], b"data": x,
-                  b"filenames": [b"%d.png" % i for i in range(len(x))]})
+            d = (
+                {b"label_names": [b"airplane"]}
+                if x is None
+                else {
+                    b"batch_label": name.encode(),
+                    b"labels": [int(v) for v in labels],
+                    b"data": x,
+                    b"filenames": [b"%d.png" % i for i in range(len(x))],
+                }
+            )
             payload = pickle.dumps(d, protocol=2)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)
@@ -357,8 +406,10 @@ def fake_cifar(rng, per_batch=10):
 
 def point_sources(monkeypatch, name, files, urls, sha=None):
     """Patch the expected data only: each file's URLs and SHA-256 (default: the true one)."""
-    table = tuple(data.RemoteFile(f, (sha or {}).get(f, sha256(b)), tuple(u + f for u in urls))
-                  for f, b in files.items())
+    table = tuple(
+        data.RemoteFile(f, (sha or {}).get(f, sha256(b)), tuple(u + f for u in urls))
+        for f, b in files.items()
+    )
     monkeypatch.setitem(data.SOURCES, name, table)
 
 
@@ -372,7 +423,7 @@ def assert_parsed_exactly(ds, raw):
     order = np.argsort(np.concatenate([ds.x_train[:, 0], ds.x_val[:, 0]]))
     index = np.empty(len(order), dtype=int)
     index[order] = np.arange(len(order))  # z-scoring is increasing, so ranks give the raw index
-    train_idx, val_idx = index[: len(ds.x_train)], index[len(ds.x_train):]
+    train_idx, val_idx = index[: len(ds.x_train)], index[len(ds.x_train) :]
     raw_train = x_pool[train_idx].astype(np.float64)
     mean, std = raw_train.mean(0), raw_train.std(0)
     std[std == 0] = 1
@@ -384,16 +435,22 @@ def assert_parsed_exactly(ds, raw):
 
 
 @pytest.mark.parametrize("name", ("mnist", "fashion_mnist", "cifar10"))
-def test_good_download_parses_to_the_right_arrays_and_is_cached(name, server, refused_url,
-                                                                monkeypatch, tmp_path):
+def test_good_download_parses_to_the_right_arrays_and_is_cached(
+    name, server, refused_url, monkeypatch, tmp_path
+):
     handler, url = server
-    files, raw = fake_cifar(np.random.default_rng(0)) if name == "cifar10" else \
-        fake_mnist(np.random.default_rng(0))
+    files, raw = (
+        fake_cifar(np.random.default_rng(0))
+        if name == "cifar10"
+        else fake_mnist(np.random.default_rng(0))
+    )
     handler.files.update(files)
     point_sources(monkeypatch, name, files, [refused_url, url])  # the first mirror is down
     ds = data.prepare(name, cache_dir=tmp_path, val_size=10)
     assert ds.x_train.shape[1] == (3072 if name == "cifar10" else 784)
-    assert ds.meta["sizes"]["val"] == 10 and ds.meta["sha256"] == {f: sha256(b) for f, b in files.items()}
+    assert ds.meta["sizes"]["val"] == 10 and ds.meta["sha256"] == {
+        f: sha256(b) for f, b in files.items()
+    }
     assert_parsed_exactly(ds, raw)
     assert cache_files(tmp_path) == sorted(files)
     n_requests = len(handler.requests)
@@ -402,7 +459,9 @@ def test_good_download_parses_to_the_right_arrays_and_is_cached(name, server, re
     assert all(getattr(again, k).tobytes() == getattr(ds, k).tobytes() for k in data.ARRAYS)
 
 
-def test_wrong_checksum_names_the_file_and_both_hashes_and_deletes_it(server, monkeypatch, tmp_path):
+def test_wrong_checksum_names_the_file_and_both_hashes_and_deletes_it(
+    server, monkeypatch, tmp_path
+):
     handler, url = server
     files, _ = fake_mnist(np.random.default_rng(0))
     handler.files.update(files)
@@ -439,13 +498,19 @@ def test_truncated_transfer_is_detected_and_leaves_nothing(server, monkeypatch, 
 
 
 @pytest.mark.parametrize("name", ("mnist", "cifar10"))
-def test_truncated_archive_with_matching_checksum_is_detected_and_deleted(name, server, monkeypatch,
-                                                                          tmp_path):
+def test_truncated_archive_with_matching_checksum_is_detected_and_deleted(
+    name, server, monkeypatch, tmp_path
+):
     handler, url = server
-    files, _ = fake_cifar(np.random.default_rng(0)) if name == "cifar10" else \
-        fake_mnist(np.random.default_rng(0))
+    files, _ = (
+        fake_cifar(np.random.default_rng(0))
+        if name == "cifar10"
+        else fake_mnist(np.random.default_rng(0))
+    )
     first = next(iter(files))
-    files[first] = files[first][: len(files[first]) * 2 // 3]  # and its checksum is of this cut file
+    files[first] = files[first][
+        : len(files[first]) * 2 // 3
+    ]  # and its checksum is of this cut file
     handler.files.update(files)
     point_sources(monkeypatch, name, files, [url])
     with pytest.raises(data.CorruptFileError, match="truncated") as e:
@@ -454,8 +519,9 @@ def test_truncated_archive_with_matching_checksum_is_detected_and_deleted(name, 
     assert first not in cache_files(tmp_path)
 
 
-def test_refused_connection_names_the_url_and_how_to_place_the_file(refused_url, monkeypatch,
-                                                                    tmp_path):
+def test_refused_connection_names_the_url_and_how_to_place_the_file(
+    refused_url, monkeypatch, tmp_path
+):
     files, _ = fake_cifar(np.random.default_rng(0))
     point_sources(monkeypatch, "cifar10", files, [refused_url])
     with pytest.raises(data.DownloadError) as e:
@@ -473,6 +539,7 @@ def test_the_real_source_table_is_well_formed():
         assert table, name
         for rf in table:
             assert len(rf.sha256) == 64 and int(rf.sha256, 16) >= 0
-            assert rf.urls and all(u.startswith(("https://", "http://")) and u.endswith(rf.filename)
-                                   for u in rf.urls)
+            assert rf.urls and all(
+                u.startswith(("https://", "http://")) and u.endswith(rf.filename) for u in rf.urls
+            )
     assert len({rf.sha256 for table in data.SOURCES.values() for rf in table}) == 9

@@ -18,10 +18,22 @@ def mnist1d():
     return data.prepare("mnist1d", seed=0, n_samples=2000)
 
 
-def fit(ds, activation, norm, placement="pre", depth=2, width=32, seeds=(0, 1), lrs=(1e-2,),
-        epochs=8, batch_size=64, **kw):
-    spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, activation, norm, placement,
-                            depth, width)
+def fit(
+    ds,
+    activation,
+    norm,
+    placement="pre",
+    depth=2,
+    width=32,
+    seeds=(0, 1),
+    lrs=(1e-2,),
+    epochs=8,
+    batch_size=64,
+    **kw,
+):
+    spec = models.ModelSpec(
+        ds.x_train.shape[1], ds.num_classes, activation, norm, placement, depth, width
+    )
     cfg = train.TrainConfig(seeds=seeds, lrs=lrs, epochs=epochs, batch_size=batch_size, **kw)
     return spec, train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=QUIET)
 
@@ -39,7 +51,9 @@ def test_identity_network_folds_into_one_affine_map(mnist1d, norm, placement):
     assert np.all(check["fold_rel_dev"] < 1e-5), check
     assert np.all(check["fold_agreement"] == 1.0)
     w, b = probes.fold(r.graphdef, probes.unstack(r.params, 0), probes.unstack(r.stats, 0))
-    assert w.shape == (mnist1d.x_train.shape[1], mnist1d.num_classes) and b.shape == (mnist1d.num_classes,)
+    assert w.shape == (mnist1d.x_train.shape[1], mnist1d.num_classes) and b.shape == (
+        mnist1d.num_classes,
+    )
     # ... and the affinity gap of these networks is float noise.
     assert np.all(probes.affinity_gap(r.graphdef, r.params, r.stats, mnist1d.x_test) < 1e-5)
 
@@ -50,8 +64,9 @@ def test_fold_refuses_a_nonlinear_network(mnist1d):
         probes.fold(r.graphdef, probes.unstack(r.params, 0), probes.unstack(r.stats, 0))
 
 
-@pytest.mark.parametrize("activation,norm", [("identity", "layernorm"), ("identity", "rmsnorm"),
-                                             ("relu", "none")])
+@pytest.mark.parametrize(
+    "activation,norm", [("identity", "layernorm"), ("identity", "rmsnorm"), ("relu", "none")]
+)
 def test_nonlinear_networks_have_a_large_affinity_gap(mnist1d, activation, norm):
     _, r = fit(mnist1d, activation, norm)
     gap = probes.affinity_gap(r.graphdef, r.params, r.stats, mnist1d.x_test)
@@ -61,7 +76,9 @@ def test_nonlinear_networks_have_a_large_affinity_gap(mnist1d, activation, norm)
 def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
     _, relu = fit(spirals, "relu", "none", depth=3, width=64, lrs=(1e-2,), epochs=60)
     _, bn = fit(spirals, "identity", "batchnorm", depth=3, width=64, lrs=(1e-2,), epochs=60)
-    _, relu_acc = probes.evaluate(relu.graphdef, relu.params, relu.stats, spirals.x_test, spirals.y_test)
+    _, relu_acc = probes.evaluate(
+        relu.graphdef, relu.params, relu.stats, spirals.x_test, spirals.y_test
+    )
     _, bn_acc = probes.evaluate(bn.graphdef, bn.params, bn.stats, spirals.x_test, spirals.y_test)
     assert np.all(relu_acc > 0.9), relu_acc  # the noisy spiral centres overlap: ~4% Bayes error
     assert np.all(np.abs(bn_acc - 0.5) < 0.15), bn_acc  # two balanced classes: chance is 0.5
@@ -69,9 +86,12 @@ def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
 
 def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     _, r = fit(mnist1d, "identity", "batchnorm", epochs=10)
-    records = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test,
-                                      [2, 8, 32, "full"], seed=0)
-    out = {(rec["composition"], "full" if rec["full"] else rec["batch_size"]): rec for rec in records}
+    records = probes.batch_stat_probe(
+        r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test, [2, 8, 32, "full"], seed=0
+    )
+    out = {
+        (rec["composition"], "full" if rec["full"] else rec["batch_size"]): rec for rec in records
+    }
     assert len(records) == 4 * 2 and out[("random", "full")]["batch_size"] == len(mnist1d.y_test)
     flip = lambda b: out[("random", b)]["flip_rate"]  # noqa: E731
     acc = lambda comp, b: out[(comp, b)]["accuracy"]  # noqa: E731
@@ -86,8 +106,9 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     b = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:2])
     np.testing.assert_allclose(a[:, :2], b, rtol=1e-5, atol=1e-5)
     # The probe sees every model and gives NaN (not a crash) for batches larger than the set.
-    big = probes.batch_stat_probe(r.graphdef, r.params, r.stats, mnist1d.x_test[:100],
-                                  mnist1d.y_test[:100], [512], seed=0)
+    big = probes.batch_stat_probe(
+        r.graphdef, r.params, r.stats, mnist1d.x_test[:100], mnist1d.y_test[:100], [512], seed=0
+    )
     assert all(np.isnan(rec["accuracy"]).all() and rec["batch_size"] == 512 for rec in big)
 
 
@@ -96,7 +117,9 @@ def test_same_seed_gives_identical_results(mnist1d):
     _, b = fit(mnist1d, "relu", "batchnorm", lrs=(1e-3, 1e-2), epochs=3)
     for key in a.history:
         np.testing.assert_array_equal(a.history[key], b.history[key])
-    for x, y in zip(np.asarray(a.params["head"]["kernel"][...]), np.asarray(b.params["head"]["kernel"][...])):
+    for x, y in zip(
+        np.asarray(a.params["head"]["kernel"][...]), np.asarray(b.params["head"]["kernel"][...])
+    ):
         np.testing.assert_array_equal(x, y)
     # ... while another seed gives other numbers.
     _, c = fit(mnist1d, "relu", "batchnorm", seeds=(2, 3), lrs=(1e-3, 1e-2), epochs=3)
@@ -126,7 +149,9 @@ def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
     _, acc = probes.evaluate(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test)
     assert np.all(acc[[0, 2]] > 0.2)  # the healthy models trained on (chance is 0.1)
     # The frozen models hold their last finite parameters.
-    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in __import__("jax").tree.leaves(r.params))
+    assert all(
+        np.all(np.isfinite(np.asarray(leaf))) for leaf in __import__("jax").tree.leaves(r.params)
+    )
 
 
 def test_grad_norms_at_init_have_one_entry_per_linear_layer(mnist1d):
@@ -135,27 +160,36 @@ def test_grad_norms_at_init_have_one_entry_per_linear_layer(mnist1d):
     assert g.shape == (2, 6) and np.all(g > 0) and np.all(np.isfinite(g))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(activation="swish"), r"unknown activation 'swish'; valid: identity, relu"),
-    (dict(norm="batchnorm2d"), r"unknown norm 'batchnorm2d'; valid: none, batchnorm, zscore"),
-    (dict(placement="middle"), r"unknown placement 'middle'; valid: pre, post"),
-    (dict(depth=0), r"depth must be an integer >= 1, got 0"),
-    (dict(width=-3), r"width must be an integer >= 1"),
-    (dict(norm="groupnorm", width=30, groups=8), r"groups=8 does not divide width=30; valid groups "
-                                                 r"for this width: \[1, 2, 3, 5, 6, 10, 15, 30\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(activation="swish"), r"unknown activation 'swish'; valid: identity, relu"),
+        (dict(norm="batchnorm2d"), r"unknown norm 'batchnorm2d'; valid: none, batchnorm, zscore"),
+        (dict(placement="middle"), r"unknown placement 'middle'; valid: pre, post"),
+        (dict(depth=0), r"depth must be an integer >= 1, got 0"),
+        (dict(width=-3), r"width must be an integer >= 1"),
+        (
+            dict(norm="groupnorm", width=30, groups=8),
+            r"groups=8 does not divide width=30; valid groups "
+            r"for this width: \[1, 2, 3, 5, 6, 10, 15, 30\]",
+        ),
+    ],
+)
 def test_invalid_architectures_raise_clear_errors(kwargs, message):
     base = dict(in_features=4, num_classes=3)
     with pytest.raises(ValueError, match=message):
         models.ModelSpec(**{**base, **kwargs})
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(optimizer="rmsprop"), r"unknown optimizer 'rmsprop'; valid: adam, sgd"),
-    (dict(schedule="step"), r"unknown schedule 'step'; valid: constant, cosine"),
-    (dict(lrs=(0.1, -1.0)), r"lrs must be a non-empty list of positive numbers"),
-    (dict(seeds=(1, 1)), r"seeds must be a non-empty list of distinct integers"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(optimizer="rmsprop"), r"unknown optimizer 'rmsprop'; valid: adam, sgd"),
+        (dict(schedule="step"), r"unknown schedule 'step'; valid: constant, cosine"),
+        (dict(lrs=(0.1, -1.0)), r"lrs must be a non-empty list of positive numbers"),
+        (dict(seeds=(1, 1)), r"seeds must be a non-empty list of distinct integers"),
+    ],
+)
 def test_invalid_training_settings_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         train.TrainConfig(**kwargs)

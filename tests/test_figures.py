@@ -20,38 +20,80 @@ from bnstudy.formats import acc_cell
 
 BATCHES = (2, 8, 32, 256)
 BASE_ACC = {"spirals": 0.52, "digits": 0.95}
-LIFT = {("identity", "none"): 0.0, ("identity", "batchnorm"): 0.0, ("identity", "zscore"): 0.0,
-        ("identity", "layernorm"): 0.30, ("identity", "rmsnorm"): 0.28}
+LIFT = {
+    ("identity", "none"): 0.0,
+    ("identity", "batchnorm"): 0.0,
+    ("identity", "zscore"): 0.0,
+    ("identity", "layernorm"): 0.30,
+    ("identity", "rmsnorm"): 0.28,
+}
 
 
 def _true_acc(dataset, activation, norm):
     """The known population mean accuracy of a cell."""
     lift = LIFT.get((activation, norm), 0.40)
-    return min(BASE_ACC[dataset] + lift, 0.99 if dataset == "digits" else 0.995) if lift else BASE_ACC[dataset]
+    return (
+        min(BASE_ACC[dataset] + lift, 0.99 if dataset == "digits" else 0.995)
+        if lift
+        else BASE_ACC[dataset]
+    )
 
 
 def _row(rng, experiment, dataset, activation, norm, placement, depth, width, seed, lr, best_lr):
-    acc = _true_acc(dataset, activation, norm) + rng.normal(0, 0.003) - (0.05 if lr != best_lr else 0)
+    acc = (
+        _true_acc(dataset, activation, norm) + rng.normal(0, 0.003) - (0.05 if lr != best_lr else 0)
+    )
     foldable = activation == "identity" and norm in ("none", "batchnorm", "zscore")
     bn = norm in ("batchnorm", "zscore")
-    r = {"experiment": experiment, "dataset": dataset, "activation": activation, "norm": norm,
-         "placement": placement, "depth": depth, "width": width, "groups": 8, "seed": seed, "lr": lr,
-         "optimizer": "adam", "schedule": "constant", "epochs": 5, "batch_size": 64,
-         "train_loss": 1 - acc, "train_acc": acc + 0.01, "val_loss": 1 - acc, "val_acc": acc,
-         "test_loss": 1 - acc, "test_acc": acc, "diverged": False, "diverged_step": -1,
-         "affine_gap": abs(rng.normal(1e-7, 2e-8)) if activation == "identity" and norm in
-         ("none", "batchnorm", "zscore") else abs(rng.normal(0.2, 0.05)),
-         "fold_max_dev": abs(rng.normal(2e-6, 5e-7)) if foldable else np.nan,
-         "fold_rel_dev": abs(rng.normal(1e-7, 1e-8)) if foldable else np.nan,
-         "fold_agreement": 1.0 if foldable else np.nan,
-         "n_params": 1000, "device": "cpu", "train_seconds": 12.5}
+    r = {
+        "experiment": experiment,
+        "dataset": dataset,
+        "activation": activation,
+        "norm": norm,
+        "placement": placement,
+        "depth": depth,
+        "width": width,
+        "groups": 8,
+        "seed": seed,
+        "lr": lr,
+        "optimizer": "adam",
+        "schedule": "constant",
+        "epochs": 5,
+        "batch_size": 64,
+        "train_loss": 1 - acc,
+        "train_acc": acc + 0.01,
+        "val_loss": 1 - acc,
+        "val_acc": acc,
+        "test_loss": 1 - acc,
+        "test_acc": acc,
+        "diverged": False,
+        "diverged_step": -1,
+        "affine_gap": abs(rng.normal(1e-7, 2e-8))
+        if activation == "identity" and norm in ("none", "batchnorm", "zscore")
+        else abs(rng.normal(0.2, 0.05)),
+        "fold_max_dev": abs(rng.normal(2e-6, 5e-7)) if foldable else np.nan,
+        "fold_rel_dev": abs(rng.normal(1e-7, 1e-8)) if foldable else np.nan,
+        "fold_agreement": 1.0 if foldable else np.nan,
+        "n_params": 1000,
+        "device": "cpu",
+        "train_seconds": 12.5,
+    }
     batch = []
     for b in (*BATCHES, "full"):
         small = 0.3 / np.sqrt(b) if b != "full" else 0.0
         for comp, drop in (("random", small), ("class", 3 * small)):
-            batch.append({"batch_size": 400 if b == "full" else b, "full": b == "full", "composition": comp,
-                          "accuracy": acc - drop, "flip_rate": small if comp == "random" and b != "full" else np.nan})
-    grads = np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm")) * rng.uniform(0.9, 1.1, depth + 1)
+            batch.append(
+                {
+                    "batch_size": 400 if b == "full" else b,
+                    "full": b == "full",
+                    "composition": comp,
+                    "accuracy": acc - drop,
+                    "flip_rate": small if comp == "random" and b != "full" else np.nan,
+                }
+            )
+    grads = np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm")) * rng.uniform(
+        0.9, 1.1, depth + 1
+    )
     keys = {k: r[k] for k in ("experiment", *vocab.RUN_KEYS)}
     r["_batch"] = [{**keys, **x} for x in batch] if bn else []
     r["_layers"] = [{**keys, "layer": i, "grad_norm_init": float(g)} for i, g in enumerate(grads)]
@@ -63,18 +105,31 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
     with its statistics; no benchmark files."""
     rng = np.random.default_rng(0)
     plan = []
-    e1_acts, e1_norms = ("identity", "relu", "tanh"), ("none", "batchnorm", "zscore", "layernorm", "rmsnorm")
+    e1_acts, e1_norms = (
+        ("identity", "relu", "tanh"),
+        ("none", "batchnorm", "zscore", "layernorm", "rmsnorm"),
+    )
     for d in BASE_ACC:
         plan += [("E1", d, a, n, "pre", 2, 32) for a in e1_acts for n in e1_norms]
         plan += [("E2", d, "identity", n, "pre", 2, 32) for n in e1_norms]
         plan += [("E3", d, a, "batchnorm", "pre", 2, 32) for a in ("identity", "relu")]
-        plan += [("E5", d, a, n, p, 2, 32) for a in ("relu", "tanh") for n in ("batchnorm", "layernorm")
-                 for p in ("pre", "post")]
+        plan += [
+            ("E5", d, a, n, p, 2, 32)
+            for a in ("relu", "tanh")
+            for n in ("batchnorm", "layernorm")
+            for p in ("pre", "post")
+        ]
         plan += [("E7", d, "identity", n, "pre", 2, 32) for n in ("none", "zscore", "batchnorm")]
-    plan += [("E4", "digits", a, n, "pre", dp, 32) for a, n in
-             (("identity", "batchnorm"), ("relu", "batchnorm"), ("relu", "none")) for dp in (2, 4, 8, 16)]
-    plan += [("E6", "spirals", a, n, "pre", 2, 32) for a in ("identity", "relu", "tanh")
-             for n in ("none", "batchnorm", "layernorm")]
+    plan += [
+        ("E4", "digits", a, n, "pre", dp, 32)
+        for a, n in (("identity", "batchnorm"), ("relu", "batchnorm"), ("relu", "none"))
+        for dp in (2, 4, 8, 16)
+    ]
+    plan += [
+        ("E6", "spirals", a, n, "pre", 2, 32)
+        for a in ("identity", "relu", "tanh")
+        for n in ("none", "batchnorm", "layernorm")
+    ]
     rows = [_row(rng, *cell, seed, lr, lrs[0]) for cell in plan for seed in seeds for lr in lrs]
     batch = pd.DataFrame([x for r in rows for x in r.pop("_batch")])
     layers = pd.DataFrame([x for r in rows for x in r.pop("_layers")])
@@ -85,34 +140,61 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
     for r in metrics.itertuples():
         for epoch in range(1, 6):
             speed = {"none": 0.5, "zscore": 1.0, "batchnorm": 1.5}.get(r.norm, 1.0)
-            hist.append({k: getattr(r, k) for k in ["experiment", *vocab.RUN_KEYS, "selected"]}
-                        | {"epoch": epoch, "train_loss": 0.3 + np.exp(-speed * epoch),
-                           "train_acc": r.train_acc, "val_loss": r.val_loss,
-                           "val_acc": r.val_acc - 0.1 * np.exp(-speed * epoch)})
+            hist.append(
+                {k: getattr(r, k) for k in ["experiment", *vocab.RUN_KEYS, "selected"]}
+                | {
+                    "epoch": epoch,
+                    "train_loss": 0.3 + np.exp(-speed * epoch),
+                    "train_acc": r.train_acc,
+                    "val_loss": r.val_loss,
+                    "val_acc": r.val_acc - 0.1 * np.exp(-speed * epoch),
+                }
+            )
     history = pd.DataFrame(hist)
     boundaries = []
     xs = np.linspace(-2, 2, 200)
     xx, yy = np.meshgrid(xs, xs)
     x_train = rng.uniform(-1.8, 1.8, (500, 2)).astype(np.float32)
     y_train = (np.sin(3 * x_train[:, 0]) > x_train[:, 1]).astype(np.int32)
-    for r in metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS)).itertuples():
-        stem = grid.CELL.format(activation=r.activation, norm=r.norm, placement=r.placement,
-                                depth=r.depth, width=r.width)
+    for r in (
+        metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS)).itertuples()
+    ):
+        stem = grid.CELL.format(
+            activation=r.activation,
+            norm=r.norm,
+            placement=r.placement,
+            depth=r.depth,
+            width=r.width,
+        )
         path = tmp_path / "runs" / r.dataset / f"{stem}.boundary.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         linear = r.activation == "identity" and r.norm != "layernorm"
         pred = (yy > 0.3 * xx) if linear else (np.sin(3 * xx) > yy)
         n_models = len(seeds) * len(lrs)
-        arrays = {"xx": xx, "yy": yy, "pred_inference": np.repeat(pred[None].astype(np.int32), n_models, 0),
-                  "seeds": np.repeat(np.asarray(seeds, np.int32), len(lrs)),
-                  "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds)),
-                  "x_train": x_train, "y_train": y_train}
+        arrays = {
+            "xx": xx,
+            "yy": yy,
+            "pred_inference": np.repeat(pred[None].astype(np.int32), n_models, 0),
+            "seeds": np.repeat(np.asarray(seeds, np.int32), len(lrs)),
+            "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds)),
+            "x_train": x_train,
+            "y_train": y_train,
+        }
         if r.norm in ("batchnorm", "zscore"):
-            arrays["pred_batch"] = np.repeat((np.sin(2 * xx) > yy)[None].astype(np.int32), n_models, 0)
+            arrays["pred_batch"] = np.repeat(
+                (np.sin(2 * xx) > yy)[None].astype(np.int32), n_models, 0
+            )
         np.savez(path, **arrays)
         boundaries.append(path)
-    return {"metrics": metrics, "history": history, "batchstats": batch, "layers": layers,
-            "boundaries": boundaries, **stats.study(metrics), "benchmarks": results.read_benchmarks([])}
+    return {
+        "metrics": metrics,
+        "history": history,
+        "batchstats": batch,
+        "layers": layers,
+        "boundaries": boundaries,
+        **stats.study(metrics),
+        "benchmarks": results.read_benchmarks([]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +215,30 @@ def test_every_figure_is_a_one_page_vector_pdf(synthetic, tmp_path, fig):
     assert _pdf_pages(out) == 1
     # The figure is text, not an image of text: its labels are extractable.
     text = _text(out)
-    expected = {"e1_heatmaps": "linear", "e2_collapse": "affine", "e3_batch_dependence": "flip rate",
-                "e4_depth": "depth", "e5_placement": "post", "e6_boundaries": "spirals",
-                "e7_dynamics": "training loss"}[fig]
+    expected = {
+        "e1_heatmaps": "linear",
+        "e2_collapse": "affine",
+        "e3_batch_dependence": "flip rate",
+        "e4_depth": "depth",
+        "e5_placement": "post",
+        "e6_boundaries": "spirals",
+        "e7_dynamics": "training loss",
+    }[fig]
     assert expected in text
     assert "missing" not in text
 
 
 def _text(pdf) -> str:
-    return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_figure_without_its_experiment_says_so(synthetic, tmp_path):
     out = tmp_path / "e4.pdf"
-    figures.draw("e4_depth", {**synthetic, "metrics": synthetic["metrics"].query("experiment != 'E4'")}, out)
+    figures.draw(
+        "e4_depth", {**synthetic, "metrics": synthetic["metrics"].query("experiment != 'E4'")}, out
+    )
     assert "no E4 runs" in _text(out)
 
 
@@ -154,18 +246,29 @@ def test_e1_heatmap_prints_the_cell_means(synthetic, tmp_path):
     out = tmp_path / "e1.pdf"
     figures.draw("e1_heatmaps", synthetic, out)
     s = synthetic["summary"]
-    cell = s[(s["experiment"] == "E1") & (s["dataset"] == "digits") & (s["activation"] == "identity")
-             & (s["norm"] == "batchnorm")]
+    cell = s[
+        (s["experiment"] == "E1")
+        & (s["dataset"] == "digits")
+        & (s["activation"] == "identity")
+        & (s["norm"] == "batchnorm")
+    ]
     assert f"{100 * cell['mean'].iloc[0]:.1f}" in _text(out)
 
 
 def test_main_table_quotes_means_and_intervals(synthetic):
     summary = synthetic["summary"]
     tex = tables.make("main", synthetic)
-    row = summary[(summary["experiment"] == "E1") & (summary["dataset"] == "spirals")
-                  & (summary["activation"] == "identity") & (summary["norm"] == "none")].iloc[0]
+    row = summary[
+        (summary["experiment"] == "E1")
+        & (summary["dataset"] == "spirals")
+        & (summary["activation"] == "identity")
+        & (summary["norm"] == "none")
+    ].iloc[0]
     assert acc_cell(row["mean"], row["ci_lo"], row["ci_hi"]) in tex
-    assert f"{100 * row['mean']:.1f}" in tex and f"[{100 * row['ci_lo']:.1f}, {100 * row['ci_hi']:.1f}]" in tex
+    assert (
+        f"{100 * row['mean']:.1f}" in tex
+        and f"[{100 * row['ci_lo']:.1f}, {100 * row['ci_hi']:.1f}]" in tex
+    )
     assert tex.count("\\toprule") == 1 and "\\bottomrule" in tex
 
 
@@ -177,10 +280,14 @@ def test_compute_table_reads_the_benchmark_files_of_the_cells(synthetic, tmp_pat
         path = Path(c.path(grid.TRAIN_BENCHMARK))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\tmax_rss\n{s}\t1:00:00\t100\n")
-    bench = results.read_benchmarks([cell.path(grid.TRAIN_BENCHMARK), other.path(grid.TRAIN_BENCHMARK)])
+    bench = results.read_benchmarks(
+        [cell.path(grid.TRAIN_BENCHMARK), other.path(grid.TRAIN_BENCHMARK)]
+    )
     tex = tables.make("compute", {**synthetic, "benchmarks": bench})
     e4 = next(line for line in tex.splitlines() if line.startswith("E4 "))
-    assert "60.0 min" in e4  # the one benchmarked cell of the run is an E4 cell; the other counts nowhere
+    assert (
+        "60.0 min" in e4
+    )  # the one benchmarked cell of the run is an E4 cell; the other counts nowhere
     e1 = next(line for line in tex.splitlines() if line.startswith("E1 "))
     assert "--" in e1
     assert "1.0 h" not in tex and "2.0 h" not in tex

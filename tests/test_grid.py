@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -19,7 +17,9 @@ from bnstudy import grid, results, vocab
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
-CONFIGS = {name: REPO / "workflow" / "config" / f"{name}.yaml" for name in ("default", "smoke", "full")}
+CONFIGS = {
+    name: REPO / "workflow" / "config" / f"{name}.yaml" for name in ("default", "smoke", "full")
+}
 
 
 def load(name: str) -> dict:
@@ -29,33 +29,52 @@ def load(name: str) -> dict:
 
 
 def block(**kw) -> dict:
-    b = dict(datasets=["mnist1d"], activations=["relu"], norms=["batchnorm"], placements=["pre"],
-             depths=[2], widths=[16])
+    b = dict(
+        datasets=["mnist1d"],
+        activations=["relu"],
+        norms=["batchnorm"],
+        placements=["pre"],
+        depths=[2],
+        widths=[16],
+    )
     b.update(kw)
     return b
 
 
 def config_with(experiments: dict, **training) -> dict:
-    config = {"training": {"seeds": [0, 1], "lrs": [0.01, 0.1], "epochs": 2, "batch_size": 32,
-                           **training},
-              "experiments": experiments}
+    config = {
+        "training": {
+            "seeds": [0, 1],
+            "lrs": [0.01, 0.1],
+            "epochs": 2,
+            "batch_size": 32,
+            **training,
+        },
+        "experiments": experiments,
+    }
     validate(config, SCHEMA)
     return config
 
 
 # --- expansion ------------------------------------------------------------------------------
 
+
 def test_cells_are_the_union_of_block_products_each_trained_once():
-    config = config_with({
-        "E1": [block(activations=["identity", "relu"], norms=["none", "batchnorm"])],
-        "E4": [block(activations=["relu"], depths=[2, 4]), block(norms=["none"], depths=[4])],
-    })
+    config = config_with(
+        {
+            "E1": [block(activations=["identity", "relu"], norms=["none", "batchnorm"])],
+            "E4": [block(activations=["relu"], depths=[2, 4]), block(norms=["none"], depths=[4])],
+        }
+    )
     cells = grid.cells(config)
     C = lambda a, n, d: grid.Cell("mnist1d", a, n, "pre", d, 16)  # noqa: E731
     assert cells == {
-        C("identity", "none", 2): ("E1",), C("identity", "batchnorm", 2): ("E1",),
-        C("relu", "none", 2): ("E1",), C("relu", "batchnorm", 2): ("E1", "E4"),
-        C("relu", "batchnorm", 4): ("E4",), C("relu", "none", 4): ("E4",),
+        C("identity", "none", 2): ("E1",),
+        C("identity", "batchnorm", 2): ("E1",),
+        C("relu", "none", 2): ("E1",),
+        C("relu", "batchnorm", 2): ("E1", "E4"),
+        C("relu", "batchnorm", 4): ("E4",),
+        C("relu", "none", 4): ("E4",),
     }
     assert list(cells) == sorted(cells)  # deterministic order
 
@@ -67,12 +86,16 @@ def test_cell_paths_and_wildcards():
     assert cell.wildcards["depth"] == "16"
     cells = {cell: ("E6",), grid.Cell("mnist1d", "relu", "none", "pre", 2, 8): ("E1", "E6")}
     assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only
-    assert grid.paths(cells, grid.RUN, experiment="E1") == ["results/runs/mnist1d/relu-none-pre-d2-w8.parquet"]
+    assert grid.paths(cells, grid.RUN, experiment="E1") == [
+        "results/runs/mnist1d/relu-none-pre-d2-w8.parquet"
+    ]
 
 
 def test_training_settings_with_per_dataset_override_and_schema_defaults():
-    config = config_with({"E1": [block(datasets=["mnist1d", "spirals"])]},
-                         per_dataset={"spirals": {"epochs": 9, "lrs": [0.5]}})
+    config = config_with(
+        {"E1": [block(datasets=["mnist1d", "spirals"])]},
+        per_dataset={"spirals": {"epochs": 9, "lrs": [0.5]}},
+    )
     assert grid.training(config, "mnist1d")["epochs"] == 2
     s = grid.training(config, "spirals")
     assert s["epochs"] == 9 and s["lrs"] == [0.5] and s["seeds"] == [0, 1]
@@ -81,7 +104,10 @@ def test_training_settings_with_per_dataset_override_and_schema_defaults():
     opts = grid.train_options(config, wc)
     assert opts["lrs"] == "0.5" and opts["seeds"] == "0 1" and opts["epochs"] == "9"
     assert opts["groups"] == ""  # only groupnorm cells get --groups
-    assert grid.train_options(config, SimpleNamespace(dataset="spirals", norm="groupnorm"))["groups"] == "--groups 8"
+    assert (
+        grid.train_options(config, SimpleNamespace(dataset="spirals", norm="groupnorm"))["groups"]
+        == "--groups 8"
+    )
 
 
 def test_prepare_options_and_resources():
@@ -99,28 +125,44 @@ def test_prepare_options_and_resources():
 
 # --- validation: schema and semantic checks -------------------------------------------------
 
-@pytest.mark.parametrize("edit, key, allowed", [
-    (lambda c: c["experiments"]["E1"][0].update(activations=["swish"]), "activations", "relu"),
-    (lambda c: c["experiments"]["E1"][0].update(depths=[0]), "depths", "minimum of 1"),
-    (lambda c: c["experiments"]["E1"][0].update(norms=[]), "norms", "non-empty"),
-    (lambda c: c.update(experiments={}), "experiments", "non-empty"),
-    (lambda c: c["experiments"].update(E9=c["experiments"]["E1"]), "E9", "E7"),
-    (lambda c: c["training"].update(schedule="linear"), "schedule", "cosine"),
-    (lambda c: c["experiments"]["E1"][0].update(activation=["relu"]), "activation", "unexpected"),
-])
+
+@pytest.mark.parametrize(
+    "edit, key, allowed",
+    [
+        (lambda c: c["experiments"]["E1"][0].update(activations=["swish"]), "activations", "relu"),
+        (lambda c: c["experiments"]["E1"][0].update(depths=[0]), "depths", "minimum of 1"),
+        (lambda c: c["experiments"]["E1"][0].update(norms=[]), "norms", "non-empty"),
+        (lambda c: c.update(experiments={}), "experiments", "non-empty"),
+        (lambda c: c["experiments"].update(E9=c["experiments"]["E1"]), "E9", "E7"),
+        (lambda c: c["training"].update(schedule="linear"), "schedule", "cosine"),
+        (
+            lambda c: c["experiments"]["E1"][0].update(activation=["relu"]),
+            "activation",
+            "unexpected",
+        ),
+    ],
+)
 def test_schema_rejects_bad_configs_naming_the_key(edit, key, allowed):
-    config = {"training": {"seeds": [0], "lrs": [0.1], "epochs": 1, "batch_size": 8},
-              "experiments": {"E1": [block()]}}
+    config = {
+        "training": {"seeds": [0], "lrs": [0.1], "epochs": 1, "batch_size": 8},
+        "experiments": {"E1": [block()]},
+    }
     edit(config)
     with pytest.raises(WorkflowError) as e:
         validate(config, SCHEMA)
-    message = str(e.value) + str(e.value.__cause__ or "") + "".join(map(str, getattr(e.value, "args", [])))
+    message = (
+        str(e.value)
+        + str(e.value.__cause__ or "")
+        + "".join(map(str, getattr(e.value, "args", [])))
+    )
     assert key in message and allowed in message
 
 
 def test_groupnorm_groups_must_divide_every_width():
     config = config_with({"E1": [block(norms=["none", "groupnorm"], widths=[16, 20])]}, groups=8)
-    with pytest.raises(grid.ConfigError, match=r"experiments\.E1\[0\]\.widths.*training\.groups = 8.*20"):
+    with pytest.raises(
+        grid.ConfigError, match=r"experiments\.E1\[0\]\.widths.*training\.groups = 8.*20"
+    ):
         grid.check(config)
     config["training"]["groups"] = 4
     grid.check(config)  # 4 divides 16 and 20
@@ -132,11 +174,14 @@ def test_groupnorm_groups_must_divide_every_width():
 
 
 def test_e6_needs_2d_datasets():
-    with pytest.raises(grid.ConfigError, match=r"experiments\.E6\[0\]\.datasets.*mnist1d.*spirals, xor"):
+    with pytest.raises(
+        grid.ConfigError, match=r"experiments\.E6\[0\]\.datasets.*mnist1d.*spirals, xor"
+    ):
         grid.check(config_with({"E6": [block(datasets=["spirals", "mnist1d"])]}))
 
 
 # --- the shipped configs --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["default", "smoke", "full"])
 def test_shipped_configs_are_valid_and_cover_every_experiment(name):
@@ -156,16 +201,28 @@ def test_default_config_covers_the_protocol():
     of = lambda e: [c for c, m in cells.items() if e in m]  # noqa: E731
     e1 = of("E1")
     assert {c.dataset for c in e1} >= {"mnist1d"} and {c.dataset for c in e1} & set(vocab.TWO_D)
-    assert {(c.activation, c.norm) for c in e1} >= {("identity", "none"), ("identity", "batchnorm"),
-                                                    ("identity", "zscore"), ("relu", "batchnorm")}
-    assert {c.norm for c in of("E2") if c.activation == "identity"} >= {"batchnorm", "zscore", "layernorm"}
+    assert {(c.activation, c.norm) for c in e1} >= {
+        ("identity", "none"),
+        ("identity", "batchnorm"),
+        ("identity", "zscore"),
+        ("relu", "batchnorm"),
+    }
+    assert {c.norm for c in of("E2") if c.activation == "identity"} >= {
+        "batchnorm",
+        "zscore",
+        "layernorm",
+    }
     assert {c.norm for c in of("E3")} & {"batchnorm", "zscore"}
     e4 = of("E4")
     for pair in [("identity", "batchnorm"), ("relu", "batchnorm"), ("relu", "none")]:
         assert {c.depth for c in e4 if (c.activation, c.norm) == pair} >= {1, 2, 4, 8, 16}
     assert {c.placement for c in of("E5")} == {"pre", "post"}
     assert {c.dataset for c in of("E6")} == set(vocab.TWO_D)
-    assert {c.norm for c in of("E7") if c.activation == "identity"} >= {"none", "zscore", "batchnorm"}
+    assert {c.norm for c in of("E7") if c.activation == "identity"} >= {
+        "none",
+        "zscore",
+        "batchnorm",
+    }
 
 
 def test_full_config_is_the_full_study():
@@ -182,46 +239,87 @@ def test_full_config_is_the_full_study():
 
 # --- aggregation ----------------------------------------------------------------------------
 
+
 def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "full")) -> dict:
     """The tables of one cell as `bnstudy train` writes them (the columns the aggregation
     touches), built by the same function (results.run_tables)."""
     n = len(seeds) * len(lrs)
     ident = {**{k: getattr(cell, k) for k in results.CELL_KEYS}, "groups": 8}
-    scalars = {"train_acc": np.full(n, 0.5), "val_acc": np.asarray(val_acc, float), "test_acc": np.full(n, 0.4),
-               "diverged": np.zeros(n, bool) if diverged is None else np.asarray(diverged),
-               "affine_gap": np.full(n, 1e-7), "fold_max_dev": np.full(n, np.nan),
-               "train_seconds": np.random.default_rng().random(n)}  # wall clock: must not reach metrics
-    batch = [{"batch_size": 100 if b == "full" else b, "full": b == "full", "composition": c,
-              "accuracy": np.full(n, 0.3), "flip_rate": np.full(n, np.nan)} for b in sizes for c in ("random", "class")]
+    scalars = {
+        "train_acc": np.full(n, 0.5),
+        "val_acc": np.asarray(val_acc, float),
+        "test_acc": np.full(n, 0.4),
+        "diverged": np.zeros(n, bool) if diverged is None else np.asarray(diverged),
+        "affine_gap": np.full(n, 1e-7),
+        "fold_max_dev": np.full(n, np.nan),
+        "train_seconds": np.random.default_rng().random(n),
+    }  # wall clock: must not reach metrics
+    batch = [
+        {
+            "batch_size": 100 if b == "full" else b,
+            "full": b == "full",
+            "composition": c,
+            "accuracy": np.full(n, 0.3),
+            "flip_rate": np.full(n, np.nan),
+        }
+        for b in sizes
+        for c in ("random", "class")
+    ]
     grads = np.ones((n, cell.depth + 1))
     history = {"val_acc": np.outer([0.1, 0.2], np.ones(n))}
-    return results.run_tables(ident, np.repeat(seeds, len(lrs)), np.tile(np.float32(lrs), len(seeds)),
-                              scalars, batch, grads, history)
+    return results.run_tables(
+        ident,
+        np.repeat(seeds, len(lrs)),
+        np.tile(np.float32(lrs), len(seeds)),
+        scalars,
+        batch,
+        grads,
+        history,
+    )
 
 
 def write_cell(cell: grid.Cell, tables: dict) -> dict:
     """Write a cell's tables at the grid's paths; kind -> path."""
-    patterns = {"run": grid.RUN, "history": grid.HISTORY, "batchstats": grid.BATCHSTATS, "layers": grid.LAYERS}
+    patterns = {
+        "run": grid.RUN,
+        "history": grid.HISTORY,
+        "batchstats": grid.BATCHSTATS,
+        "layers": grid.LAYERS,
+    }
     for kind, pattern in patterns.items():
         results.write_parquet(tables[kind], cell.path(pattern))
     return {kind: cell.path(pattern) for kind, pattern in patterns.items()}
 
 
 def collect_files(cells) -> dict:
-    return {kind: [c.path(p) for c in cells] for kind, p in
-            (("run", grid.RUN), ("history", grid.HISTORY), ("batchstats", grid.BATCHSTATS), ("layers", grid.LAYERS))}
+    return {
+        kind: [c.path(p) for c in cells]
+        for kind, p in (
+            ("run", grid.RUN),
+            ("history", grid.HISTORY),
+            ("batchstats", grid.BATCHSTATS),
+            ("layers", grid.LAYERS),
+        )
+    }
 
 
 def test_select_lr_mean_over_seeds_divergence_and_ties():
     cell = grid.Cell("mnist1d", "relu", "none", "pre", 2, 16)
     seeds, lrs = [0, 1], [0.01, 0.1, 1.0]
     # rows seed-major: (s0: .01 .1 1), (s1: .01 .1 1)
-    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9],
-                    diverged=[False, False, False, False, False, True])["run"]
+    runs = fake_run(
+        cell,
+        seeds,
+        lrs,
+        val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9],
+        diverged=[False, False, False, False, False, True],
+    )["run"]
     sel = results.select_lr(runs)
     assert runs.loc[sel, "lr"].tolist() == [np.float32(0.1)] * 2  # lr 1.0 had a diverged seed
     # every learning rate diverged somewhere: all eligible, best mean wins
-    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9], diverged=[True] * 6)["run"]
+    runs = fake_run(cell, seeds, lrs, val_acc=[0.5, 0.7, 0.9, 0.6, 0.7, 0.9], diverged=[True] * 6)[
+        "run"
+    ]
     assert runs.loc[results.select_lr(runs), "lr"].tolist() == [1.0] * 2
     # ties go to the smaller learning rate; NaN counts as 0
     runs = fake_run(cell, seeds, lrs, val_acc=[0.8, 0.8, np.nan, 0.8, 0.8, 1.0])["run"]
@@ -230,12 +328,22 @@ def test_select_lr_mean_over_seeds_divergence_and_ties():
 
 def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    experiments = {"E1": [block(activations=["identity", "relu"])],
-                   "E4": [block(activations=["relu"], depths=[2, 4])]}
+    experiments = {
+        "E1": [block(activations=["identity", "relu"])],
+        "E4": [block(activations=["relu"], depths=[2, 4])],
+    }
     cells = grid.cells({"experiments": experiments})
     for i, cell in enumerate(cells):
-        write_cell(cell, fake_run(cell, [0, 1, 2], [0.01, 0.1], val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
-                                  sizes=(2, "full") if cell.depth == 2 else (8,)))
+        write_cell(
+            cell,
+            fake_run(
+                cell,
+                [0, 1, 2],
+                [0.01, 0.1],
+                val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
+                sizes=(2, "full") if cell.depth == 2 else (8,),
+            ),
+        )
 
     tables = results.collect(experiments, collect_files(cells))
     metrics, history = tables["metrics"], tables["history"]
@@ -247,24 +355,39 @@ def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
     assert len(metrics) == (2 + 2) * 6 and not metrics.duplicated(results.ROW_KEYS).any()
     shared = metrics[(metrics.activation == "relu") & (metrics.depth == 2)]
     assert sorted(shared.experiment.unique()) == ["E1", "E4"]
-    assert (shared[shared.experiment == "E1"].drop(columns="experiment").reset_index(drop=True)
-            .equals(shared[shared.experiment == "E4"].drop(columns="experiment").reset_index(drop=True)))
+    assert (
+        shared[shared.experiment == "E1"]
+        .drop(columns="experiment")
+        .reset_index(drop=True)
+        .equals(shared[shared.experiment == "E4"].drop(columns="experiment").reset_index(drop=True))
+    )
     # one selected lr per (experiment, cell), all its seeds marked
     sel = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
     assert (sel.size() == 3).all() and (sel["lr"].nunique() == 1).all()
     # learning rates as in the config, though the run files hold float32
     assert metrics["lr"].dtype == np.float64 and sorted(metrics["lr"].unique()) == [0.01, 0.1]
     # canonical order: identity before relu, E1 before E4
-    assert metrics.iloc[0][["experiment", "activation", "seed", "lr"]].tolist() == ["E1", "identity", 0, 0.01]
+    assert metrics.iloc[0][["experiment", "activation", "seed", "lr"]].tolist() == [
+        "E1",
+        "identity",
+        0,
+        0.01,
+    ]
     # the long tables: per epoch, per test batch, per layer, with the experiment and the selection
     assert len(history) == len(metrics) * 2
     selected = metrics.set_index(results.ROW_KEYS)["selected"]
-    for name, per_run in (("history", 2), ("layers", None), ("batchstats", None)):
+    for name in ("history", "layers", "batchstats"):
         t = tables[name]
-        assert t.groupby(results.ROW_KEYS)["selected"].first().equals(selected.loc[t.groupby(results.ROW_KEYS)
-                                                                                   .size().index])
+        assert (
+            t.groupby(results.ROW_KEYS)["selected"]
+            .first()
+            .equals(selected.loc[t.groupby(results.ROW_KEYS).size().index])
+        )
     layers = tables["layers"]
-    assert (layers.groupby(results.ROW_KEYS).size() == layers.groupby(results.ROW_KEYS)["depth"].first() + 1).all()
+    assert (
+        layers.groupby(results.ROW_KEYS).size()
+        == layers.groupby(results.ROW_KEYS)["depth"].first() + 1
+    ).all()
     bs = tables["batchstats"]
     d4 = bs[bs.depth == 4]  # test batch sizes are rows: each cell has the ones it evaluated
     assert set(d4["batch_size"]) == {8} and set(bs[bs.depth == 2]["full"]) == {False, True}

@@ -13,23 +13,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from bnstudy import figures, latex, macros, stats, tables, vocab
-from bnstudy.names import ordered
 from conftest import run_snakemake
 from test_figures import synthetic_results
 
+from bnstudy import figures, latex, macros, stats, tables, vocab
+from bnstudy.names import ordered
+
 PAPER = Path(__file__).resolve().parents[1] / "paper"
-SECTION_TITLES = ("Introduction", "Background and theory", "Setup", "Results", "Related work",
-                  "Limitations", "Conclusion", "References", "Reproducibility")
+SECTION_TITLES = (
+    "Introduction",
+    "Background and theory",
+    "Setup",
+    "Results",
+    "Related work",
+    "Limitations",
+    "Conclusion",
+    "References",
+    "Reproducibility",
+)
 # Commands starting with a capital that LaTeX or its packages define (not generated macros).
 LATEX_CAPITALS = {"Cref", "Citet", "TeX", "Delta", "FloatBarrier"}
-needs_tex = pytest.mark.skipif(shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
-                               reason="needs latexmk and pdftotext (see the README, Install)")
+needs_tex = pytest.mark.skipif(
+    shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
+    reason="needs latexmk and pdftotext (see the README, Install)",
+)
 
 
 def _tex_sources() -> str:
-    return "\n".join(p.read_text() for p in [PAPER / "main.tex", *sorted((PAPER / "sections").glob("*.tex"))])
+    return "\n".join(
+        p.read_text() for p in [PAPER / "main.tex", *sorted((PAPER / "sections").glob("*.tex"))]
+    )
 
 
 def used_macros() -> set[str]:
@@ -67,7 +80,9 @@ def synthetic(tmp_path_factory):
 def test_every_macro_the_paper_uses_is_generated(synthetic):
     m = all_macros(synthetic) | latex.environment()
     missing = used_macros() - set(m) - {f"Has{macros.tex_name(e)}true" for e in vocab.EXPERIMENTS}
-    assert not missing, f"the paper uses macros that bnstudy.macros does not write: {sorted(missing)}"
+    assert not missing, (
+        f"the paper uses macros that bnstudy.macros does not write: {sorted(missing)}"
+    )
     assert "AnswerSentence" in used_macros()  # the check sees the prose's macros at all
 
 
@@ -83,19 +98,29 @@ def test_a_sparse_run_still_defines_every_macro(synthetic):
 def test_verdict_sentence_follows_the_data(synthetic):
     m = all_macros(synthetic)
     assert m["AnswerWord"] == "no"
-    assert m["VerdictBNvsLinear"] == "statistically equivalent to the linear baseline on 2 of 2 datasets"
+    assert (
+        m["VerdictBNvsLinear"]
+        == "statistically equivalent to the linear baseline on 2 of 2 datasets"
+    )
 
-    better = synthetic["metrics"].copy()  # the same study, had BatchNorm alone beaten the linear model
+    better = synthetic[
+        "metrics"
+    ].copy()  # the same study, had BatchNorm alone beaten the linear model
     lift = (better["activation"] == "identity") & (better["norm"] == "batchnorm")
     better.loc[lift, "test_acc"] += 0.2
     b = all_macros({**synthetic, "metrics": better, **stats.study(better)})
     assert b["AnswerWord"] == "yes" and b["AnswerSentence"] != m["AnswerSentence"]
-    assert b["VerdictBNvsLinear"] == "significantly better than the linear baseline on 2 of 2 datasets"
+    assert (
+        b["VerdictBNvsLinear"] == "significantly better than the linear baseline on 2 of 2 datasets"
+    )
 
     noisy = synthetic["metrics"].copy()  # seeds too noisy to tell
     rng = np.random.default_rng(0)
     noisy.loc[lift, "test_acc"] += rng.normal(0, 0.2, lift.sum())
-    assert all_macros({**synthetic, "metrics": noisy, **stats.study(noisy)})["AnswerWord"] == "inconclusive"
+    assert (
+        all_macros({**synthetic, "metrics": noisy, **stats.study(noisy)})["AnswerWord"]
+        == "inconclusive"
+    )
 
 
 def test_macro_names_must_be_letters():
@@ -137,8 +162,12 @@ def test_synthetic_study_compiles_to_a_pdf_that_states_its_results(synthetic, tm
     assert plain(m["AnswerSentence"]) in squash(text)
     # the headline number: identity + BatchNorm on the headline dataset, as the table computes it
     s = synthetic["summary"]
-    row = s[(s["experiment"] == "E1") & (s["dataset"] == "spirals") & (s["activation"] == "identity")
-            & (s["norm"] == "batchnorm")].iloc[0]
+    row = s[
+        (s["experiment"] == "E1")
+        & (s["dataset"] == "spirals")
+        & (s["activation"] == "identity")
+        & (s["norm"] == "batchnorm")
+    ].iloc[0]
     assert f"reached {100 * row['mean']:.1f}%" in " ".join(text.split())
     assert "??" not in text  # no unresolved reference or citation
 
@@ -146,9 +175,22 @@ def test_synthetic_study_compiles_to_a_pdf_that_states_its_results(synthetic, tm
 @needs_tex
 def test_paper_without_latexmk_fails_at_once_saying_how_to_install(tmp_path):
     env = dict(os.environ, PATH=str(tmp_path))  # a PATH without latexmk (or anything else)
-    proc = subprocess.run([sys.executable, "-m", "bnstudy.cli", "paper", "--build", str(tmp_path / "b"),
-                           "--out", str(tmp_path / "p.pdf")], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnstudy.cli",
+            "paper",
+            "--build",
+            str(tmp_path / "b"),
+            "--out",
+            str(tmp_path / "p.pdf"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert "latexmk was not found" in proc.stderr and "apt-get install" in proc.stderr
     assert not (tmp_path / "b").exists()
@@ -161,7 +203,9 @@ def test_smoke_pipeline_ends_with_the_paper(smoke_run):
     text = pdf_text(results / "paper.pdf")
     for title in SECTION_TITLES:
         assert title in text
-    macros = dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (results / "tex" / "macros.tex").read_text()))
+    macros = dict(
+        re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (results / "tex" / "macros.tex").read_text())
+    )
     assert plain(macros["AnswerSentence"]) in squash(text)
     assert macros["AnswerWord"] in {"no", "yes", "mixed", "inconclusive"}
     # a number of the main table equals the metrics table's value
@@ -169,8 +213,11 @@ def test_smoke_pipeline_ends_with_the_paper(smoke_run):
     e1 = stats.selected(metrics, "E1")
     first = ordered(e1["dataset"], vocab.DATASETS)[0]
     base = e1[(e1["dataset"] == first) & (e1["activation"] == "identity") & (e1["norm"] == "none")]
-    row = next(line for line in pdf_text(results / "paper.pdf", layout=True).splitlines()
-               if line.strip().startswith("linear (identity)") and re.search(r"\d", line))
+    row = next(
+        line
+        for line in pdf_text(results / "paper.pdf", layout=True).splitlines()
+        if line.strip().startswith("linear (identity)") and re.search(r"\d", line)
+    )
     assert f"{100 * base['test_acc'].mean():.1f}" == row.split()[2]
     assert "\n0 LaTeX warnings" in (results / "logs" / "paper" / "latexmk.log").read_text()
 
@@ -178,8 +225,9 @@ def test_smoke_pipeline_ends_with_the_paper(smoke_run):
 @pytest.mark.slow
 def test_smoke_pipeline_gives_an_html_report(smoke_run, tmp_path):
     out = tmp_path / "report.html"
-    proc = run_snakemake(smoke_run, "--configfile", "workflow/config/smoke.yaml", "--report", str(out),
-                         timeout=300)
+    proc = run_snakemake(
+        smoke_run, "--configfile", "workflow/config/smoke.yaml", "--report", str(out), timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     html = out.read_text(errors="replace")
     for name in ("e1_heatmaps.pdf", "comparisons.csv", "paper.pdf"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as stats_scipy
 import pytest
+from scipy import stats as stats_scipy
+from test_figures import synthetic_results
 
 from bnstudy import stats
-from test_figures import synthetic_results
 
 
 def test_t_interval_contains_the_true_mean():
@@ -21,8 +21,10 @@ def test_t_interval_contains_the_true_mean():
 def test_t_interval_has_its_nominal_coverage_with_three_seeds():
     # With n = 3 a normal-quantile interval would cover ~80%; the t interval covers 95%.
     rng = np.random.default_rng(2)
-    hits = [lo < 0.7 < hi for lo, hi in
-            (stats.t_interval(rng.normal(0.7, 0.05, 3))[1:] for _ in range(4000))]
+    hits = [
+        lo < 0.7 < hi
+        for lo, hi in (stats.t_interval(rng.normal(0.7, 0.05, 3))[1:] for _ in range(4000))
+    ]
     assert 0.935 < np.mean(hits) < 0.965
 
 
@@ -59,8 +61,8 @@ def test_tost_declares_equivalence_only_inside_the_margin():
     rng = np.random.default_rng(4)
     a = rng.normal(0.90, 0.002, 5)
     assert stats.tost(a, rng.normal(0.90, 0.002, 5), margin=0.02) < 0.01  # equal means: equivalent
-    assert stats.tost(a, rng.normal(0.80, 0.002, 5), margin=0.02) > 0.5   # 10 points apart: not
-    assert stats.tost(a, rng.normal(0.90, 0.2, 5), margin=0.02) > 0.05    # too noisy to tell
+    assert stats.tost(a, rng.normal(0.80, 0.002, 5), margin=0.02) > 0.5  # 10 points apart: not
+    assert stats.tost(a, rng.normal(0.90, 0.2, 5), margin=0.02) > 0.05  # too noisy to tell
 
 
 def test_holm_matches_a_hand_computed_example():
@@ -70,16 +72,29 @@ def test_holm_matches_a_hand_computed_example():
     assert stats.holm([0.9, 0.8]).max() == 1.0
 
 
-@pytest.mark.parametrize("diff, p_diff, p_tost, expected", [
-    (0.001, 0.9, 0.001, "equivalent"), (0.1, 0.001, 0.9, "better"), (-0.1, 0.001, 0.9, "worse"),
-    (0.01, 0.3, 0.3, "inconclusive")])
+@pytest.mark.parametrize(
+    "diff, p_diff, p_tost, expected",
+    [
+        (0.001, 0.9, 0.001, "equivalent"),
+        (0.1, 0.001, 0.9, "better"),
+        (-0.1, 0.001, 0.9, "worse"),
+        (0.01, 0.3, 0.3, "inconclusive"),
+    ],
+)
 def test_verdict_words(diff, p_diff, p_tost, expected):
     assert stats.verdict(diff, p_diff, p_tost) == expected
 
 
-@pytest.mark.parametrize("verdicts, expected", [
-    (["equivalent", "worse"], "no"), (["better", "better"], "yes"), (["better", "equivalent"], "mixed"),
-    (["equivalent", "inconclusive"], "inconclusive"), ([], "inconclusive")])
+@pytest.mark.parametrize(
+    "verdicts, expected",
+    [
+        (["equivalent", "worse"], "no"),
+        (["better", "better"], "yes"),
+        (["better", "equivalent"], "mixed"),
+        (["equivalent", "inconclusive"], "inconclusive"),
+        ([], "inconclusive"),
+    ],
+)
 def test_answer(verdicts, expected):
     assert stats.answer(verdicts) == expected
 
@@ -112,6 +127,6 @@ def test_placement_effects_find_no_difference_where_there_is_none(tmp_path):
 
 def test_depth_growth_recovers_an_exponential_rate():
     depths = np.repeat([2, 4, 8, 16], 3)
-    grads = 1.5 ** depths * np.random.default_rng(5).uniform(0.95, 1.05, len(depths))
+    grads = 1.5**depths * np.random.default_rng(5).uniform(0.95, 1.05, len(depths))
     fit = stats.depth_growth(depths, grads)
     assert fit["factor_lo"] < 1.5 < fit["factor_hi"] and fit["p"] < 1e-6

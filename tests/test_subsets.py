@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import SMOKE, copy_repo, run_snakemake
+from test_paper import needs_tex, pdf_text
 
 from bnstudy import grid, vocab
 from bnstudy.formats import seconds
-from conftest import SMOKE, copy_repo, run_snakemake
-from test_paper import needs_tex, pdf_text
 
 SUBSETS = (("E5",), ("E2", "E7"))  # run one after the other in the same checkout
 
@@ -64,7 +64,9 @@ def test_subsets_of_the_experiments_report_exactly_those(smoke_run, tmp_path):
         compute = (work / "results/tables/compute.tex").read_text()
         rows = [line.split(" & ")[0] for line in compute.splitlines() if re.match(r"E\d ", line)]
         assert rows == list(experiments)
-        wall = sum(pd.read_csv(work / c.path(grid.TRAIN_BENCHMARK), sep="\t")["s"].iloc[0] for c in cells)
+        wall = sum(
+            pd.read_csv(work / c.path(grid.TRAIN_BENCHMARK), sep="\t")["s"].iloc[0] for c in cells
+        )
         assert m["TrainTime"] == seconds(wall)
     # the first subset's cells are still on disk: what the second reported ignored them
     first = grid.cells(yaml.safe_load((work / _subset_config(work, SUBSETS[0])).read_text()))

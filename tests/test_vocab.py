@@ -33,25 +33,45 @@ def test_the_schema_enums_are_the_vocabulary():
 
 def test_defaults_have_one_home():
     training = SCHEMA["properties"]["training"]["properties"]
-    assert set(d["training_override"]["properties"] if (d := SCHEMA["$defs"]) else ()) == set(vocab.TRAINING_DEFAULTS)
-    assert not [k for k, v in training.items() if "default" in v and k != "per_dataset"]  # vocab's, not the schema's
+    assert set(d["training_override"]["properties"] if (d := SCHEMA["$defs"]) else ()) == set(
+        vocab.TRAINING_DEFAULTS
+    )
+    assert not [
+        k for k, v in training.items() if "default" in v and k != "per_dataset"
+    ]  # vocab's, not the schema's
     analysis = SCHEMA["properties"]["analysis"]["properties"]
-    assert set(analysis) == set(vocab.ANALYSIS_DEFAULTS) and not [k for k, v in analysis.items() if "default" in v]
+    assert set(analysis) == set(vocab.ANALYSIS_DEFAULTS) and not [
+        k for k, v in analysis.items() if "default" in v
+    ]
     # the library and the CLI read the same defaults
     cfg = train.TrainConfig()
     for key in ("epochs", "batch_size", "optimizer", "momentum", "schedule"):
         assert getattr(cfg, key) == vocab.TRAINING_DEFAULTS[key]
-    args = cli.build_parser().parse_args(["train", "--data", "x", "--activation", "relu", "--norm", "none",
-                                          "--out", "o"])
-    assert args.epochs == vocab.TRAINING_DEFAULTS["epochs"] and args.batch_size == vocab.TRAINING_DEFAULTS["batch_size"]
+    args = cli.build_parser().parse_args(
+        ["train", "--data", "x", "--activation", "relu", "--norm", "none", "--out", "o"]
+    )
+    assert (
+        args.epochs == vocab.TRAINING_DEFAULTS["epochs"]
+        and args.batch_size == vocab.TRAINING_DEFAULTS["batch_size"]
+    )
     assert args.test_batch_sizes == [str(b) for b in vocab.TRAINING_DEFAULTS["test_batch_sizes"]]
     assert models.ModelSpec(2, 2).groups == vocab.TRAINING_DEFAULTS["groups"]
-    stats = cli.build_parser().parse_args(["stats", "--metrics", "m", "--summary", "s", "--comparisons", "c",
-                                           "--placement", "p"])
-    assert (stats.alpha, stats.margin) == (vocab.ANALYSIS_DEFAULTS["alpha"], vocab.ANALYSIS_DEFAULTS["margin"])
+    stats = cli.build_parser().parse_args(
+        ["stats", "--metrics", "m", "--summary", "s", "--comparisons", "c", "--placement", "p"]
+    )
+    assert (stats.alpha, stats.margin) == (
+        vocab.ANALYSIS_DEFAULTS["alpha"],
+        vocab.ANALYSIS_DEFAULTS["margin"],
+    )
     # grid fills what a config leaves out
-    config = {"training": {"seeds": [0], "lrs": [0.1], "epochs": 1, "batch_size": 8}, "experiments": {}}
-    assert grid.training(config, "xor")["test_batch_sizes"] == vocab.TRAINING_DEFAULTS["test_batch_sizes"]
+    config = {
+        "training": {"seeds": [0], "lrs": [0.1], "epochs": 1, "batch_size": 8},
+        "experiments": {},
+    }
+    assert (
+        grid.training(config, "xor")["test_batch_sizes"]
+        == vocab.TRAINING_DEFAULTS["test_batch_sizes"]
+    )
     assert grid.analysis(config) == vocab.ANALYSIS_DEFAULTS
 
 
@@ -75,12 +95,13 @@ def test_every_output_has_its_function_inputs_and_section():
     for name, o in vocab.OUTPUTS.items():
         module = figures if o.kind == "figure" else tables
         params = list(inspect.signature(getattr(module, name)).parameters)
-        assert params[:len(o.inputs)] == list(o.inputs), name
+        assert params[: len(o.inputs)] == list(o.inputs), name
         assert set(o.inputs) <= set(vocab.INPUTS) and set(o.experiments) <= set(vocab.EXPERIMENTS)
         command = "figurefile" if o.kind == "figure" else "tablefile"
         where = [p for p, text in sources.items() if f"\\{command}{{{name}}}" in text]
-        expected = {PAPER / "sections" / "results" / f"{e.lower()}.tex" for e in o.experiments} or \
-            {PAPER / "sections" / "setup.tex"}
+        expected = {PAPER / "sections" / "results" / f"{e.lower()}.tex" for e in o.experiments} or {
+            PAPER / "sections" / "setup.tex"
+        }
         assert where and set(where) <= expected, (name, where)
     for e in vocab.EXPERIMENTS:
         assert (PAPER / "sections" / "results" / f"{e.lower()}.tex").is_file()
@@ -89,14 +110,24 @@ def test_every_output_has_its_function_inputs_and_section():
 
 def test_outputs_follow_the_experiments():
     assert [o.name for o in vocab.outputs_for(["E5"])] == ["e5_placement", "placement", "compute"]
-    assert {o.name for o in vocab.outputs_for(["E7"])} == {"e7_dynamics", "comparisons", "dynamics", "compute"}
+    assert {o.name for o in vocab.outputs_for(["E7"])} == {
+        "e7_dynamics",
+        "comparisons",
+        "dynamics",
+        "compute",
+    }
     assert len(vocab.outputs_for(vocab.EXPERIMENTS)) == len(vocab.OUTPUTS)
 
 
 # --- nothing written twice ----------------------------------------------------------------------
 
-NAME_SETS = {"datasets": set(vocab.DATASETS), "activations": set(vocab.ACTIVATIONS), "norms": set(vocab.NORMS),
-             "experiments": set(vocab.EXPERIMENTS), "outputs": set(vocab.OUTPUTS)}
+NAME_SETS = {
+    "datasets": set(vocab.DATASETS),
+    "activations": set(vocab.ACTIVATIONS),
+    "norms": set(vocab.NORMS),
+    "experiments": set(vocab.EXPERIMENTS),
+    "outputs": set(vocab.OUTPUTS),
+}
 CODE = sorted((REPO / "src" / "bnstudy").glob("*.py"))
 WORKFLOW = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 
@@ -108,7 +139,9 @@ def _name_lists(path: Path):
         elts = getattr(node, "elts", None)
         if not isinstance(node, (ast.List, ast.Tuple, ast.Set)) or not elts:
             continue
-        strings = [e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        strings = [
+            e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        ]
         if len(strings) == len(elts) >= 2:
             for kind, names in NAME_SETS.items():
                 if set(strings) <= names:
@@ -116,8 +149,12 @@ def _name_lists(path: Path):
 
 
 def test_no_list_of_names_outside_the_vocabulary():
-    found = [(p.name, line, kind, names) for p in CODE if p.name != "vocab.py"
-             for kind, line, names in _name_lists(p)]
+    found = [
+        (p.name, line, kind, names)
+        for p in CODE
+        if p.name != "vocab.py"
+        for kind, line, names in _name_lists(p)
+    ]
     assert not found, found
     names = set(vocab.DATASETS) | set(vocab.ACTIVATIONS) | set(vocab.NORMS) | set(vocab.EXPERIMENTS)
     figures_ = set(vocab.FIGURES)
@@ -130,7 +167,7 @@ def _windows(path: Path, size: int = 6):
     lines = [line.strip() for line in path.read_text().splitlines()]
     code = [(i + 1, line) for i, line in enumerate(lines) if line and not line.startswith("#")]
     for k in range(len(code) - size + 1):
-        yield code[k][0], tuple(line for _, line in code[k:k + size])
+        yield code[k][0], tuple(line for _, line in code[k : k + size])
 
 
 def test_no_six_lines_repeated_in_code_and_rules():

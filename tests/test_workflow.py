@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import SMOKE, SMOKE_OUTPUT, copy_repo, run_snakemake, snakemake_command, snakemake_env
 
 from bnstudy import grid, results, vocab
-from conftest import SMOKE, SMOKE_OUTPUT, copy_repo, run_snakemake, snakemake_command, snakemake_env
 
 STUDY_TABLES = [grid.STUDY_FILES[k] for k in ("metrics", "history", "batchstats", "layers")]
 
@@ -47,8 +47,11 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
     name = "default" if configfile is None else "smoke"
     config = yaml.safe_load((fresh_copy / "workflow" / "config" / f"{name}.yaml").read_text())
     cells = grid.cells(config)
-    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in proc.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert counts["train"] + counts["train_2d"] == len(cells)
     assert counts["train_2d"] == sum(c.dataset in vocab.TWO_D for c in cells)
     assert counts["prepare_data"] == len(grid.datasets(config))
@@ -58,18 +61,30 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
 
 BAD_CONFIGS = {
     # name: (edit of the smoke config, texts the message must contain)
-    "unknown activation": (lambda c: c["experiments"]["E1"][0].update(activations=["identity", "swish"]),
-                           ["'swish' is not one of", "'leaky_relu'", "['activations']"]),
-    "depth 0": (lambda c: c["experiments"]["E4"][0].update(depths=[0, 2]),
-                ["0 is less than the minimum of 1", "['depths']"]),
-    "empty grid": (lambda c: c["experiments"]["E5"][0].update(norms=[]),
-                   ["[] should be non-empty", "['norms']"]),
-    "no experiments": (lambda c: c.update(experiments={}),
-                       ["{} should be non-empty", "experiments"]),
-    "bad groupnorm width": (lambda c: c["experiments"]["E2"][0].update(norms=["groupnorm"], widths=[18]),
-                            ["experiments.E2[0].widths", "training.groups = 4", "multiples of 4"]),
-    "unknown key": (lambda c: c["training"].update(epoch=3),
-                    ["'epoch' was unexpected", "training"]),
+    "unknown activation": (
+        lambda c: c["experiments"]["E1"][0].update(activations=["identity", "swish"]),
+        ["'swish' is not one of", "'leaky_relu'", "['activations']"],
+    ),
+    "depth 0": (
+        lambda c: c["experiments"]["E4"][0].update(depths=[0, 2]),
+        ["0 is less than the minimum of 1", "['depths']"],
+    ),
+    "empty grid": (
+        lambda c: c["experiments"]["E5"][0].update(norms=[]),
+        ["[] should be non-empty", "['norms']"],
+    ),
+    "no experiments": (
+        lambda c: c.update(experiments={}),
+        ["{} should be non-empty", "experiments"],
+    ),
+    "bad groupnorm width": (
+        lambda c: c["experiments"]["E2"][0].update(norms=["groupnorm"], widths=[18]),
+        ["experiments.E2[0].widths", "training.groups = 4", "multiples of 4"],
+    ),
+    "unknown key": (
+        lambda c: c["training"].update(epoch=3),
+        ["'epoch' was unexpected", "training"],
+    ),
 }
 
 
@@ -91,14 +106,16 @@ def test_bad_config_fails_before_any_job(fresh_copy, tmp_path, case):
 
 def test_a_failed_run_names_the_job_and_its_log(fresh_copy, tmp_path):
     config = smoke_config()
-    config["data"]["mnist1d"]["val_size"] = 100_000  # more than the training pool: prepare-data fails
+    config["data"]["mnist1d"]["val_size"] = (
+        100_000  # more than the training pool: prepare-data fails
+    )
     config["experiments"] = {"E5": config["experiments"]["E5"]}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
     work = copy_repo(tmp_path / "repo")
     proc = run_snakemake(work, "--cores", "all", "--configfile", str(bad), timeout=300)
     assert proc.returncode != 0
-    tail = proc.stdout[proc.stdout.index("The run failed."):]
+    tail = proc.stdout[proc.stdout.index("The run failed.") :]
     assert "Failed job: rule prepare_data" in tail
     assert "Its log: results/logs/data/mnist1d.log" in tail
     assert "val_size=100000 does not fit mnist1d" in tail  # the log's last lines, printed
@@ -113,24 +130,41 @@ def test_a_finished_run_says_its_answer_and_where_the_paper_is(smoke_run):
 
     out = (smoke_run / SMOKE_OUTPUT).read_text()
     assert "Shell command:" not in out  # progress stays readable: no 400-character commands
-    tail = out[out.rindex("Can BatchNorm alone serve as the nonlinearity?"):]
-    macros = dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (smoke_run / grid.MACROS).read_text()))
+    tail = out[out.rindex("Can BatchNorm alone serve as the nonlinearity?") :]
+    macros = dict(
+        re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (smoke_run / grid.MACROS).read_text())
+    )
     assert summary.plain(macros["AnswerSentence"]) in tail
     assert "The paper:       results/paper.pdf" in tail and "snakemake --report" in tail
     comp = pd.read_csv(smoke_run / grid.STUDY_FILES["comparisons"])
-    e1 = comp[(comp.experiment == "E1") & (comp.a == "identity+batchnorm") & (comp.b == "identity+none")]
+    e1 = comp[
+        (comp.experiment == "E1") & (comp.a == "identity+batchnorm") & (comp.b == "identity+none")
+    ]
     assert len(e1) == 2  # the smoke config's two E1 datasets
     for r in e1.itertuples():
-        assert f"{100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%" in tail and r.verdict in tail
+        assert (
+            f"{100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%" in tail and r.verdict in tail
+        )
+
 
 @pytest.mark.slow
 def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     config = smoke_config()
     cells = grid.cells(config)
-    tables = {k: pd.read_parquet(smoke_run / grid.STUDY_FILES[k]) for k in ("metrics", "batchstats", "layers")}
+    tables = {
+        k: pd.read_parquet(smoke_run / grid.STUDY_FILES[k])
+        for k in ("metrics", "batchstats", "layers")
+    }
     metrics = tables["metrics"]
-    required = results.ROW_KEYS + ["selected", "train_acc", "val_acc", "test_acc", "diverged",
-                                   "affine_gap", "fold_max_dev"]
+    required = results.ROW_KEYS + [
+        "selected",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "diverged",
+        "affine_gap",
+        "fold_max_dev",
+    ]
     assert set(required) <= set(metrics.columns) and "train_seconds" not in metrics.columns
     assert all(metrics[c].map(np.isscalar).all() for c in metrics.columns)  # per-run scalars only
     n_runs = len(config["training"]["seeds"]) * len(config["training"]["lrs"])
@@ -156,7 +190,14 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     assert len(history) == len(metrics) * config["training"]["epochs"]
     # every cell has its run, a benchmark and a log; 2-D cells their boundary grids
     for cell in cells:
-        for pattern in (grid.RUN, grid.HISTORY, grid.BATCHSTATS, grid.LAYERS, grid.TRAIN_BENCHMARK, grid.TRAIN_LOG):
+        for pattern in (
+            grid.RUN,
+            grid.HISTORY,
+            grid.BATCHSTATS,
+            grid.LAYERS,
+            grid.TRAIN_BENCHMARK,
+            grid.TRAIN_LOG,
+        ):
             assert (smoke_run / cell.path(pattern)).is_file()
         assert (smoke_run / cell.path(grid.BOUNDARY)).is_file() == (cell.dataset in vocab.TWO_D)
     assert any((smoke_run / "results" / "jax-cache").iterdir())
@@ -178,9 +219,14 @@ def test_second_run_does_nothing_within_seconds(smoke_run):
 
 def _start(work: Path, target: str) -> subprocess.Popen:
     # the target first: --configfile takes every argument after it
-    return subprocess.Popen(snakemake_command(target, "--cores", "all", "--configfile", SMOKE),
-                            cwd=work, env=snakemake_env(work), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        snakemake_command(target, "--cores", "all", "--configfile", SMOKE),
+        cwd=work,
+        env=snakemake_env(work),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, done) -> None:
@@ -212,7 +258,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_tables(smoke_run, tmp_path
 
     # killed twice: early in training, then with training almost done
     for threshold in (2, len(cells) - 2):
-        _kill_when(_start(work, "results/metrics.parquet"), lambda: runs() >= threshold)
+        _kill_when(_start(work, "results/metrics.parquet"), lambda t=threshold: runs() >= t)
         assert runs() < len(cells)
         for f in (work / "results" / "runs").rglob("*.parquet"):  # no half-written results
             pd.read_parquet(f)

@@ -21,9 +21,15 @@ def _add_prepare_data(sub) -> None:
     p.add_argument("name", help="dataset name (see bnstudy.data.NAMES)")
     p.add_argument("--out", required=True, help="output .npz path")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator and of the split")
-    p.add_argument("--val-size", type=int, default=None, help="validation examples carved from train")
-    p.add_argument("--n-samples", type=int, default=None, help="generated examples (generated sets only)")
-    p.add_argument("--noise", type=float, default=None, help="generator noise (generated sets only)")
+    p.add_argument(
+        "--val-size", type=int, default=None, help="validation examples carved from train"
+    )
+    p.add_argument(
+        "--n-samples", type=int, default=None, help="generated examples (generated sets only)"
+    )
+    p.add_argument(
+        "--noise", type=float, default=None, help="generator noise (generated sets only)"
+    )
     p.add_argument("--cache-dir", default=None, help="download cache (downloaded sets only)")
     p.set_defaults(func=_run_prepare_data)
 
@@ -41,8 +47,14 @@ def _run_prepare_data(args) -> None:
             return
         except Exception as e:  # a corrupt file is rebuilt, not trusted
             print(f"{out} exists but does not load ({e}); rebuilding", file=sys.stderr)
-    ds = data.prepare(args.name, seed=args.seed, val_size=args.val_size,
-                      n_samples=args.n_samples, noise=args.noise, cache_dir=args.cache_dir)
+    ds = data.prepare(
+        args.name,
+        seed=args.seed,
+        val_size=args.val_size,
+        n_samples=args.n_samples,
+        noise=args.noise,
+        cache_dir=args.cache_dir,
+    )
     data.save(ds, out)
     print(f"wrote {out}: {ds.meta}", file=sys.stderr)
 
@@ -61,32 +73,63 @@ def _add_train(sub) -> None:
         "and (2-D data) decision-boundary grids. All writes are atomic.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", required=True,
-                   help="a prepared dataset .npz file (bnstudy prepare-data) or a dataset name, "
-                   "generated in memory with default arguments")
-    p.add_argument("--activation", required=True, choices=tuple(vocab.ACTIVATIONS), help="activation")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a prepared dataset .npz file (bnstudy prepare-data) or a dataset name, "
+        "generated in memory with default arguments",
+    )
+    p.add_argument(
+        "--activation", required=True, choices=tuple(vocab.ACTIVATIONS), help="activation"
+    )
     p.add_argument("--norm", required=True, choices=tuple(vocab.NORMS), help="normalization")
-    p.add_argument("--placement", default="pre", choices=tuple(vocab.PLACEMENTS),
-                   help="; ".join(f"{k}: {v}" for k, v in vocab.PLACEMENTS.items()))
+    p.add_argument(
+        "--placement",
+        default="pre",
+        choices=tuple(vocab.PLACEMENTS),
+        help="; ".join(f"{k}: {v}" for k, v in vocab.PLACEMENTS.items()),
+    )
     p.add_argument("--depth", type=int, default=2, help="hidden layers (>= 1)")
     p.add_argument("--width", type=int, default=64, help="units per hidden layer")
-    p.add_argument("--groups", type=int, default=d["groups"], help="groups of groupnorm (must divide width)")
-    p.add_argument("--seeds", type=int, nargs="+", default=d["seeds"], help="seeds (init and data order)")
+    p.add_argument(
+        "--groups", type=int, default=d["groups"], help="groups of groupnorm (must divide width)"
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=d["seeds"], help="seeds (init and data order)"
+    )
     p.add_argument("--lrs", type=float, nargs="+", default=d["lrs"], help="learning rates")
     p.add_argument("--epochs", type=int, default=d["epochs"], help="passes over the training split")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="training batch size")
-    p.add_argument("--optimizer", default=d["optimizer"], choices=tuple(vocab.OPTIMIZERS), help="optimizer")
+    p.add_argument(
+        "--optimizer", default=d["optimizer"], choices=tuple(vocab.OPTIMIZERS), help="optimizer"
+    )
     p.add_argument("--momentum", type=float, default=d["momentum"], help="momentum of sgd")
-    p.add_argument("--schedule", default=d["schedule"], choices=vocab.SCHEDULES, help="learning-rate schedule")
-    p.add_argument("--test-batch-sizes", nargs="+", default=[str(b) for b in d["test_batch_sizes"]],
-                   help=f"test batch sizes of the batch-statistics probe (integers or '{vocab.FULL}')")
+    p.add_argument(
+        "--schedule", default=d["schedule"], choices=vocab.SCHEDULES, help="learning-rate schedule"
+    )
+    p.add_argument(
+        "--test-batch-sizes",
+        nargs="+",
+        default=[str(b) for b in d["test_batch_sizes"]],
+        help=f"test batch sizes of the batch-statistics probe (integers or '{vocab.FULL}')",
+    )
     p.add_argument("--out", required=True, help="output Parquet file: one row per seed x lr")
-    p.add_argument("--history", default=None, help="output Parquet file: one row per seed x lr x epoch")
-    p.add_argument("--batchstats", default=None,
-                   help="output Parquet file: one row per seed x lr x test batch size x composition")
-    p.add_argument("--layers", default=None, help="output Parquet file: one row per seed x lr x layer")
-    p.add_argument("--boundary", default=None,
-                   help="output .npz of decision-boundary grids (2-D datasets only)")
+    p.add_argument(
+        "--history", default=None, help="output Parquet file: one row per seed x lr x epoch"
+    )
+    p.add_argument(
+        "--batchstats",
+        default=None,
+        help="output Parquet file: one row per seed x lr x test batch size x composition",
+    )
+    p.add_argument(
+        "--layers", default=None, help="output Parquet file: one row per seed x lr x layer"
+    )
+    p.add_argument(
+        "--boundary",
+        default=None,
+        help="output .npz of decision-boundary grids (2-D datasets only)",
+    )
     p.set_defaults(func=_run_train)
 
 
@@ -113,7 +156,11 @@ def _device_name(device) -> str:
     from pathlib import Path
 
     cpuinfo = Path("/proc/cpuinfo")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    model = (
+        re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        if cpuinfo.exists()
+        else None
+    )
     return f"CPU ({os.cpu_count()} cores" + (f", {model.group(1).strip()})" if model else ")")
 
 
@@ -125,14 +172,30 @@ def _run_train(args) -> None:
     from bnstudy import data, models, train
 
     sizes = _test_batch_sizes(args.test_batch_sizes)
-    cfg = train.TrainConfig(seeds=tuple(args.seeds), lrs=tuple(args.lrs), epochs=args.epochs,
-                            batch_size=args.batch_size, optimizer=args.optimizer,
-                            momentum=args.momentum, schedule=args.schedule)
+    cfg = train.TrainConfig(
+        seeds=tuple(args.seeds),
+        lrs=tuple(args.lrs),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        schedule=args.schedule,
+    )
     ds = data.get(args.data)
-    spec = models.ModelSpec(int(ds.x_train.shape[1]), ds.num_classes, args.activation, args.norm,
-                            args.placement, args.depth, args.width, args.groups)
+    spec = models.ModelSpec(
+        int(ds.x_train.shape[1]),
+        ds.num_classes,
+        args.activation,
+        args.norm,
+        args.placement,
+        args.depth,
+        args.width,
+        args.groups,
+    )
     if args.boundary and ds.x_train.shape[1] != 2:
-        raise ValueError(f"--boundary needs a 2-D dataset; {ds.name} has {ds.x_train.shape[1]} features")
+        raise ValueError(
+            f"--boundary needs a 2-D dataset; {ds.name} has {ds.x_train.shape[1]} features"
+        )
 
     import jax
     import numpy as np
@@ -140,26 +203,51 @@ def _run_train(args) -> None:
     from bnstudy import probes, results
 
     device = _device_name(jax.devices()[0])
-    print(f"{ds.name} {spec} on {device}, {len(args.seeds)} seeds x {len(args.lrs)} lrs", file=sys.stderr)
+    print(
+        f"{ds.name} {spec} on {device}, {len(args.seeds)} seeds x {len(args.lrs)} lrs",
+        file=sys.stderr,
+    )
     result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
     scalars, batch, grads = probes.measure(spec, result, ds, sizes, cfg.batch_size)
-    ident = dict(dataset=ds.name, activation=spec.activation, norm=spec.norm,
-                 placement=spec.placement, depth=spec.depth, width=spec.width, groups=spec.groups)
+    ident = dict(
+        dataset=ds.name,
+        activation=spec.activation,
+        norm=spec.norm,
+        placement=spec.placement,
+        depth=spec.depth,
+        width=spec.width,
+        groups=spec.groups,
+    )
     lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(cfg.seeds))  # as given, not float32
     n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
-    scalars = {"optimizer": cfg.optimizer, "schedule": cfg.schedule, "epochs": cfg.epochs,
-               "batch_size": cfg.batch_size, **scalars, "n_params": n_params, "device": device,
-               "train_seconds": time.perf_counter() - start}
+    scalars = {
+        "optimizer": cfg.optimizer,
+        "schedule": cfg.schedule,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        **scalars,
+        "n_params": n_params,
+        "device": device,
+        "train_seconds": time.perf_counter() - start,
+    }
     tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
     for name in ("history", "batchstats", "layers"):
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
         grids = probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
-        results.write_npz(args.boundary, seeds=result.seeds, lrs=lrs, x_train=ds.x_train,
-                          y_train=ds.y_train, **grids)
+        results.write_npz(
+            args.boundary,
+            seeds=result.seeds,
+            lrs=lrs,
+            x_train=ds.x_train,
+            y_train=ds.y_train,
+            **grids,
+        )
     results.write_parquet(tables["run"], args.out)  # last: its existence means the cell is complete
-    print(f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr)
+    print(
+        f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr
+    )
 
 
 CELL_FILES = ("run", "history", "batchstats", "layers")  # what `bnstudy train` writes per cell
@@ -174,14 +262,19 @@ def _add_collect(sub) -> None:
         "CSV twin) and the per-epoch, per-test-batch and per-layer tables beside it. Wall-clock "
         "columns are left out, so the tables are reproducible.",
     )
-    p.add_argument("--experiments", required=True,
-                   help="the config's `experiments` section as JSON (which cells each experiment uses)")
+    p.add_argument(
+        "--experiments",
+        required=True,
+        help="the config's `experiments` section as JSON (which cells each experiment uses)",
+    )
     for kind in CELL_FILES:
         p.add_argument(f"--{kind}-files", nargs="*", default=[], help=f"the cells' {kind} files")
     p.add_argument("--metrics", required=True, help="output Parquet file, one row per run")
     p.add_argument("--csv", default=None, help="output CSV twin of METRICS")
     p.add_argument("--history", required=True, help="output Parquet file, one row per run x epoch")
-    p.add_argument("--batchstats", required=True, help="output Parquet file, one row per run x test batch")
+    p.add_argument(
+        "--batchstats", required=True, help="output Parquet file, one row per run x test batch"
+    )
     p.add_argument("--layers", required=True, help="output Parquet file, one row per run x layer")
     p.set_defaults(func=_run_collect)
 
@@ -205,9 +298,15 @@ def _add_analysis(p) -> None:
     from bnstudy import vocab
 
     d = vocab.ANALYSIS_DEFAULTS
-    p.add_argument("--alpha", type=float, default=d["alpha"], help="level of every test, after correction")
-    p.add_argument("--margin", type=float, default=d["margin"],
-                   help="equivalence margin of 'no better than linear', in accuracy (0.02 = 2 points)")
+    p.add_argument(
+        "--alpha", type=float, default=d["alpha"], help="level of every test, after correction"
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=d["margin"],
+        help="equivalence margin of 'no better than linear', in accuracy (0.02 = 2 points)",
+    )
 
 
 def _add_stats(sub) -> None:
@@ -237,7 +336,10 @@ def _run_stats(args) -> None:
     tables = stats.study(pd.read_parquet(args.metrics), margin=args.margin, alpha=args.alpha)
     for name, frame in tables.items():
         write_csv(frame, getattr(args, name))
-    print(tables["comparisons"][["experiment", "dataset", "a", "b", "verdict"]].to_string(), file=sys.stderr)
+    print(
+        tables["comparisons"][["experiment", "dataset", "a", "b", "verdict"]].to_string(),
+        file=sys.stderr,
+    )
 
 
 def _add_inputs(p) -> None:
@@ -246,23 +348,29 @@ def _add_inputs(p) -> None:
 
     for name in vocab.INPUTS:
         many = name in ("boundaries", "benchmarks")
-        p.add_argument(f"--{name}", nargs="*" if many else None,
-                       help=f"the {name} file{'s' if many else ''}")
+        p.add_argument(
+            f"--{name}", nargs="*" if many else None, help=f"the {name} file{'s' if many else ''}"
+        )
 
 
 def _inputs(args) -> dict:
     from bnstudy import results, vocab
 
-    return results.read_inputs({k: getattr(args, k) for k in vocab.INPUTS if getattr(args, k) is not None})
+    return results.read_inputs(
+        {k: getattr(args, k) for k in vocab.INPUTS if getattr(args, k) is not None}
+    )
 
 
 def _add_output(sub, kind: str) -> None:
     from bnstudy import vocab
 
     names = vocab.FIGURES if kind == "figure" else vocab.TABLES
-    p = sub.add_parser(kind, help=f"draw one of the paper's {kind}s ({'vector PDF' if kind == 'figure' else 'LaTeX'})",
-                       description=f"Make one {kind} of the paper from the study tables it reads "
-                       "(bnstudy.vocab.OUTPUTS says which).")
+    p = sub.add_parser(
+        kind,
+        help=f"draw one of the paper's {kind}s ({'vector PDF' if kind == 'figure' else 'LaTeX'})",
+        description=f"Make one {kind} of the paper from the study tables it reads "
+        "(bnstudy.vocab.OUTPUTS says which).",
+    )
     p.add_argument("name", choices=names, help=f"which {kind}")
     _add_inputs(p)
     p.add_argument("--out", required=True, help="output file")
@@ -285,18 +393,30 @@ def _run_table(args) -> None:
 def _add_macros(sub) -> None:
     from bnstudy import vocab
 
-    p = sub.add_parser("macros", help="write macros.tex: every number and verdict the paper quotes",
-                       description="Compute every number and verdict word the paper's prose uses and "
-                       "write them as LaTeX macros; also write the list of the results sections of the "
-                       "configured experiments and the run's configuration as YAML.")
+    p = sub.add_parser(
+        "macros",
+        help="write macros.tex: every number and verdict the paper quotes",
+        description="Compute every number and verdict word the paper's prose uses and "
+        "write them as LaTeX macros; also write the list of the results sections of the "
+        "configured experiments and the run's configuration as YAML.",
+    )
     _add_inputs(p)
     _add_analysis(p)
-    p.add_argument("--experiments", nargs="+", required=True, choices=tuple(vocab.EXPERIMENTS),
-                   help="the experiments the config holds (their sections go into the paper)")
+    p.add_argument(
+        "--experiments",
+        nargs="+",
+        required=True,
+        choices=tuple(vocab.EXPERIMENTS),
+        help="the experiments the config holds (their sections go into the paper)",
+    )
     p.add_argument("--config-json", default="{}", help="the workflow's config as JSON")
     p.add_argument("--out", required=True, help="output macros.tex")
-    p.add_argument("--sections-out", required=True, help="output sections.tex (the results sections)")
-    p.add_argument("--config-out", required=True, help="output config.yaml (printed in the appendix)")
+    p.add_argument(
+        "--sections-out", required=True, help="output sections.tex (the results sections)"
+    )
+    p.add_argument(
+        "--config-out", required=True, help="output config.yaml (printed in the appendix)"
+    )
     p.set_defaults(func=_run_macros)
 
 
@@ -312,16 +432,25 @@ def _run_macros(args) -> None:
     write_text(macros.render(m, args.experiments), args.out)
     write_text(macros.sections(args.experiments), args.sections_out)
     config = json.loads(args.config_json)
-    write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=90), args.config_out)
+    write_text(
+        yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=90), args.config_out
+    )
 
 
 def _add_paper(sub) -> None:
-    p = sub.add_parser("paper", help="compile the paper with latexmk into one PDF",
-                       description="Copy paper/ and the generated files into a build folder, run "
-                       "`latexmk -pdf` there and copy the PDF to OUT. Fails at once, saying how to "
-                       "install TeX, when latexmk is missing.")
-    p.add_argument("generated", nargs="*", help="generated files (figures, tables, macros) under ROOT")
-    p.add_argument("--root", default="results", help="the generated files keep their path relative to this")
+    p = sub.add_parser(
+        "paper",
+        help="compile the paper with latexmk into one PDF",
+        description="Copy paper/ and the generated files into a build folder, run "
+        "`latexmk -pdf` there and copy the PDF to OUT. Fails at once, saying how to "
+        "install TeX, when latexmk is missing.",
+    )
+    p.add_argument(
+        "generated", nargs="*", help="generated files (figures, tables, macros) under ROOT"
+    )
+    p.add_argument(
+        "--root", default="results", help="the generated files keep their path relative to this"
+    )
     p.add_argument("--src", default="paper", help="the paper's sources")
     p.add_argument("--build", required=True, help="build folder")
     p.add_argument("--out", required=True, help="output PDF")
@@ -360,8 +489,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from bnstudy import data  # numpy only: cheap
 
-    user_errors = (ValueError, FileNotFoundError, data.DownloadError, data.ChecksumError,
-                   data.CorruptFileError)
+    user_errors = (
+        ValueError,
+        FileNotFoundError,
+        data.DownloadError,
+        data.ChecksumError,
+        data.CorruptFileError,
+    )
     try:
         args.func(args)
     except user_errors as e:  # bad input or a failed download: one clear line, no traceback

@@ -25,7 +25,6 @@ import random
 import struct
 import sys
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
@@ -39,15 +38,26 @@ from bnstudy.results import atomic_output
 NAMES = tuple(vocab.DATASETS)  # GENERATED, digits and DOWNLOADED: tests/test_vocab.py checks
 
 DEFAULT_CACHE_DIR = Path("results") / "cache"
-DEFAULT_N_SAMPLES = {"spirals": 2000, "xor": 2000, "mnist1d": 5000}  # generated examples, train + test
+DEFAULT_N_SAMPLES = {
+    "spirals": 2000,
+    "xor": 2000,
+    "mnist1d": 5000,
+}  # generated examples, train + test
 DEFAULT_NOISE = {"spirals": 0.05, "xor": 0.05, "mnist1d": 0.25}  # mnist1d: its corr_noise_scale
 GENERATED = tuple(DEFAULT_N_SAMPLES)  # generated from a seed
 TEST_FRACTION = 0.2  # generated sets and digits: share of examples held out as the test split
 VAL_FRACTION = 0.2  # small sets: default validation share of the training pool
 VAL_SIZE_LARGE = 5000  # mnist, fashion_mnist, cifar10: default validation examples
 DIGITS_TEST_SEED = 0  # digits has no official test split: one fixed split, the same for every seed
-NUM_CLASSES = {"spirals": 2, "xor": 2, "mnist1d": 10, "digits": 10,
-               "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+NUM_CLASSES = {
+    "spirals": 2,
+    "xor": 2,
+    "mnist1d": 10,
+    "digits": 10,
+    "mnist": 10,
+    "fashion_mnist": 10,
+    "cifar10": 10,
+}
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
@@ -69,6 +79,7 @@ class Dataset:
 # loopback server; nothing else in the download path knows about tests.
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RemoteFile:
     filename: str
@@ -76,16 +87,23 @@ class RemoteFile:
     urls: tuple[str, ...]  # tried in order; the first that answers is used
 
 
-_MNIST_MIRRORS = ("https://storage.googleapis.com/cvdf-datasets/mnist/",   # TFDS's mirror
-                  "https://ossci-datasets.s3.amazonaws.com/mnist/")         # torchvision's mirror
+_MNIST_MIRRORS = (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TFDS's mirror
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+)  # torchvision's mirror
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)  # Zalando's own
-_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 _CIFAR_FILE = "cifar-10-python.tar.gz"
 
 
 def _remote(filename: str, sha256: str, mirrors: tuple[str, ...]) -> RemoteFile:
     return RemoteFile(filename, sha256, tuple(m + filename for m in mirrors))
+
 
 # SHA-256 of the canonical files. MNIST: torchvision's prototype MNIST loader
 # (pytorch/vision, torchvision/prototype/datasets/_builtin/mnist.py, _CHECKSUMS), identical in
@@ -95,19 +113,37 @@ def _remote(filename: str, sha256: str, mirrors: tuple[str, ...]) -> RemoteFile:
 # Keras' `cifar10.load_data` (get_file(..., file_hash=...)), confirmed by several projects
 # that record it with the canonical size 170,498,071 bytes and MD5 c58f30108f718f92721af3b95e74349a.
 SOURCES: dict[str, tuple[RemoteFile, ...]] = {
-    "mnist": tuple(_remote(f, h, _MNIST_MIRRORS) for f, h in zip(_IDX_FILES, (
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"))),
-    "fashion_mnist": tuple(_remote(f, h, _FASHION_MIRRORS) for f, h in zip(_IDX_FILES, (
-        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"))),
-    "cifar10": (_remote(_CIFAR_FILE,
-                        "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-                        ("https://www.cs.toronto.edu/~kriz/",)),),
+    "mnist": tuple(
+        _remote(f, h, _MNIST_MIRRORS)
+        for f, h in zip(
+            _IDX_FILES,
+            (
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
+        )
+    ),
+    "fashion_mnist": tuple(
+        _remote(f, h, _FASHION_MIRRORS)
+        for f, h in zip(
+            _IDX_FILES,
+            (
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ),
+        )
+    ),
+    "cifar10": (
+        _remote(
+            _CIFAR_FILE,
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            ("https://www.cs.toronto.edu/~kriz/",),
+        ),
+    ),
 }
 DOWNLOADED = tuple(SOURCES)
 _SOURCE_TEXT = {
@@ -137,8 +173,16 @@ class CorruptFileError(RuntimeError):
 # Public API
 # ---------------------------------------------------------------------------------------------
 
-def prepare(name: str, *, seed: int = 0, val_size: int | None = None, n_samples: int | None = None,
-            noise: float | None = None, cache_dir: str | os.PathLike | None = None) -> Dataset:
+
+def prepare(
+    name: str,
+    *,
+    seed: int = 0,
+    val_size: int | None = None,
+    n_samples: int | None = None,
+    noise: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
     """Build dataset `name`: raw examples -> fixed train/val/test split -> train-only standardization."""
     _check_args(name, seed, val_size, n_samples, noise)
     seed = int(seed)  # numpy integers become plain ones, so the metadata is plain JSON
@@ -159,13 +203,25 @@ def prepare(name: str, *, seed: int = 0, val_size: int | None = None, n_samples:
     x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
 
     num_classes = NUM_CLASSES[name]
-    arrays = {"x_train": x_train, "y_train": y_train.astype(np.int32), "x_val": x_val,
-              "y_val": y_val.astype(np.int32), "x_test": x_test, "y_test": y_test.astype(np.int32)}
-    meta = {"name": name, "num_classes": num_classes, "input_dim": int(x_train.shape[1]),
-            "sizes": {"train": len(y_train), "val": len(y_val), "test": len(y_test)},
-            "seed": seed, "val_size": val_size, **meta,
-            "standardization": "per-feature mean/std of the train split (std 0 -> 1)",
-            "arrays_sha256": _arrays_sha256(arrays)}
+    arrays = {
+        "x_train": x_train,
+        "y_train": y_train.astype(np.int32),
+        "x_val": x_val,
+        "y_val": y_val.astype(np.int32),
+        "x_test": x_test,
+        "y_test": y_test.astype(np.int32),
+    }
+    meta = {
+        "name": name,
+        "num_classes": num_classes,
+        "input_dim": int(x_train.shape[1]),
+        "sizes": {"train": len(y_train), "val": len(y_val), "test": len(y_test)},
+        "seed": seed,
+        "val_size": val_size,
+        **meta,
+        "standardization": "per-feature mean/std of the train split (std 0 -> 1)",
+        "arrays_sha256": _arrays_sha256(arrays),
+    }
     _check_arrays(arrays, num_classes, name)
     return Dataset(name, **arrays, num_classes=num_classes, meta=meta)
 
@@ -177,8 +233,12 @@ def save(ds: Dataset, path: str | os.PathLike) -> None:
         raise ValueError(f"dataset path must end in .npz, got {str(path)!r}")
     arrays = {k: getattr(ds, k) for k in ARRAYS}
     _check_arrays(arrays, ds.num_classes, f"dataset {ds.name!r}")
-    meta = {**ds.meta, "name": ds.name, "num_classes": ds.num_classes,
-            "arrays_sha256": _arrays_sha256(arrays)}
+    meta = {
+        **ds.meta,
+        "name": ds.name,
+        "num_classes": ds.num_classes,
+        "arrays_sha256": _arrays_sha256(arrays),
+    }
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -191,15 +251,19 @@ def load(path: str | os.PathLike) -> Dataset:
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in (*ARRAYS, "meta") if k not in f.files]
         if missing:
-            raise ValueError(f"{path}: not a bnstudy dataset file, missing {missing} "
-                             f"(expected {list(ARRAYS) + ['meta']})")
+            raise ValueError(
+                f"{path}: not a bnstudy dataset file, missing {missing} "
+                f"(expected {list(ARRAYS) + ['meta']})"
+            )
         arrays = {k: f[k] for k in ARRAYS}
         meta = json.loads(str(f["meta"]))
     _check_arrays(arrays, int(meta["num_classes"]), str(path))
     got = _arrays_sha256(arrays)
     if got != meta.get("arrays_sha256"):
-        raise ValueError(f"{path}: arrays do not match the checksum in its metadata "
-                         f"(expected {meta.get('arrays_sha256')}, got {got}); prepare it again")
+        raise ValueError(
+            f"{path}: arrays do not match the checksum in its metadata "
+            f"(expected {meta.get('arrays_sha256')}, got {got}); prepare it again"
+        )
     return Dataset(meta["name"], **arrays, num_classes=int(meta["num_classes"]), meta=meta)
 
 
@@ -209,14 +273,17 @@ def get(name_or_path: str | os.PathLike, **prepare_kwargs) -> Dataset:
     if p.suffix == ".npz" and p.is_file():
         return load(p)
     if str(name_or_path) not in NAMES:
-        raise ValueError(f"{str(name_or_path)!r} is neither an existing .npz file nor a dataset "
-                         f"name; valid names: {', '.join(NAMES)}")
+        raise ValueError(
+            f"{str(name_or_path)!r} is neither an existing .npz file nor a dataset "
+            f"name; valid names: {', '.join(NAMES)}"
+        )
     return prepare(str(name_or_path), **prepare_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
 # Checks, split, standardization, atomic writes
 # ---------------------------------------------------------------------------------------------
+
 
 def _check_args(name, seed, val_size, n_samples, noise) -> None:
     """Reject bad arguments before any generation or download."""
@@ -225,19 +292,26 @@ def _check_args(name, seed, val_size, n_samples, noise) -> None:
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be a non-negative integer below 2**32, got {seed!r}")
     if val_size is not None and (not isinstance(val_size, (int, np.integer)) or val_size < 1):
-        raise ValueError(f"val_size must be a positive integer (or None for the default), got {val_size!r}")
+        raise ValueError(
+            f"val_size must be a positive integer (or None for the default), got {val_size!r}"
+        )
     if name not in GENERATED:
         given = [k for k, v in (("n_samples", n_samples), ("noise", noise)) if v is not None]
         if given:
-            raise ValueError(f"{name} is not generated, so {' and '.join(given)} cannot be set; "
-                             f"they apply to {', '.join(GENERATED)}")
+            raise ValueError(
+                f"{name} is not generated, so {' and '.join(given)} cannot be set; "
+                f"they apply to {', '.join(GENERATED)}"
+            )
         return
     if n_samples is not None:
         minimum = 100 if name == "mnist1d" else 20
         if not isinstance(n_samples, (int, np.integer)) or n_samples < minimum:
-            raise ValueError(f"n_samples for {name} must be an integer >= {minimum}, got {n_samples!r}")
-    if noise is not None and not (isinstance(noise, (int, float, np.number)) and np.isfinite(noise)
-                                  and noise >= 0):
+            raise ValueError(
+                f"n_samples for {name} must be an integer >= {minimum}, got {n_samples!r}"
+            )
+    if noise is not None and not (
+        isinstance(noise, (int, float, np.number)) and np.isfinite(noise) and noise >= 0
+    ):
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
 
 
@@ -247,11 +321,14 @@ def _check_arrays(arrays: dict[str, np.ndarray], num_classes: int, where: str) -
     for split in ("train", "val", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.float32 or x.ndim != 2 or y.dtype != np.int32 or y.shape != (len(x),):
-            raise ValueError(f"{where}: x_{split} {x.dtype}{x.shape} / y_{split} {y.dtype}{y.shape} "
-                             "break the contract: x float32 (n, d), y int32 (n,)")
+            raise ValueError(
+                f"{where}: x_{split} {x.dtype}{x.shape} / y_{split} {y.dtype}{y.shape} "
+                "break the contract: x float32 (n, d), y int32 (n,)"
+            )
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{where}: y_{split} has labels {y.min()}..{y.max()}, outside "
-                             f"[0, {num_classes})")
+            raise ValueError(
+                f"{where}: y_{split} has labels {y.min()}..{y.max()}, outside [0, {num_classes})"
+            )
         dims.add(x.shape[1])
     if len(dims) != 1:
         raise ValueError(f"{where}: the splits have different input dimensions {sorted(dims)}")
@@ -263,11 +340,14 @@ def _carve_validation(x, y, val_size, seed, name):
 
     n_classes = len(np.unique(y))
     if not n_classes <= val_size <= len(y) - n_classes:
-        raise ValueError(f"val_size={val_size} does not fit {name}: its training pool has {len(y)} "
-                         f"examples of {n_classes} classes, so val_size must be in "
-                         f"[{n_classes}, {len(y) - n_classes}]")
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_size, random_state=seed,
-                                                      shuffle=True, stratify=y)
+        raise ValueError(
+            f"val_size={val_size} does not fit {name}: its training pool has {len(y)} "
+            f"examples of {n_classes} classes, so val_size must be in "
+            f"[{n_classes}, {len(y) - n_classes}]"
+        )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=val_size, random_state=seed, shuffle=True, stratify=y
+    )
     return x_train, y_train, x_val, y_val
 
 
@@ -297,11 +377,13 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 # Generated and bundled datasets. Each returns (x_pool, y_pool, x_test, y_test, meta).
 # ---------------------------------------------------------------------------------------------
 
+
 def _split_test(x, y, seed):
     from sklearn.model_selection import train_test_split
 
-    x_pool, x_test, y_pool, y_test = train_test_split(x, y, test_size=TEST_FRACTION,
-                                                      random_state=seed, stratify=y)
+    x_pool, x_test, y_pool, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=seed, stratify=y
+    )
     return x_pool, y_pool, x_test, y_test
 
 
@@ -318,8 +400,10 @@ def _spirals(n_samples: int, noise: float, seed: int):
     x = np.stack([t * np.cos(theta), t * np.sin(theta)], axis=1)
     x = x + noise * rng.normal(size=x.shape)
     args = {"n_samples": n_samples, "noise": noise, "seed": seed, "turns": 2}
-    return (*_split_test(x, y, seed), {"source": "generated: two spirals (bnstudy.data)",
-                                       "generator_args": args})
+    return (
+        *_split_test(x, y, seed),
+        {"source": "generated: two spirals (bnstudy.data)", "generator_args": args},
+    )
 
 
 def _xor(n_samples: int, noise: float, seed: int):
@@ -331,8 +415,10 @@ def _xor(n_samples: int, noise: float, seed: int):
     y = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(np.int64)
     x = x + noise * rng.normal(size=x.shape)
     args = {"n_samples": n_samples, "noise": noise, "seed": seed}
-    return (*_split_test(x, y, seed), {"source": "generated: 2x2 checkerboard / XOR (bnstudy.data)",
-                                       "generator_args": args})
+    return (
+        *_split_test(x, y, seed),
+        {"source": "generated: 2x2 checkerboard / XOR (bnstudy.data)", "generator_args": args},
+    )
 
 
 def _mnist1d(n_samples: int, noise: float, seed: int):
@@ -346,8 +432,9 @@ def _mnist1d(n_samples: int, noise: float, seed: int):
     from mnist1d.utils import ObjectView
 
     args = get_dataset_args(as_dict=True)
-    args.update(num_samples=int(n_samples), corr_noise_scale=float(noise), seed=int(seed),
-                train_split=1.0)
+    args.update(
+        num_samples=int(n_samples), corr_noise_scale=float(noise), seed=int(seed), train_split=1.0
+    )
     args.pop("url")  # the download location; never used
     saved = random.getstate(), np.random.get_state()
     try:
@@ -355,8 +442,10 @@ def _mnist1d(n_samples: int, noise: float, seed: int):
     finally:
         random.setstate(saved[0])
         np.random.set_state(saved[1])
-    meta = {"source": "generated: mnist1d.data.make_dataset (Greydanus 2020), offline",
-            "generator_args": args}
+    meta = {
+        "source": "generated: mnist1d.data.make_dataset (Greydanus 2020), offline",
+        "generator_args": args,
+    }
     return (*_split_test(d["x"], d["y"], seed), meta)
 
 
@@ -365,8 +454,10 @@ def _digits():
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    meta = {"source": "scikit-learn load_digits (UCI optical digits, bundled), offline",
-            "test_split": f"stratified {TEST_FRACTION:.0%}, random_state={DIGITS_TEST_SEED}"}
+    meta = {
+        "source": "scikit-learn load_digits (UCI optical digits, bundled), offline",
+        "test_split": f"stratified {TEST_FRACTION:.0%}, random_state={DIGITS_TEST_SEED}",
+    }
     return (*_split_test(x, y, DIGITS_TEST_SEED), meta)
 
 
@@ -377,6 +468,7 @@ _GENERATORS = {"spirals": _spirals, "xor": _xor, "mnist1d": _mnist1d}
 # Downloaded datasets: fetch each file once into the cache (temp file, verify, os.replace), parse.
 # ---------------------------------------------------------------------------------------------
 
+
 def _download_and_parse(name: str, cache_dir: Path):
     folder = cache_dir / name
     files = SOURCES[name]
@@ -386,8 +478,11 @@ def _download_and_parse(name: str, cache_dir: Path):
     except CorruptFileError as e:  # verified but unusable: remove it so the next run starts clean
         e.path.unlink(missing_ok=True)
         raise
-    meta = {"source": _SOURCE_TEXT[name], "urls": {rf.filename: list(rf.urls) for rf in files},
-            "sha256": {rf.filename: rf.sha256 for rf in files}}
+    meta = {
+        "source": _SOURCE_TEXT[name],
+        "urls": {rf.filename: list(rf.urls) for rf in files},
+        "sha256": {rf.filename: rf.sha256 for rf in files},
+    }
     return x_pool, y_pool, x_test, y_test, meta
 
 
@@ -398,8 +493,11 @@ def _fetch(rf: RemoteFile, folder: Path) -> Path:
         got = _sha256(path)
         if got == rf.sha256:
             return path
-        print(f"{path}: sha256 {got} is not the expected {rf.sha256}; deleting it and downloading "
-              "again", file=sys.stderr)
+        print(
+            f"{path}: sha256 {got} is not the expected {rf.sha256}; deleting it and downloading "
+            "again",
+            file=sys.stderr,
+        )
         path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -410,8 +508,10 @@ def _fetch(rf: RemoteFile, folder: Path) -> Path:
                 _download(url, tmp)
                 got = _sha256(tmp)
                 if got != rf.sha256:
-                    raise ChecksumError(f"checksum mismatch for {rf.filename} downloaded from {url}: "
-                                        f"expected sha256 {rf.sha256}, got {got}; the download was deleted")
+                    raise ChecksumError(
+                        f"checksum mismatch for {rf.filename} downloaded from {url}: "
+                        f"expected sha256 {rf.sha256}, got {got}; the download was deleted"
+                    )
         except (OSError, http.client.HTTPException) as e:  # URLError, refused, timeout, truncated
             failures.append(f"  {url}: {e}")
             continue
@@ -419,7 +519,8 @@ def _fetch(rf: RemoteFile, folder: Path) -> Path:
     raise DownloadError(
         f"could not download {rf.filename}:\n" + "\n".join(failures) + "\n"
         f"Without network, fetch it elsewhere from one of the URLs above and place it at "
-        f"{path.resolve()} (sha256 {rf.sha256}); it is verified and used on the next run.")
+        f"{path.resolve()} (sha256 {rf.sha256}); it is verified and used on the next run."
+    )
 
 
 class _TruncatedDownload(OSError):
@@ -452,16 +553,24 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes())
     except (EOFError, OSError, zlib.error) as e:
-        raise CorruptFileError(path, f"{path}: truncated or corrupt gzip archive ({e}); it was deleted")
+        raise CorruptFileError(
+            path, f"{path}: truncated or corrupt gzip archive ({e}); it was deleted"
+        ) from e
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise CorruptFileError(path, f"{path}: not an IDX file of unsigned bytes "
-                                     f"(header {raw[:4].hex()}, expected 000008xx); it was deleted")
+        raise CorruptFileError(
+            path,
+            f"{path}: not an IDX file of unsigned bytes "
+            f"(header {raw[:4].hex()}, expected 000008xx); it was deleted",
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = struct.unpack(f">{ndim}I", raw[4:header]) if len(raw) >= header else ()
     if len(dims) != ndim or len(raw) != header + int(np.prod(dims)):
-        raise CorruptFileError(path, f"{path}: truncated IDX data: header says shape {dims}, "
-                                     f"file has {len(raw) - header} data bytes; it was deleted")
+        raise CorruptFileError(
+            path,
+            f"{path}: truncated IDX data: header says shape {dims}, "
+            f"file has {len(raw) - header} data bytes; it was deleted",
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -472,8 +581,10 @@ def _parse_idx_set(paths: dict[str, Path]):
         images = _read_idx(paths[f"{prefix}-images-idx3-ubyte.gz"])
         labels = _read_idx(paths[f"{prefix}-labels-idx1-ubyte.gz"])
         if images.ndim != 3 or labels.shape != (len(images),):
-            raise CorruptFileError(paths[f"{prefix}-labels-idx1-ubyte.gz"],
-                                   f"{prefix}: {images.shape} images do not match {labels.shape} labels")
+            raise CorruptFileError(
+                paths[f"{prefix}-labels-idx1-ubyte.gz"],
+                f"{prefix}: {images.shape} images do not match {labels.shape} labels",
+            )
         out += [images.reshape(len(images), -1), labels.astype(np.int64)]
     return tuple(out)
 
@@ -490,18 +601,35 @@ def _parse_cifar(paths: dict[str, Path]):
             for member in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
                 with tar.extractfile(f"cifar-10-batches-py/{member}") as f:
                     d = pickle.load(f, encoding="bytes")
-                batches[member] = (np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3072),
-                                   np.asarray(d[b"labels"], dtype=np.int64))
-    except (tarfile.TarError, EOFError, OSError, zlib.error, KeyError, pickle.UnpicklingError,
-            ValueError) as e:
-        raise CorruptFileError(path, f"{path}: truncated or corrupt CIFAR-10 archive "
-                                     f"({type(e).__name__}: {e}); it was deleted")
+                batches[member] = (
+                    np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3072),
+                    np.asarray(d[b"labels"], dtype=np.int64),
+                )
+    except (
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        zlib.error,
+        KeyError,
+        pickle.UnpicklingError,
+        ValueError,
+    ) as e:
+        raise CorruptFileError(
+            path,
+            f"{path}: truncated or corrupt CIFAR-10 archive "
+            f"({type(e).__name__}: {e}); it was deleted",
+        ) from e
     for member, (x, y) in batches.items():
         if y.shape != (len(x),):
-            raise CorruptFileError(path, f"{path}: {member} has {len(x)} images but {len(y)} labels")
+            raise CorruptFileError(
+                path, f"{path}: {member} has {len(x)} images but {len(y)} labels"
+            )
     train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
-    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-            *batches["test_batch"])
+    return (
+        np.concatenate([x for x, _ in train]),
+        np.concatenate([y for _, y in train]),
+        *batches["test_batch"],
+    )
 
 
 _PARSERS = {"mnist": _parse_idx_set, "fashion_mnist": _parse_idx_set, "cifar10": _parse_cifar}

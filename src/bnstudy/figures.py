@@ -27,17 +27,39 @@ from bnstudy.tables import DYNAMICS_NORMS  # noqa: E402
 TEXTWIDTH = 6.3  # inches: the paper's text width (a4, 2.5 cm margins)
 PALETTE = sns.color_palette("colorblind")
 # Fixed colours for the compositions the study is about; any other gets the next free colour.
-KEY_COLOURS = {"identity": "black", "identity + BatchNorm": PALETTE[0], "identity + z-score": PALETTE[1],
-               "ReLU + BatchNorm": PALETTE[2], "ReLU": PALETTE[3]}
+KEY_COLOURS = {
+    "identity": "black",
+    "identity + BatchNorm": PALETTE[0],
+    "identity + z-score": PALETTE[1],
+    "ReLU + BatchNorm": PALETTE[2],
+    "ReLU": PALETTE[3],
+}
 OTHER_COLOURS = [PALETTE[i] for i in (4, 5, 9, 7, 6, 8)]  # the strongest first
 
 
 def set_style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc={
-        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
-        "ytick.labelsize": 7, "legend.fontsize": 7, "legend.title_fontsize": 7.5,
-        "pdf.fonttype": 42, "axes.linewidth": 0.6, "grid.linewidth": 0.4, "lines.linewidth": 1.2,
-        "lines.markersize": 3.5, "figure.dpi": 150, "savefig.bbox": "tight", "savefig.pad_inches": 0.02})
+    sns.set_theme(
+        context="paper",
+        style="whitegrid",
+        palette="colorblind",
+        rc={
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "legend.fontsize": 7,
+            "legend.title_fontsize": 7.5,
+            "pdf.fonttype": 42,
+            "axes.linewidth": 0.6,
+            "grid.linewidth": 0.4,
+            "lines.linewidth": 1.2,
+            "lines.markersize": 3.5,
+            "figure.dpi": 150,
+            "savefig.bbox": "tight",
+            "savefig.pad_inches": 0.02,
+        },
+    )
 
 
 def colours(labels) -> dict:
@@ -83,8 +105,9 @@ def _empty(path, message: str) -> None:
 def _grid(n: int, ncols: int, panel_w: float, panel_h: float, **kw):
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows),
-                             squeeze=False, **kw)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows), squeeze=False, **kw
+    )
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
@@ -101,33 +124,76 @@ def e1_heatmaps(metrics: pd.DataFrame, path) -> None:
     norms = ordered(summary["norm"], vocab.NORMS)
     panels = []
     for s in settings.itertuples():
-        g = summary[(summary["dataset"] == s.dataset) & (summary["placement"] == s.placement)
-                    & (summary["depth"] == s.depth) & (summary["width"] == s.width)]
-        acc = g.pivot(index="activation", columns="norm", values="mean").reindex(index=acts, columns=norms)
-        base = acc.loc["identity", "none"] if "identity" in acc.index and "none" in acc.columns else np.nan
+        g = summary[
+            (summary["dataset"] == s.dataset)
+            & (summary["placement"] == s.placement)
+            & (summary["depth"] == s.depth)
+            & (summary["width"] == s.width)
+        ]
+        acc = g.pivot(index="activation", columns="norm", values="mean").reindex(
+            index=acts, columns=norms
+        )
+        base = (
+            acc.loc["identity", "none"]
+            if "identity" in acc.index and "none" in acc.columns
+            else np.nan
+        )
         title = label(s.dataset)
         if (settings["dataset"] == s.dataset).sum() > 1:
             title += f" ({s.placement}, d{s.depth}, w{s.width})"
         panels.append((title, 100 * acc, 100 * (acc - base), 100 * base))
-    lim = max(1.0, max(np.nanmax(np.abs(d.to_numpy())) if np.isfinite(d.to_numpy()).any() else 0
-                       for _, _, d, _ in panels))
+    lim = max(
+        1.0,
+        max(
+            np.nanmax(np.abs(d.to_numpy())) if np.isfinite(d.to_numpy()).any() else 0
+            for _, _, d, _ in panels
+        ),
+    )
     fig, axes = _grid(len(panels), 2, TEXTWIDTH / 2, 0.75 + 0.24 * len(acts), layout="constrained")
     fig.set_figheight(fig.get_figheight() + 0.6)  # room for the colour bar
     for ax, (title, acc, diff, base) in zip(axes, panels):
-        sns.heatmap(diff, ax=ax, cmap="vlag", vmin=-lim, vmax=lim, center=0, annot=acc, fmt=".1f",
-                    annot_kws={"fontsize": 6.5}, cbar=False, linewidths=0.4, linecolor="white")
+        sns.heatmap(
+            diff,
+            ax=ax,
+            cmap="vlag",
+            vmin=-lim,
+            vmax=lim,
+            center=0,
+            annot=acc,
+            fmt=".1f",
+            annot_kws={"fontsize": 6.5},
+            cbar=False,
+            linewidths=0.4,
+            linecolor="white",
+        )
         ax.set_xticklabels([label(n) for n in norms], rotation=30, ha="right")
         ax.set_yticklabels([label(a) for a in acts], rotation=0)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(length=0)
         if "identity" in acts and "none" in norms:
-            ax.add_patch(Rectangle((norms.index("none"), acts.index("identity")), 1, 1, fill=False,
-                                   edgecolor="black", linewidth=1.6, clip_on=False))
+            ax.add_patch(
+                Rectangle(
+                    (norms.index("none"), acts.index("identity")),
+                    1,
+                    1,
+                    fill=False,
+                    edgecolor="black",
+                    linewidth=1.6,
+                    clip_on=False,
+                )
+            )
         ax.set_title(f"{title} (linear: {base:.1f}%)" if np.isfinite(base) else title)
     mappable = plt.cm.ScalarMappable(plt.Normalize(-lim, lim), cmap="vlag")
-    fig.colorbar(mappable, ax=list(axes), location="bottom", shrink=0.5, aspect=40, pad=0.02,
-                 label="colour: test accuracy minus the linear baseline (points); numbers: test accuracy (%)")
+    fig.colorbar(
+        mappable,
+        ax=list(axes),
+        location="bottom",
+        shrink=0.5,
+        aspect=40,
+        pad=0.02,
+        label="colour: test accuracy minus the linear baseline (points); numbers: test accuracy (%)",
+    )
     _save(fig, path)
 
 
@@ -144,15 +210,38 @@ def e2_collapse(metrics: pd.DataFrame, path) -> None:
     runs["fold_plot"] = runs["fold_max_dev"].clip(lower=floor)
     fold = runs[runs["fold_max_dev"].notna()]
     widths = [max(len(order), 1), max(fold["network"].nunique(), 1)]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(TEXTWIDTH, 2.6), width_ratios=widths,
-                               layout="constrained")
-    sns.stripplot(runs, x="network", y="affine_gap_plot", hue="Dataset", order=order,
-                  hue_order=hue_order, dodge=True, size=3, jitter=0.15, log_scale=True, ax=a)
+    fig, (a, b) = plt.subplots(
+        1, 2, figsize=(TEXTWIDTH, 2.6), width_ratios=widths, layout="constrained"
+    )
+    sns.stripplot(
+        runs,
+        x="network",
+        y="affine_gap_plot",
+        hue="Dataset",
+        order=order,
+        hue_order=hue_order,
+        dodge=True,
+        size=3,
+        jitter=0.15,
+        log_scale=True,
+        ax=a,
+    )
     a.set(xlabel="", ylabel="affinity gap (relative)", title="(a) distance from an affine map")
     if len(fold):
-        sns.stripplot(fold, x="network", y="fold_plot", hue="Dataset",
-                      order=[o for o in order if o in set(fold["network"])], hue_order=hue_order,
-                      dodge=True, size=3, jitter=0.15, log_scale=True, ax=b, legend=False)
+        sns.stripplot(
+            fold,
+            x="network",
+            y="fold_plot",
+            hue="Dataset",
+            order=[o for o in order if o in set(fold["network"])],
+            hue_order=hue_order,
+            dodge=True,
+            size=3,
+            jitter=0.15,
+            log_scale=True,
+            ax=b,
+            legend=False,
+        )
     b.set(xlabel="", ylabel="max |network - folded map|", title="(b) fold into one affine map")
     for ax in (a, b):
         ax.tick_params(axis="x", rotation=35)
@@ -175,31 +264,55 @@ def e3_batch_dependence(metrics: pd.DataFrame, batchstats: pd.DataFrame, path) -
     sizes = bs[["full", "batch_size"]].drop_duplicates().sort_values(["full", "batch_size"])
     ticks = [vocab.FULL if f else str(b) for f, b in zip(sizes["full"], sizes["batch_size"])]
     bs["batch"] = [vocab.FULL if f else str(b) for f, b in zip(bs["full"], bs["batch_size"])]
-    panels = [("accuracy,\nrandom batches", bs[bs["composition"] == "random"], "accuracy"),
-              ("accuracy,\none-class batches", bs[bs["composition"] == "class"], "accuracy"),
-              ("flip rate", bs[(bs["composition"] == "random") & ~bs["full"]], "flip_rate")]
+    panels = [
+        ("accuracy,\nrandom batches", bs[bs["composition"] == "random"], "accuracy"),
+        ("accuracy,\none-class batches", bs[bs["composition"] == "class"], "accuracy"),
+        ("flip rate", bs[(bs["composition"] == "random") & ~bs["full"]], "flip_rate"),
+    ]
     datasets = [label(d) for d in ordered(bs["dataset"], vocab.DATASETS)]
     order = _network_order(bs)
     pal = colours(order)
-    fig, axes = plt.subplots(3, len(datasets), figsize=(min(TEXTWIDTH, 0.6 + 2.85 * len(datasets)), 4.4),
-                             squeeze=False, sharex=True, layout="constrained")
+    fig, axes = plt.subplots(
+        3,
+        len(datasets),
+        figsize=(min(TEXTWIDTH, 0.6 + 2.85 * len(datasets)), 4.4),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     for j, d in enumerate(datasets):
         for i, (row_label, long, value) in enumerate(panels):
             ax = axes[i, j]
-            sns.lineplot(long[long["Dataset"] == d], x="batch", y=value, hue="network", hue_order=order,
-                         palette=pal, marker="o", errorbar=ci95, ax=ax, legend=False, sort=False)
+            sns.lineplot(
+                long[long["Dataset"] == d],
+                x="batch",
+                y=value,
+                hue="network",
+                hue_order=order,
+                palette=pal,
+                marker="o",
+                errorbar=ci95,
+                ax=ax,
+                legend=False,
+                sort=False,
+            )
             if i < 2:  # accuracy rows: the same network with running statistics, for reference
                 for net, g in runs[runs["Dataset"] == d].groupby("network"):
                     ax.axhline(g["test_acc"].mean(), color=pal[net], linestyle=":", linewidth=0.9)
-            ax.set(title=d if i == 0 else "", xlabel="test batch size" if i == 2 else "",
-                   ylabel=row_label if j == 0 else "")
+            ax.set(
+                title=d if i == 0 else "",
+                xlabel="test batch size" if i == 2 else "",
+                ylabel=row_label if j == 0 else "",
+            )
             if i == 2:
                 ax.set_ylim(bottom=0)
     for ax in axes.flat:  # one categorical order on every panel
         ax.set_xticks(range(len(ticks)), ticks)
     handles = [plt.Line2D([], [], color=pal[n], marker="o", label=n) for n in order]
     handles.append(plt.Line2D([], [], color="grey", linestyle=":", label="running statistics"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False
+    )
     _save(fig, path)
 
 
@@ -221,25 +334,70 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
     grads = _with_labels(stats.selected(layers, "E4"))
     if runs.empty:
         return _empty(path, "no E4 runs")
-    runs = runs.merge(grads[grads["layer"] == 0][["experiment", *vocab.RUN_KEYS, "grad_norm_init"]]
-                      .rename(columns={"grad_norm_init": "grad_input"}),
-                      on=["experiment", *vocab.RUN_KEYS], how="left")
+    runs = runs.merge(
+        grads[grads["layer"] == 0][["experiment", *vocab.RUN_KEYS, "grad_norm_init"]].rename(
+            columns={"grad_norm_init": "grad_input"}
+        ),
+        on=["experiment", *vocab.RUN_KEYS],
+        how="left",
+    )
     order = _network_order(runs)
     pal = colours(order)
     styles = {"style": "Dataset"} if runs["dataset"].nunique() > 1 else {}
     deepest = grads[grads["depth"] == grads["depth"].max()]
     log_kw = {"estimator": geomean, "errorbar": geo_ci95}
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(TEXTWIDTH, 2.6), layout="constrained")
-    sns.lineplot(runs, x="depth", y="grad_input", hue="network", hue_order=order, palette=pal,
-                 marker="o", ax=a, legend=False, **log_kw, **styles)
-    a.set(yscale="log", xlabel="depth (hidden layers)", ylabel="gradient norm, input layer",
-          title="(a) at initialization")
-    sns.lineplot(deepest, x="layer", y="grad_norm_init", hue="network", hue_order=order, palette=pal,
-                 marker="o", markersize=2.5, ax=b, legend=False, **log_kw, **styles)
-    b.set(yscale="log", xlabel="layer (0 = input)", ylabel="gradient norm",
-          title=f"(b) per layer, depth {int(runs['depth'].max())}")
-    sns.lineplot(runs, x="depth", y="test_acc", hue="network", hue_order=order, palette=pal,
-                 marker="o", errorbar=ci95, ax=c, **styles)
+    sns.lineplot(
+        runs,
+        x="depth",
+        y="grad_input",
+        hue="network",
+        hue_order=order,
+        palette=pal,
+        marker="o",
+        ax=a,
+        legend=False,
+        **log_kw,
+        **styles,
+    )
+    a.set(
+        yscale="log",
+        xlabel="depth (hidden layers)",
+        ylabel="gradient norm, input layer",
+        title="(a) at initialization",
+    )
+    sns.lineplot(
+        deepest,
+        x="layer",
+        y="grad_norm_init",
+        hue="network",
+        hue_order=order,
+        palette=pal,
+        marker="o",
+        markersize=2.5,
+        ax=b,
+        legend=False,
+        **log_kw,
+        **styles,
+    )
+    b.set(
+        yscale="log",
+        xlabel="layer (0 = input)",
+        ylabel="gradient norm",
+        title=f"(b) per layer, depth {int(runs['depth'].max())}",
+    )
+    sns.lineplot(
+        runs,
+        x="depth",
+        y="test_acc",
+        hue="network",
+        hue_order=order,
+        palette=pal,
+        marker="o",
+        errorbar=ci95,
+        ax=c,
+        **styles,
+    )
     c.set(xlabel="depth (hidden layers)", ylabel="test accuracy", title="(c) after training")
     for ax in (a, c):
         ax.set_xscale("log", base=2)
@@ -257,8 +415,11 @@ def e5_placement(metrics: pd.DataFrame, path) -> None:
     composition (colour: norm, marker: activation) with 95% intervals both ways, one panel per
     dataset; on the diagonal the placement does not matter."""
     summary = stats.summarize(metrics[metrics["experiment"] == "E5"])
-    wide = summary.pivot_table(index=["dataset", "activation", "norm", "depth", "width"],
-                               columns="placement", values=["mean", "ci_lo", "ci_hi"])
+    wide = summary.pivot_table(
+        index=["dataset", "activation", "norm", "depth", "width"],
+        columns="placement",
+        values=["mean", "ci_lo", "ci_hi"],
+    )
     if wide.empty or "pre" not in wide["mean"] or "post" not in wide["mean"]:
         return _empty(path, "no E5 cells with both placements")
     wide = wide.dropna(subset=[("mean", "pre"), ("mean", "post")])
@@ -269,30 +430,63 @@ def e5_placement(metrics: pd.DataFrame, path) -> None:
     acts = ordered(wide["activation"], vocab.ACTIVATIONS)
     npal = dict(zip(norms, PALETTE))
     markers = dict(zip(acts, "osD^vP*X"))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(min(TEXTWIDTH, 1.1 + 2.6 * len(datasets)), 2.9),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(datasets),
+        figsize=(min(TEXTWIDTH, 1.1 + 2.6 * len(datasets)), 2.9),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, d in zip(axes[0], datasets):
         for r in wide[wide["dataset"] == d].itertuples():
             x, y = 100 * r.mean_pre, 100 * r.mean_post
-            xerr = [[x - 100 * r.ci_lo_pre], [100 * r.ci_hi_pre - x]] if np.isfinite(r.ci_lo_pre) else None
-            yerr = [[y - 100 * r.ci_lo_post], [100 * r.ci_hi_post - y]] if np.isfinite(r.ci_lo_post) else None
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[r.activation], color=npal[r.norm],
-                        markersize=4, elinewidth=0.6, alpha=0.85)
+            xerr = (
+                [[x - 100 * r.ci_lo_pre], [100 * r.ci_hi_pre - x]]
+                if np.isfinite(r.ci_lo_pre)
+                else None
+            )
+            yerr = (
+                [[y - 100 * r.ci_lo_post], [100 * r.ci_hi_post - y]]
+                if np.isfinite(r.ci_lo_post)
+                else None
+            )
+            ax.errorbar(
+                x,
+                y,
+                xerr=xerr,
+                yerr=yerr,
+                fmt=markers[r.activation],
+                color=npal[r.norm],
+                markersize=4,
+                elinewidth=0.6,
+                alpha=0.85,
+            )
         lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
         hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.7, linestyle="--", zorder=0)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=label(d),
-               xlabel="norm before activation (pre), test acc. %")
+        ax.set(
+            xlim=(lo, hi),
+            ylim=(lo, hi),
+            aspect="equal",
+            title=label(d),
+            xlabel="norm before activation (pre), test acc. %",
+        )
     axes[0, 0].set_ylabel("norm after activation (post), test acc. %")
-    handles = [plt.Line2D([], [], color=npal[n], marker="o", linestyle="", label=label(n)) for n in norms]
-    handles += [plt.Line2D([], [], color="grey", marker=markers[a], linestyle="", label=label(a))
-                for a in acts]
+    handles = [
+        plt.Line2D([], [], color=npal[n], marker="o", linestyle="", label=label(n)) for n in norms
+    ]
+    handles += [
+        plt.Line2D([], [], color="grey", marker=markers[a], linestyle="", label=label(a))
+        for a in acts
+    ]
     fig.legend(handles=handles, loc="outside right upper", frameon=False)
     _save(fig, path)
 
 
 def _pick_model(npz, seed: int, lr: float) -> int | None:
-    hits = np.flatnonzero((np.asarray(npz["seeds"]) == seed) & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5))
+    hits = np.flatnonzero(
+        (np.asarray(npz["seeds"]) == seed) & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5)
+    )
     return int(hits[0]) if len(hits) else None
 
 
@@ -325,11 +519,16 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
     total_cols = sum(len(s[2]) for s in subfig_specs)
     side = total_cols <= 8
     if side:
-        panel = min(0.85, (TEXTWIDTH - label_w * len(subfig_specs)) / total_cols,
-                    7.5 / max(len(s[3]) for s in subfig_specs))
+        panel = min(
+            0.85,
+            (TEXTWIDTH - label_w * len(subfig_specs)) / total_cols,
+            7.5 / max(len(s[3]) for s in subfig_specs),
+        )
         widths = [label_w + panel * len(s[2]) for s in subfig_specs]
-        fig = plt.figure(figsize=(sum(widths), 0.35 + panel * max(len(s[3]) for s in subfig_specs)),
-                         layout="constrained")
+        fig = plt.figure(
+            figsize=(sum(widths), 0.35 + panel * max(len(s[3]) for s in subfig_specs)),
+            layout="constrained",
+        )
         subfigs = fig.subfigures(1, len(subfig_specs), width_ratios=widths, squeeze=False)[0]
     else:
         ncols = max(len(s[2]) for s in subfig_specs)
@@ -342,7 +541,9 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
     for sf, (d, r, acts, rows) in zip(subfigs, subfig_specs):
         sf.suptitle(label(d), fontsize=8)
         ncols = len(acts)
-        axes = sf.subplots(len(rows), ncols, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04})
+        axes = sf.subplots(
+            len(rows), ncols, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04}
+        )
         for i, (norm, mode) in enumerate(rows):
             for j in range(ncols):
                 ax = axes[i, j]
@@ -359,31 +560,75 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                     continue
                 c = cell.sort_values("seed").iloc[0]
                 cell = grid.Cell(*(getattr(c, k) for k in vocab.CELL_KEYS))
-                f = given.get(Path(cell.path(grid.BOUNDARY)).parts[-2:])  # {dataset}/{cell}.boundary.npz
+                f = given.get(
+                    Path(cell.path(grid.BOUNDARY)).parts[-2:]
+                )  # {dataset}/{cell}.boundary.npz
                 key = "pred_inference" if mode == "inference" else "pred_batch"
                 if f is None or not Path(f).exists():
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6, transform=ax.transAxes)
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "missing",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        transform=ax.transAxes,
+                    )
                     continue
                 with np.load(f) as z:
                     k = _pick_model(z, int(c.seed), float(c.lr))
                     if k is None or key not in z:
-                        ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6,
-                                transform=ax.transAxes)
+                        ax.text(
+                            0.5,
+                            0.5,
+                            "missing",
+                            ha="center",
+                            va="center",
+                            fontsize=6,
+                            transform=ax.transAxes,
+                        )
                         continue
                     xx, yy, pred = z["xx"], z["yy"], _classes(z[key][k])
                     xt, yt = z["x_train"], z["y_train"]
                 ncls = int(max(pred.max(), yt.max())) + 1
-                ax.pcolormesh(xx, yy, pred, cmap=cmap, vmin=-0.5, vmax=cmap.N - 0.5, shading="auto",
-                              rasterized=True)
-                ax.contour(xx, yy, pred, levels=np.arange(ncls - 1) + 0.5, colors="0.25", linewidths=0.5)
+                ax.pcolormesh(
+                    xx,
+                    yy,
+                    pred,
+                    cmap=cmap,
+                    vmin=-0.5,
+                    vmax=cmap.N - 0.5,
+                    shading="auto",
+                    rasterized=True,
+                )
+                ax.contour(
+                    xx, yy, pred, levels=np.arange(ncls - 1) + 0.5, colors="0.25", linewidths=0.5
+                )
                 step = max(1, len(xt) // max_points)
-                ax.scatter(xt[::step, 0], xt[::step, 1], c=point_colours[yt[::step] % 4], s=1.2,
-                           linewidths=0, rasterized=True)
+                ax.scatter(
+                    xt[::step, 0],
+                    xt[::step, 1],
+                    c=point_colours[yt[::step] % 4],
+                    s=1.2,
+                    linewidths=0,
+                    rasterized=True,
+                )
                 ax.set_xlim(xx.min(), xx.max())
                 ax.set_ylim(yy.min(), yy.max())
                 if mode == "inference":
-                    ax.text(0.03, 0.03, f"{100 * c.test_acc:.0f}", transform=ax.transAxes, fontsize=6,
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+                    ax.text(
+                        0.03,
+                        0.03,
+                        f"{100 * c.test_acc:.0f}",
+                        transform=ax.transAxes,
+                        fontsize=6,
+                        bbox={
+                            "boxstyle": "round,pad=0.15",
+                            "fc": "white",
+                            "ec": "none",
+                            "alpha": 0.8,
+                        },
+                    )
     _save(fig, path)
 
 
@@ -395,20 +640,47 @@ def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
     if h.empty:
         return _empty(path, "no E7 history")
     h = _with_labels(h)
-    h["network"] = h["network"].replace({"identity": "linear (identity)"})
-    order = [n for n in ["linear (identity)", "identity + z-score", "identity + BatchNorm"]
-             if n in set(h["network"])]
-    pal = colours(order) | {"linear (identity)": KEY_COLOURS["identity"]}
+    h["network"] = [network(a, n) for a, n in zip(h["activation"], h["norm"])]
+    order = [
+        network("identity", n)
+        for n in DYNAMICS_NORMS
+        if network("identity", n) in set(h["network"])
+    ]
+    pal = colours(order) | {network(*vocab.LINEAR): KEY_COLOURS["identity"]}
     datasets = [label(d) for d in ordered(h["dataset"], vocab.DATASETS)]
-    fig, axes = plt.subplots(2, len(datasets), figsize=(min(TEXTWIDTH, 0.5 + 2.9 * len(datasets)), 3.4),
-                             squeeze=False, sharex="col", layout="constrained")
+    fig, axes = plt.subplots(
+        2,
+        len(datasets),
+        figsize=(min(TEXTWIDTH, 0.5 + 2.9 * len(datasets)), 3.4),
+        squeeze=False,
+        sharex="col",
+        layout="constrained",
+    )
     for j, d in enumerate(datasets):
         g = h[h["Dataset"] == d]
-        sns.lineplot(g, x="epoch", y="train_loss", hue="network", hue_order=order, palette=pal,
-                     errorbar=ci95, ax=axes[0, j], legend=(j == 0))
+        sns.lineplot(
+            g,
+            x="epoch",
+            y="train_loss",
+            hue="network",
+            hue_order=order,
+            palette=pal,
+            errorbar=ci95,
+            ax=axes[0, j],
+            legend=(j == 0),
+        )
         axes[0, j].set(title=d, xlabel="", ylabel="training loss" if j == 0 else "")
-        sns.lineplot(g, x="epoch", y="val_acc", hue="network", hue_order=order, palette=pal,
-                     errorbar=ci95, ax=axes[1, j], legend=False)
+        sns.lineplot(
+            g,
+            x="epoch",
+            y="val_acc",
+            hue="network",
+            hue_order=order,
+            palette=pal,
+            errorbar=ci95,
+            ax=axes[1, j],
+            legend=False,
+        )
         axes[1, j].set(ylabel="validation accuracy" if j == 0 else "")
         last = int(g["epoch"].max())
         epochs = [e for e in (1, 2, 5, 10, 20, 50, 100, 200) if e < 0.8 * last] + [last]
@@ -418,8 +690,13 @@ def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
             ax.minorticks_off()
     handles, labels = axes[0, 0].get_legend_handles_labels()
     axes[0, 0].get_legend().remove()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) if len(datasets) > 1 else 2,
-               frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=len(labels) if len(datasets) > 1 else 2,
+        frameon=False,
+    )
     _save(fig, path)
 
 

@@ -11,10 +11,12 @@ import re
 
 import numpy as np
 
-VERDICT_PHRASES = {"equivalent": "statistically equivalent to",
-                   "better": "significantly better than",
-                   "worse": "significantly worse than",
-                   "inconclusive": "not distinguishable (inconclusive) from"}
+VERDICT_PHRASES = {
+    "equivalent": "statistically equivalent to",
+    "better": "significantly better than",
+    "worse": "significantly worse than",
+    "inconclusive": "not distinguishable (inconclusive) from",
+}
 MISSING = "--"  # a number the configuration did not produce
 
 
@@ -72,7 +74,7 @@ def sci(x: float, digits: int = 1) -> str:
     if x == 0:
         return "0"
     exp = math.floor(math.log10(abs(x)))
-    mant = x / 10 ** exp
+    mant = x / 10**exp
     if round(mant, digits) >= 10:
         mant, exp = mant / 10, exp + 1
     return f"{mant:.{digits}f}\\times10^{{{exp}}}"

@@ -101,9 +101,14 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
                     for placement in b["placements"]:
                         for depth in b["depths"]:
                             for width in b["widths"]:
-                                cell = Cell(dataset, activation, norm, placement, int(depth), int(width))
+                                cell = Cell(
+                                    dataset, activation, norm, placement, int(depth), int(width)
+                                )
                                 members.setdefault(cell, set()).add(name)
-    return {cell: tuple(sorted(members[cell], key=list(vocab.EXPERIMENTS).index)) for cell in sorted(members)}
+    return {
+        cell: tuple(sorted(members[cell], key=list(vocab.EXPERIMENTS).index))
+        for cell in sorted(members)
+    }
 
 
 def experiment_cells(config: dict, experiment: str) -> list[Cell]:
@@ -172,17 +177,22 @@ def boundary_option(output) -> str:
 def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]:
     """The files `pattern` (e.g. RUN, BOUNDARY) of the cells, or of one experiment's cells.
     BOUNDARY exists only for 2-D datasets, so only their cells are listed for it."""
-    return [cell.path(pattern) for cell, members in cells.items()
-            if (experiment is None or experiment in members)
-            and (pattern != BOUNDARY or cell.dataset in vocab.TWO_D)]
+    return [
+        cell.path(pattern)
+        for cell, members in cells.items()
+        if (experiment is None or experiment in members)
+        and (pattern != BOUNDARY or cell.dataset in vocab.TWO_D)
+    ]
 
 
 def output_inputs(config: dict, output) -> dict[str, str | list[str]]:
     """The files a figure or table (vocab.Output) reads, by input name: the study tables, the
     decision-boundary grids of its experiments' cells, the training benchmark files of every cell."""
     members = cells(config)
-    files = {"boundaries": [f for e in output.experiments for f in paths(members, BOUNDARY, e)],
-             "benchmarks": paths(members, TRAIN_BENCHMARK)}
+    files = {
+        "boundaries": [f for e in output.experiments for f in paths(members, BOUNDARY, e)],
+        "benchmarks": paths(members, TRAIN_BENCHMARK),
+    }
     return {name: files.get(name, STUDY_FILES.get(name)) for name in output.inputs}
 
 
@@ -199,7 +209,12 @@ def cli_options(named) -> str:
 def prepare_options(config: dict, dataset: str) -> str:
     """`bnstudy prepare-data` options of `dataset` from the `data:` section."""
     opts = config.get("data", {}).get(dataset, {})
-    flags = {"seed": "--seed", "val_size": "--val-size", "n_samples": "--n-samples", "noise": "--noise"}
+    flags = {
+        "seed": "--seed",
+        "val_size": "--val-size",
+        "n_samples": "--n-samples",
+        "noise": "--noise",
+    }
     return " ".join(f"{flags[k]} {opts[k]}" for k in flags if k in opts)
 
 
@@ -246,21 +261,27 @@ def check(config: dict) -> None:
             if bad:
                 raise ConfigError(
                     f"{key}.datasets: {name} draws decision boundaries, which need 2-D inputs; "
-                    f"{', '.join(bad)} is not 2-D (allowed: {', '.join(vocab.TWO_D)})")
+                    f"{', '.join(bad)} is not 2-D (allowed: {', '.join(vocab.TWO_D)})"
+                )
         if "groupnorm" not in b["norms"]:
             continue
         for dataset in b["datasets"]:
             per = config["training"].get("per_dataset", {}).get(dataset, {})
-            gkey = f"training.per_dataset.{dataset}.groups" if "groups" in per else "training.groups"
+            gkey = (
+                f"training.per_dataset.{dataset}.groups" if "groups" in per else "training.groups"
+            )
             groups = training(config, dataset)["groups"]
             for width in b["widths"]:
                 if width % groups:
                     raise ConfigError(
                         f"{key}.widths: groupnorm splits each layer's {width} units into {gkey} = "
                         f"{groups} groups, which must divide the width; allowed widths are "
-                        f"multiples of {groups} (or set {gkey} to a divisor of {width})")
+                        f"multiples of {groups} (or set {gkey} to a divisor of {width})"
+                    )
     for dataset, over in config["training"].get("per_dataset", {}).items():
         for k in over:
             if k not in TRAINING_KEYS:  # the schema checks this too; kept for direct callers
-                raise ConfigError(f"training.per_dataset.{dataset}.{k}: unknown key; "
-                                  f"allowed: {', '.join(TRAINING_KEYS)}")
+                raise ConfigError(
+                    f"training.per_dataset.{dataset}.{k}: unknown key; "
+                    f"allowed: {', '.join(TRAINING_KEYS)}"
+                )

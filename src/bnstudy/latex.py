@@ -18,15 +18,38 @@ from pathlib import Path
 from bnstudy.formats import tex_escape
 from bnstudy.results import atomic_output, write_text
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "pandas", "scipy", "seaborn", "matplotlib",
-            "scikit-learn", "snakemake", "bnstudy")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "pandas",
+    "scipy",
+    "seaborn",
+    "matplotlib",
+    "scikit-learn",
+    "snakemake",
+    "bnstudy",
+)
 # The Debian/Ubuntu packages the paper needs (checked against latexmk's recorder file, main.fls).
-TEX_PACKAGES = ("latexmk", "texlive-latex-base", "texlive-latex-recommended", "texlive-latex-extra", "lmodern")
-INSTALL_HINT = ("latexmk was not found, so the paper cannot be compiled. Install TeX from the Debian/"
-                "Ubuntu packages with:\n  sudo apt-get install -y --no-install-recommends "
-                + " ".join(TEX_PACKAGES) + " poppler-utils\n(see the README's Install), then rerun snakemake.")
-_WARNING = re.compile(r"^(LaTeX Warning|Package \w+ Warning|Class \w+ Warning|LaTeX Font Warning"
-                      r"|Overfull \\[hv]box|Underfull \\[hv]box|Missing character)")
+TEX_PACKAGES = (
+    "latexmk",
+    "texlive-latex-base",
+    "texlive-latex-recommended",
+    "texlive-latex-extra",
+    "lmodern",
+)
+INSTALL_HINT = (
+    "latexmk was not found, so the paper cannot be compiled. Install TeX from the Debian/"
+    "Ubuntu packages with:\n  sudo apt-get install -y --no-install-recommends "
+    + " ".join(TEX_PACKAGES)
+    + " poppler-utils\n(see the README's Install), then rerun snakemake."
+)
+_WARNING = re.compile(
+    r"^(LaTeX Warning|Package \w+ Warning|Class \w+ Warning|LaTeX Font Warning"
+    r"|Overfull \\[hv]box|Underfull \\[hv]box|Missing character)"
+)
 
 
 def latex_warnings(build: str | Path) -> list[str]:
@@ -35,15 +58,26 @@ def latex_warnings(build: str | Path) -> list[str]:
     out = []
     log = build / "main.log"
     if log.exists():
-        out += [line for line in log.read_text(errors="replace").splitlines() if _WARNING.match(line)]
+        out += [
+            line for line in log.read_text(errors="replace").splitlines() if _WARNING.match(line)
+        ]
     blg = build / "main.blg"
     if blg.exists():
-        out += [line for line in blg.read_text(errors="replace").splitlines() if line.startswith("Warning--")]
+        out += [
+            line
+            for line in blg.read_text(errors="replace").splitlines()
+            if line.startswith("Warning--")
+        ]
     return out
 
 
-def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated: dict,
-                  log: str | Path | None = None) -> list[str]:
+def compile_paper(
+    src: str | Path,
+    build: str | Path,
+    out: str | Path,
+    generated: dict,
+    log: str | Path | None = None,
+) -> list[str]:
     """Copy the paper's sources and the generated files (build-relative path -> file) into `build`,
     run `latexmk -pdf` there, and copy the PDF to `out` atomically. Returns the LaTeX warnings;
     latexmk's output and the warnings are also written to `log` if given."""
@@ -57,18 +91,34 @@ def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated
         (build / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, build / rel)
     write_text(render_environment(environment()), build / "tex" / "environment.tex")
-    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
+    cmd = [
+        "latexmk",
+        "-pdf",
+        "-interaction=nonstopmode",
+        "-halt-on-error",
+        "-file-line-error",
+        "main.tex",
+    ]
     proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
     warnings = latex_warnings(build)
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text(proc.stdout + proc.stderr + f"\n{len(warnings)} LaTeX warnings\n"
-                             + "".join(w + "\n" for w in warnings))
+        Path(log).write_text(
+            proc.stdout
+            + proc.stderr
+            + f"\n{len(warnings)} LaTeX warnings\n"
+            + "".join(w + "\n" for w in warnings)
+        )
     if proc.returncode != 0:
-        errors = [line for line in proc.stdout.splitlines() if ":" in line and "error" in line.lower()
-                  or line.startswith("!")]
-        raise SystemExit(f"latexmk failed (exit {proc.returncode}); see {build / 'main.log'}\n"
-                         + "\n".join(errors[-20:] or proc.stdout.splitlines()[-30:]))
+        errors = [
+            line
+            for line in proc.stdout.splitlines()
+            if ":" in line and "error" in line.lower() or line.startswith("!")
+        ]
+        raise SystemExit(
+            f"latexmk failed (exit {proc.returncode}); see {build / 'main.log'}\n"
+            + "\n".join(errors[-20:] or proc.stdout.splitlines()[-30:])
+        )
     with atomic_output(out) as tmp:
         shutil.copyfile(build / "main.pdf", tmp)
     return warnings
@@ -77,10 +127,20 @@ def compile_paper(src: str | Path, build: str | Path, out: str | Path, generated
 def git_commit(repo: str | Path = ".") -> str:
     """HEAD's short hash, '+dirty' when tracked files have changes; 'unknown' without a commit."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -95,14 +155,21 @@ def environment(repo: str | Path = ".") -> dict:
         except importlib.metadata.PackageNotFoundError:
             pass
     try:
-        tex = subprocess.run(["pdflatex", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        tex = subprocess.run(
+            ["pdflatex", "--version"], capture_output=True, text=True
+        ).stdout.splitlines()[0]
     except (OSError, IndexError):
         tex = "not found"
-    return {"GitCommit": tex_escape(git_commit(repo)), "PythonVersion": platform.python_version(),
-            "PackageVersions": tex_escape(", ".join(versions)), "TexVersion": tex_escape(tex),
-            "Platform": tex_escape(f"{platform.system()} {platform.machine()}")}
+    return {
+        "GitCommit": tex_escape(git_commit(repo)),
+        "PythonVersion": platform.python_version(),
+        "PackageVersions": tex_escape(", ".join(versions)),
+        "TexVersion": tex_escape(tex),
+        "Platform": tex_escape(f"{platform.system()} {platform.machine()}"),
+    }
 
 
 def render_environment(env: dict) -> str:
     return "% Written by `bnstudy paper` when it compiled this PDF.\n" + "".join(
-        f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in env.items())
+        f"\\newcommand{{\\{k}}}{{{v}}}\n" for k, v in env.items()
+    )

@@ -20,6 +20,7 @@ from flax import nnx
 
 from bnstudy import vocab
 
+
 def _resolve(path: str | None):
     """The function at a dotted path such as "jax.nn.relu"; None is the identity."""
     if path is None:
@@ -85,8 +86,9 @@ def _make_norm(spec: ModelSpec, rngs: nnx.Rngs):
     if spec.norm == "batchnorm":
         return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
     if spec.norm == "zscore":
-        return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                             use_scale=False, use_bias=False, rngs=rngs)
+        return nnx.BatchNorm(
+            w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_scale=False, use_bias=False, rngs=rngs
+        )
     if spec.norm == "layernorm":
         return nnx.LayerNorm(w, rngs=rngs)
     if spec.norm == "rmsnorm":
@@ -107,10 +109,17 @@ class MLP(nnx.Module):
         key = rngs.params()
         layer_rngs = lambda i: nnx.Rngs(params=jax.random.fold_in(key, i))  # noqa: E731
         sizes = [spec.in_features] + [spec.width] * spec.depth
-        self.linears = nnx.List([nnx.Linear(i, o, rngs=layer_rngs(k))
-                                 for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))])
-        self.norms = nnx.List([_make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
-                              if spec.norm != "none" else [])
+        self.linears = nnx.List(
+            [
+                nnx.Linear(i, o, rngs=layer_rngs(k))
+                for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))
+            ]
+        )
+        self.norms = nnx.List(
+            [_make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
+            if spec.norm != "none"
+            else []
+        )
         self.head = nnx.Linear(spec.width, spec.num_classes, rngs=layer_rngs(spec.depth))
 
     def _normalize(self, i: int, h, train: bool, mask):

@@ -23,7 +23,9 @@ def composition(activation: str, norm: str) -> str:
 
 def network(activation: str, norm: str) -> str:
     """Like `composition`, but the network without any nonlinearity is named for what it is."""
-    return "linear (identity)" if (activation, norm) == vocab.LINEAR else composition(activation, norm)
+    return (
+        "linear (identity)" if (activation, norm) == vocab.LINEAR else composition(activation, norm)
+    )
 
 
 def comparison_label(cell: str) -> str:
@@ -34,16 +36,20 @@ def comparison_label(cell: str) -> str:
 def ordered(values, order) -> list:
     """The distinct `values` in the order of `order` (a dict or sequence); unknown ones last."""
     order = list(order)
-    return sorted(dict.fromkeys(values), key=lambda v: (order.index(v) if v in order else len(order), str(v)))
+    return sorted(
+        dict.fromkeys(values), key=lambda v: (order.index(v) if v in order else len(order), str(v))
+    )
 
 
 def canonical(frame: pd.DataFrame, by) -> pd.DataFrame:
     """`frame` sorted by `by`, with datasets, activations, norms, experiments in the study's order."""
+
     def key(col: pd.Series) -> pd.Series:
         if col.name not in ORDER:
             return col
         order = list(ORDER[col.name])
         return col.map(lambda v: order.index(v) if v in order else len(order))
+
     return frame.sort_values(list(by), key=key, kind="stable")
 
 

@@ -27,12 +27,16 @@ from bnstudy import models, train, vocab
 
 @partial(jax.jit, static_argnames="graphdef")
 def _evaluate(graphdef, params, stats, x, y):
-    return jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None))(params, stats, x, y)
+    return jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None))(
+        params, stats, x, y
+    )
 
 
 def evaluate(graphdef, params, stats, x, y):
     """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
-    return tuple(np.asarray(a) for a in _evaluate(graphdef, params, stats, jnp.asarray(x), jnp.asarray(y)))
+    return tuple(
+        np.asarray(a) for a in _evaluate(graphdef, params, stats, jnp.asarray(x), jnp.asarray(y))
+    )
 
 
 @partial(jax.jit, static_argnames="graphdef")
@@ -46,6 +50,7 @@ def logits(graphdef, params, stats, x) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- batch-statistics mode
+
 
 @partial(jax.jit, static_argnames="graphdef")
 def _batch_stat_predict(graphdef, params, stats, x, idx, mask):
@@ -76,7 +81,7 @@ def _pad_rows(batches: list[np.ndarray], rows: int, width: int):
 def random_batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A random partition of range(n) into batches of `size` (the remainder is dropped)."""
     perm = rng.permutation(n)
-    return [perm[i: i + size] for i in range(0, n - size + 1, size)]
+    return [perm[i : i + size] for i in range(0, n - size + 1, size)]
 
 
 def class_batches(y: np.ndarray, size: int | None, rng: np.random.Generator) -> list[np.ndarray]:
@@ -85,7 +90,7 @@ def class_batches(y: np.ndarray, size: int | None, rng: np.random.Generator) -> 
     for c in np.unique(y):
         ids = rng.permutation(np.flatnonzero(y == c))
         step = len(ids) if size is None else size
-        out += [ids[i: i + step] for i in range(0, len(ids) - step + 1, step)]
+        out += [ids[i : i + step] for i in range(0, len(ids) - step + 1, step)]
     return out
 
 
@@ -121,8 +126,11 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
             preds = {}
             for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
                 idx, mask = _pad_rows(batches, rows, b)
-                p = np.asarray(_batch_stat_predict(graphdef, params, stats, jnp.asarray(x),
-                                                   jnp.asarray(idx), jnp.asarray(mask)))
+                p = np.asarray(
+                    _batch_stat_predict(
+                        graphdef, params, stats, jnp.asarray(x), jnp.asarray(idx), jnp.asarray(mask)
+                    )
+                )
                 preds[name] = _per_example(p, idx, mask, n)
             for comp in vocab.COMPOSITIONS:
                 seen = preds[comp] >= 0
@@ -131,8 +139,15 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
                 both = (preds["random"] >= 0) & (preds["random2"] >= 0)
                 flip = _share((preds["random"] != preds["random2"]) & both, both)
         for comp in vocab.COMPOSITIONS:
-            records.append({"batch_size": b, "full": size == vocab.FULL, "composition": comp,
-                            "accuracy": acc[comp], "flip_rate": flip if comp == "random" else nan})
+            records.append(
+                {
+                    "batch_size": b,
+                    "full": size == vocab.FULL,
+                    "composition": comp,
+                    "accuracy": acc[comp],
+                    "flip_rate": flip if comp == "random" else nan,
+                }
+            )
     return records
 
 
@@ -144,6 +159,7 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the affine fold
+
 
 def unstack(tree, i: int):
     return jax.tree.map(lambda a: a[i], tree)
@@ -158,8 +174,10 @@ def fold(graphdef, params, stats) -> tuple[np.ndarray, np.ndarray]:
     model = nnx.merge(graphdef, params, stats)
     spec = model.spec
     if not spec.foldable:
-        raise ValueError(f"only identity activation with norm in {vocab.AFFINE_NORMS} folds "
-                         f"into one affine map, got {spec.activation}+{spec.norm}")
+        raise ValueError(
+            f"only identity activation with norm in {vocab.AFFINE_NORMS} folds "
+            f"into one affine map, got {spec.activation}+{spec.norm}"
+        )
     f64 = lambda v: np.asarray(v[...], np.float64)  # noqa: E731
     w = np.eye(spec.in_features)
     b = np.zeros(spec.in_features)
@@ -194,6 +212,7 @@ def fold_check(graphdef, params, stats, x) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- affinity gap
 
+
 def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
     """Midpoint defect of f relative to the logit spread, per model; ~1e-7 for an affine f."""
     x = np.asarray(x, np.float32)
@@ -202,13 +221,14 @@ def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -
     j = rng.integers(0, len(x), pairs)
     xs = np.concatenate([x[i], x[j], (x[i] + x[j]) / 2])
     f = logits(graphdef, params, stats, xs).astype(np.float64)
-    fx, fy, fm = f[:, :pairs], f[:, pairs: 2 * pairs], f[:, 2 * pairs:]
+    fx, fy, fm = f[:, :pairs], f[:, pairs : 2 * pairs], f[:, 2 * pairs :]
     defect = np.linalg.norm(fm - (fx + fy) / 2, axis=-1).mean(-1)
     spread = np.linalg.norm(fx - fx.mean(1, keepdims=True), axis=-1).mean(-1)
     return defect / spread
 
 
 # ---------------------------------------------------------------- gradients at initialization
+
 
 @partial(jax.jit, static_argnames="graphdef")
 def _grad_norms(graphdef, params, stats, xb, yb):
@@ -237,6 +257,7 @@ def grad_norms_init(spec: models.ModelSpec, seeds, x_train, y_train, batch_size:
 
 # ---------------------------------------------------------------- decision boundaries
 
+
 def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: float = 0.25) -> dict:
     """Predictions on a grid over the 2-D data range: inference mode for every model, and for
     batch-statistics models also with the whole grid as one batch."""
@@ -250,21 +271,27 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
     xx, yy = np.meshgrid(xs, ys)
     grid = np.stack([xx.ravel(), yy.ravel()], 1)
     m = jax.tree.leaves(params)[0].shape[0]
-    out = {"xx": xx, "yy": yy,
-           "pred_inference": logits(graphdef, params, stats, grid).argmax(-1).reshape(m, *xx.shape)}
+    out = {
+        "xx": xx,
+        "yy": yy,
+        "pred_inference": logits(graphdef, params, stats, grid).argmax(-1).reshape(m, *xx.shape),
+    }
     model = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0))
     if model.spec.uses_batch_stats:
         idx = jnp.arange(len(grid))[None]
-        pred = _batch_stat_predict(graphdef, params, stats, jnp.asarray(grid), idx,
-                                   jnp.ones_like(idx, bool))
+        pred = _batch_stat_predict(
+            graphdef, params, stats, jnp.asarray(grid), idx, jnp.ones_like(idx, bool)
+        )
         out["pred_batch"] = np.asarray(pred).reshape(m, *xx.shape)
     return out
 
 
 # ---------------------------------------------------------------- everything, for one cell
 
-def measure(spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes,
-            batch_size: int) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
+
+def measure(
+    spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes, batch_size: int
+) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
     """Everything measured on one trained cell, per model (seed x learning rate):
 
     - scalars: column name -> (models,) array; metrics that do not apply to this architecture
@@ -285,7 +312,10 @@ def measure(spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_si
     fold_cols = fold_check(g, p, s, ds.x_test) if spec.foldable else {}
     for key in ("fold_max_dev", "fold_rel_dev", "fold_agreement"):
         cols[key] = fold_cols.get(key, nan)
-    batch = (batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes)
-             if spec.uses_batch_stats else [])
+    batch = (
+        batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes)
+        if spec.uses_batch_stats
+        else []
+    )
     grads = grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size)
     return cols, batch, grads

@@ -21,7 +21,6 @@ import pandas as pd
 
 from bnstudy import vocab
 
-
 TEMP_SUFFIX = ".tmp"
 
 
@@ -93,8 +92,15 @@ ROW_KEYS = ["experiment", *RUN_KEYS]
 WALL_CLOCK = ["train_seconds"]
 
 
-def run_tables(ident: dict, seeds, lrs, scalars: dict, batch: list[dict], grads: np.ndarray,
-               history: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+def run_tables(
+    ident: dict,
+    seeds,
+    lrs,
+    scalars: dict,
+    batch: list[dict],
+    grads: np.ndarray,
+    history: dict[str, np.ndarray],
+) -> dict[str, pd.DataFrame]:
     """The tables of one trained cell, from what `bnstudy.probes.measure` and the trainer return.
 
     `ident`: the cell keys (plus groups); `seeds`, `lrs`: one entry per model; `scalars`: column
@@ -106,19 +112,50 @@ def run_tables(ident: dict, seeds, lrs, scalars: dict, batch: list[dict], grads:
     m = len(models)
     run = pd.concat([models, pd.DataFrame(scalars)], axis=1)
     epochs = next(iter(history.values())).shape[0]
-    hist = pd.concat([models.loc[np.tile(np.arange(m), epochs)].reset_index(drop=True),
-                      pd.DataFrame({"epoch": np.repeat(np.arange(1, epochs + 1), m),
-                                    **{k: np.asarray(v).ravel() for k, v in history.items()}})], axis=1)
+    hist = pd.concat(
+        [
+            models.loc[np.tile(np.arange(m), epochs)].reset_index(drop=True),
+            pd.DataFrame(
+                {
+                    "epoch": np.repeat(np.arange(1, epochs + 1), m),
+                    **{k: np.asarray(v).ravel() for k, v in history.items()},
+                }
+            ),
+        ],
+        axis=1,
+    )
     batchstats = pd.concat(
-        [pd.concat([models, pd.DataFrame({k: np.broadcast_to(v, m) for k, v in r.items()})], axis=1)
-         for r in batch] or [models.iloc[:0].assign(batch_size=0, full=False, composition="",
-                                                    accuracy=0.0, flip_rate=0.0)], ignore_index=True)
-    layers = pd.concat([models.loc[np.repeat(np.arange(m), grads.shape[1])].reset_index(drop=True),
-                        pd.DataFrame({"layer": np.tile(np.arange(grads.shape[1]), m),
-                                      "grad_norm_init": np.asarray(grads, np.float64).ravel()})], axis=1)
-    return {"run": run, "history": _sort(hist, RUN_KEYS + ["epoch"]),
-            "batchstats": _sort(batchstats, RUN_KEYS + ["full", "batch_size", "composition"]),
-            "layers": _sort(layers, RUN_KEYS + ["layer"])}
+        [
+            pd.concat(
+                [models, pd.DataFrame({k: np.broadcast_to(v, m) for k, v in r.items()})], axis=1
+            )
+            for r in batch
+        ]
+        or [
+            models.iloc[:0].assign(
+                batch_size=0, full=False, composition="", accuracy=0.0, flip_rate=0.0
+            )
+        ],
+        ignore_index=True,
+    )
+    layers = pd.concat(
+        [
+            models.loc[np.repeat(np.arange(m), grads.shape[1])].reset_index(drop=True),
+            pd.DataFrame(
+                {
+                    "layer": np.tile(np.arange(grads.shape[1]), m),
+                    "grad_norm_init": np.asarray(grads, np.float64).ravel(),
+                }
+            ),
+        ],
+        axis=1,
+    )
+    return {
+        "run": run,
+        "history": _sort(hist, RUN_KEYS + ["epoch"]),
+        "batchstats": _sort(batchstats, RUN_KEYS + ["full", "batch_size", "composition"]),
+        "layers": _sort(layers, RUN_KEYS + ["layer"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,16 +173,20 @@ def select_lr(runs: pd.DataFrame) -> pd.Series:
     smaller learning rate. Every seed's row of the selected learning rate is marked. The test
     split plays no part.
     """
-    per_lr = (runs.assign(val_acc=runs["val_acc"].fillna(0.0))
-              .groupby(CELL_KEYS + ["lr"], sort=True)
-              .agg(val_acc=("val_acc", "mean"), diverged=("diverged", "any"))
-              .reset_index())
+    per_lr = (
+        runs.assign(val_acc=runs["val_acc"].fillna(0.0))
+        .groupby(CELL_KEYS + ["lr"], sort=True)
+        .agg(val_acc=("val_acc", "mean"), diverged=("diverged", "any"))
+        .reset_index()
+    )
     any_stable = per_lr.groupby(CELL_KEYS)["diverged"].transform(lambda d: (~d).any())
     eligible = per_lr[~per_lr["diverged"] | ~any_stable]
     # highest mean val_acc, then smallest lr: sort and take the first of each cell
-    best = (eligible.sort_values(CELL_KEYS + ["val_acc", "lr"],
-                                 ascending=[True] * len(CELL_KEYS) + [False, True], kind="stable")
-            .drop_duplicates(CELL_KEYS)[CELL_KEYS + ["lr"]])
+    best = eligible.sort_values(
+        CELL_KEYS + ["val_acc", "lr"],
+        ascending=[True] * len(CELL_KEYS) + [False, True],
+        kind="stable",
+    ).drop_duplicates(CELL_KEYS)[CELL_KEYS + ["lr"]]
     key = pd.MultiIndex.from_frame(runs[CELL_KEYS + ["lr"]])
     return pd.Series(key.isin(pd.MultiIndex.from_frame(best)), index=runs.index, name="selected")
 
@@ -157,13 +198,18 @@ def _decimal_lr(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(lr=df["lr"].map(lrs).astype("float64"))
 
 
-ORDER = {"experiment": tuple(vocab.EXPERIMENTS), "dataset": tuple(vocab.DATASETS),
-         "activation": tuple(vocab.ACTIVATIONS), "norm": tuple(vocab.NORMS),
-         "placement": tuple(vocab.PLACEMENTS)}
+ORDER = {
+    "experiment": tuple(vocab.EXPERIMENTS),
+    "dataset": tuple(vocab.DATASETS),
+    "activation": tuple(vocab.ACTIVATIONS),
+    "norm": tuple(vocab.NORMS),
+    "placement": tuple(vocab.PLACEMENTS),
+}
 
 
 def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Sort rows by `keys`, names in the study's canonical order (not alphabetical)."""
+
     def key(col: pd.Series) -> pd.Series:
         return col.map(ORDER[col.name].index) if col.name in ORDER else col
 
@@ -207,24 +253,42 @@ def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.Data
     """
     from bnstudy import grid
 
-    cells = {tuple(getattr(c, k) for k in CELL_KEYS): m
-             for c, m in grid.cells({"experiments": experiments}).items()}
+    cells = {
+        tuple(getattr(c, k) for k in CELL_KEYS): m
+        for c, m in grid.cells({"experiments": experiments}).items()
+    }
     runs = _decimal_lr(_read_cells(files["run"], cells))
     runs = runs.drop(columns=[c for c in WALL_CLOCK if c in runs.columns])
     if runs.duplicated(RUN_KEYS).any():
         raise ValueError("a run file holds the same (seed, lr) twice")
     runs.insert(0, "selected", select_lr(runs))
-    membership = pd.DataFrame([(*cell, e) for cell, members in cells.items() for e in members],
-                              columns=[*CELL_KEYS, "experiment"])
+    membership = pd.DataFrame(
+        [(*cell, e) for cell, members in cells.items() for e in members],
+        columns=[*CELL_KEYS, "experiment"],
+    )
     first = ROW_KEYS + ["selected"]
-    out = {"metrics": _sort(membership.merge(runs, on=CELL_KEYS, how="left")
-                            .pipe(lambda d: d[first + [c for c in d.columns if c not in first]]), ROW_KEYS)}
-    extra = {"history": ["epoch"], "batchstats": ["full", "batch_size", "composition"], "layers": ["layer"]}
+    out = {
+        "metrics": _sort(
+            membership.merge(runs, on=CELL_KEYS, how="left").pipe(
+                lambda d: d[first + [c for c in d.columns if c not in first]]
+            ),
+            ROW_KEYS,
+        )
+    }
+    extra = {
+        "history": ["epoch"],
+        "batchstats": ["full", "batch_size", "composition"],
+        "layers": ["layer"],
+    }
     for kind, keys in extra.items():
         table = _decimal_lr(_read_cells(files[kind], cells, complete=kind == "history"))
-        table = table.merge(runs[RUN_KEYS + ["selected"]], on=RUN_KEYS, how="left", validate="many_to_one")
+        table = table.merge(
+            runs[RUN_KEYS + ["selected"]], on=RUN_KEYS, how="left", validate="many_to_one"
+        )
         table = membership.merge(table, on=CELL_KEYS, how="inner")
-        out[kind] = _sort(table[first + [c for c in table.columns if c not in first]], ROW_KEYS + keys)
+        out[kind] = _sort(
+            table[first + [c for c in table.columns if c not in first]], ROW_KEYS + keys
+        )
     return out
 
 
@@ -232,10 +296,15 @@ def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.Data
 # Reading the study's tables back, by their input names (vocab.INPUTS)
 # ---------------------------------------------------------------------------------------------
 
+
 def read_benchmarks(files) -> pd.DataFrame:
     """Snakemake benchmark TSVs, one row per file, with the file's path as given in `file`."""
     frames = [pd.read_csv(f, sep="\t").assign(file=str(f)) for f in files]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file", "s", "max_rss"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["file", "s", "max_rss"])
+    )
 
 
 def read_inputs(paths: dict) -> dict:

@@ -42,7 +42,7 @@ COMPARISONS = {
         (ZSCORE_ONLY, LINEAR),
         (BN_ONLY, RELU_BN),
         (ZSCORE_ONLY, RELU_BN),
-        *(((("identity", n), LINEAR) for n in vocab.PER_EXAMPLE_NORMS)),
+        *((("identity", n), LINEAR) for n in vocab.PER_EXAMPLE_NORMS),
     ),
     "E7": (
         (BN_ONLY, LINEAR),
@@ -77,14 +77,25 @@ def selected(df: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
     return out
 
 
-def summarize(df: pd.DataFrame, value: str = "test_acc", by=("experiment", *vocab.CELL_KEYS)) -> pd.DataFrame:
+def summarize(
+    df: pd.DataFrame, value: str = "test_acc", by=("experiment", *vocab.CELL_KEYS)
+) -> pd.DataFrame:
     """One row per cell: n seeds, mean, sd, and the t interval of `value` over the selected runs."""
     rows = []
     for key, g in selected(df).groupby(list(by), sort=True):
         mean, lo, hi = t_interval(g[value])
-        rows.append({**dict(zip(by, key)), "lr": g["lr"].iloc[0], "n": int(g[value].notna().sum()),
-                     "mean": mean, "sd": float(g[value].std(ddof=1)) if len(g) > 1 else np.nan,
-                     "ci_lo": lo, "ci_hi": hi, "diverged": int(g["diverged"].sum())})
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                "lr": g["lr"].iloc[0],
+                "n": int(g[value].notna().sum()),
+                "mean": mean,
+                "sd": float(g[value].std(ddof=1)) if len(g) > 1 else np.nan,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "diverged": int(g["diverged"].sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -144,8 +155,14 @@ def verdict(diff: float, p_diff: float, p_tost: float, alpha: float = ALPHA) -> 
     return "inconclusive"
 
 
-def compare(df: pd.DataFrame, experiment: str, pairs=None, margin: float = MARGIN,
-            alpha: float = ALPHA, value: str = "test_acc") -> pd.DataFrame:
+def compare(
+    df: pd.DataFrame,
+    experiment: str,
+    pairs=None,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
+    value: str = "test_acc",
+) -> pd.DataFrame:
     """Every comparison of `pairs` (default COMPARISONS[experiment]) in every setting where both
     cells exist, with Holm-corrected p-values and a verdict per row."""
     pairs = COMPARISONS.get(experiment, ()) if pairs is None else pairs
@@ -153,41 +170,99 @@ def compare(df: pd.DataFrame, experiment: str, pairs=None, margin: float = MARGI
     rows = []
     for setting, g in runs.groupby(SETTING, sort=True):
         for a, b in pairs:
-            xa, xb = (g[(g["activation"] == c[0]) & (g["norm"] == c[1])].set_index("seed")[value]
-                      .dropna() for c in (a, b))
+            xa, xb = (
+                g[(g["activation"] == c[0]) & (g["norm"] == c[1])].set_index("seed")[value].dropna()
+                for c in (a, b)
+            )
             if xa.empty or xb.empty:
                 continue
             diff, lo, hi, p = paired(xa, xb)
-            rows.append({"experiment": experiment, **dict(zip(SETTING, setting)),
-                         "a": "+".join(a), "b": "+".join(b), "n_a": len(xa), "n_b": len(xb),
-                         "mean_a": xa.mean(), "mean_b": xb.mean(), "diff": diff,
-                         "diff_lo": lo, "diff_hi": hi, "p_diff": p, "p_tost": tost(xa, xb, margin)})
-    out = pd.DataFrame(rows, columns=["experiment", *SETTING, "a", "b", "n_a", "n_b", "mean_a",
-                                      "mean_b", "diff", "diff_lo", "diff_hi", "p_diff", "p_tost"])
+            rows.append(
+                {
+                    "experiment": experiment,
+                    **dict(zip(SETTING, setting)),
+                    "a": "+".join(a),
+                    "b": "+".join(b),
+                    "n_a": len(xa),
+                    "n_b": len(xb),
+                    "mean_a": xa.mean(),
+                    "mean_b": xb.mean(),
+                    "diff": diff,
+                    "diff_lo": lo,
+                    "diff_hi": hi,
+                    "p_diff": p,
+                    "p_tost": tost(xa, xb, margin),
+                }
+            )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "experiment",
+            *SETTING,
+            "a",
+            "b",
+            "n_a",
+            "n_b",
+            "mean_a",
+            "mean_b",
+            "diff",
+            "diff_lo",
+            "diff_hi",
+            "p_diff",
+            "p_tost",
+        ],
+    )
     out["p_diff_holm"] = holm(out["p_diff"])
     out["p_tost_holm"] = holm(out["p_tost"])
     out["margin"] = margin
-    out["verdict"] = [verdict(d, p, q, alpha) for d, p, q in
-                      zip(out["diff"], out["p_diff_holm"], out["p_tost_holm"])]
+    out["verdict"] = [
+        verdict(d, p, q, alpha)
+        for d, p, q in zip(out["diff"], out["p_diff_holm"], out["p_tost_holm"])
+    ]
     return out
 
 
-def placement_effects(df: pd.DataFrame, experiment: str = "E5", alpha: float = ALPHA,
-                      value: str = "test_acc") -> pd.DataFrame:
+def placement_effects(
+    df: pd.DataFrame, experiment: str = "E5", alpha: float = ALPHA, value: str = "test_acc"
+) -> pd.DataFrame:
     """E5: post minus pre for every (dataset, activation, norm, depth, width) that has both,
     paired over seeds, Holm-corrected over the family."""
     runs = selected(df, experiment)
     rows = []
     for key, g in runs.groupby(["dataset", "activation", "norm", "depth", "width"], sort=True):
-        pre, post = (g[g["placement"] == p].set_index("seed")[value].dropna() for p in ("pre", "post"))
+        pre, post = (
+            g[g["placement"] == p].set_index("seed")[value].dropna() for p in ("pre", "post")
+        )
         if pre.empty or post.empty:
             continue
         diff, lo, hi, p = paired(post, pre)
-        rows.append({**dict(zip(["dataset", "activation", "norm", "depth", "width"], key)),
-                     "mean_pre": pre.mean(), "mean_post": post.mean(), "diff": diff,
-                     "diff_lo": lo, "diff_hi": hi, "p_diff": p})
-    out = pd.DataFrame(rows, columns=["dataset", "activation", "norm", "depth", "width", "mean_pre",
-                                      "mean_post", "diff", "diff_lo", "diff_hi", "p_diff"])
+        rows.append(
+            {
+                **dict(zip(["dataset", "activation", "norm", "depth", "width"], key)),
+                "mean_pre": pre.mean(),
+                "mean_post": post.mean(),
+                "diff": diff,
+                "diff_lo": lo,
+                "diff_hi": hi,
+                "p_diff": p,
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "activation",
+            "norm",
+            "depth",
+            "width",
+            "mean_pre",
+            "mean_post",
+            "diff",
+            "diff_lo",
+            "diff_hi",
+            "p_diff",
+        ],
+    )
     out["p_diff_holm"] = holm(out["p_diff"])
     out["significant"] = out["p_diff_holm"] < alpha
     return out
@@ -219,19 +294,34 @@ def depth_growth(depths, grad_first_layer) -> dict:
     ok = np.isfinite(g) & (g > 0)
     d, g = d[ok], g[ok]
     if len(np.unique(d)) < 2:
-        return {"factor": np.nan, "factor_lo": np.nan, "factor_hi": np.nan, "p": np.nan, "n": len(d)}
+        return {
+            "factor": np.nan,
+            "factor_lo": np.nan,
+            "factor_hi": np.nan,
+            "p": np.nan,
+            "n": len(d),
+        }
     fit = stats.linregress(d, np.log(g))
     tcrit = stats.t.ppf(0.5 + LEVEL / 2, len(d) - 2) if len(d) > 2 else np.nan
-    return {"factor": float(np.exp(fit.slope)),
-            "factor_lo": float(np.exp(fit.slope - tcrit * fit.stderr)),
-            "factor_hi": float(np.exp(fit.slope + tcrit * fit.stderr)),
-            "p": float(fit.pvalue) if len(d) > 2 else np.nan, "n": int(len(d))}
+    return {
+        "factor": float(np.exp(fit.slope)),
+        "factor_lo": float(np.exp(fit.slope - tcrit * fit.stderr)),
+        "factor_hi": float(np.exp(fit.slope + tcrit * fit.stderr)),
+        "p": float(fit.pvalue) if len(d) > 2 else np.nan,
+        "n": int(len(d)),
+    }
 
 
-def study(df: pd.DataFrame, margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, pd.DataFrame]:
+def study(
+    df: pd.DataFrame, margin: float = MARGIN, alpha: float = ALPHA
+) -> dict[str, pd.DataFrame]:
     """The statistics of a metrics table: "summary" (per cell), "comparisons" (every family of
     COMPARISONS the table has runs for) and "placement" (E5)."""
-    comparisons = pd.concat([compare(df, e, margin=margin, alpha=alpha) for e in COMPARISONS],
-                            ignore_index=True)
-    return {"summary": summarize(df), "comparisons": comparisons,
-            "placement": placement_effects(df, alpha=alpha)}
+    comparisons = pd.concat(
+        [compare(df, e, margin=margin, alpha=alpha) for e in COMPARISONS], ignore_index=True
+    )
+    return {
+        "summary": summarize(df),
+        "comparisons": comparisons,
+        "placement": placement_effects(df, alpha=alpha),
+    }

@@ -25,7 +25,11 @@ def plain(tex: str) -> str:
 
 
 def _macros(path: Path) -> dict:
-    return dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", path.read_text())) if path.is_file() else {}
+    return (
+        dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", path.read_text()))
+        if path.is_file()
+        else {}
+    )
 
 
 def headline(comparisons) -> list[str]:
@@ -33,10 +37,15 @@ def headline(comparisons) -> list[str]:
     from bnstudy.names import label
 
     a, b = ("+".join(vocab.BN_ONLY), "+".join(vocab.LINEAR))
-    rows = comparisons[(comparisons["experiment"] == "E1") & (comparisons["a"] == a) & (comparisons["b"] == b)]
-    return [f"  {label(r.dataset):<14} identity + BatchNorm {100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%"
-            f"   difference {100 * r.diff:+.1f} points [{100 * r.diff_lo:+.1f}, {100 * r.diff_hi:+.1f}]:"
-            f" {r.verdict}" for r in rows.itertuples()]
+    rows = comparisons[
+        (comparisons["experiment"] == "E1") & (comparisons["a"] == a) & (comparisons["b"] == b)
+    ]
+    return [
+        f"  {label(r.dataset):<14} identity + BatchNorm {100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%"
+        f"   difference {100 * r.diff:+.1f} points [{100 * r.diff_lo:+.1f}, {100 * r.diff_hi:+.1f}]:"
+        f" {r.verdict}"
+        for r in rows.itertuples()
+    ]
 
 
 def success(root: str | Path = ".") -> str:
@@ -47,27 +56,38 @@ def success(root: str | Path = ".") -> str:
     lines = [RULE]
     m = _macros(root / grid.MACROS)
     if "AnswerSentence" in m:
-        lines += ["Can BatchNorm alone serve as the nonlinearity?  " + plain(m["AnswerSentence"]),
-                  plain(m.get("Recommendation", ""))]
+        lines += [
+            "Can BatchNorm alone serve as the nonlinearity?  " + plain(m["AnswerSentence"]),
+            plain(m.get("Recommendation", "")),
+        ]
     comparisons = root / grid.STUDY_FILES["comparisons"]
     if comparisons.is_file():
         rows = headline(pd.read_csv(comparisons))
         if rows:
-            lines += ["", "Test accuracy, mean over seeds (paired t interval of the difference):", *rows]
+            lines += [
+                "",
+                "Test accuracy, mean over seeds (paired t interval of the difference):",
+                *rows,
+            ]
     paper = root / grid.PAPER
     if paper.is_file():
         lines += ["", f"The paper:       {grid.PAPER}"]
     if (root / grid.STUDY_FILES["metrics"]).is_file():
-        lines += [f"Every run:       {grid.STUDY_FILES['metrics']} (and {grid.METRICS_CSV})",
-                  "The HTML report: snakemake --report results/report.html"
-                  "  (add the --configfile of this run, if any)"]
+        lines += [
+            f"Every run:       {grid.STUDY_FILES['metrics']} (and {grid.METRICS_CSV})",
+            "The HTML report: snakemake --report results/report.html"
+            "  (add the --configfile of this run, if any)",
+        ]
     return "\n".join(lines + [RULE])
 
 
 def failure(snakemake_logs, tail: int = 15) -> str:
     """The closing message of a failed run: each failed job, its log file and the log's last lines.
     `snakemake_logs`: Snakemake's log file(s) of the run (the `log` of an onerror handler)."""
-    logs = [Path(p) for p in ([snakemake_logs] if isinstance(snakemake_logs, (str, Path)) else snakemake_logs)]
+    logs = [
+        Path(p)
+        for p in ([snakemake_logs] if isinstance(snakemake_logs, (str, Path)) else snakemake_logs)
+    ]
     text = "\n".join(p.read_text(errors="replace") for p in logs if p.is_file())
     lines = [RULE, "The run failed."]
     for block in re.split(r"\n(?=Error in rule )", text)[1:]:
@@ -75,8 +95,10 @@ def failure(snakemake_logs, tail: int = 15) -> str:
         job_log = re.search(r"^\s+log: (\S+)", block, re.M)
         wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
         lines.append("")
-        lines.append(f"Failed job: rule {rule.group(1) if rule else '?'}"
-                     + (f" ({wildcards.group(1)})" if wildcards else ""))
+        lines.append(
+            f"Failed job: rule {rule.group(1) if rule else '?'}"
+            + (f" ({wildcards.group(1)})" if wildcards else "")
+        )
         if job_log:
             path = Path(job_log.group(1))
             lines.append(f"Its log: {path}")

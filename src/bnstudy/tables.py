@@ -13,12 +13,17 @@ import pandas as pd
 
 from bnstudy import grid, stats, vocab
 from bnstudy.formats import acc_cell, acc_ci, diff_ci, pct, pvalue, sci, seconds, tex_escape
-from bnstudy.names import canonical, composition, comparison_label, label, network, ordered
+from bnstudy.names import canonical, comparison_label, composition, label, network, ordered
 
 
 def tabular(header: list[str], rows: list[list[str]], align: str, rules_before=()) -> str:
     """A booktabs tabular with a \\midrule before each row index in `rules_before`."""
-    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
+    lines = [
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(header) + " \\\\",
+        "\\midrule",
+    ]
     for i, row in enumerate(rows):
         if i in rules_before and i > 0:
             lines.append("\\midrule")
@@ -47,8 +52,14 @@ def _is(frame: pd.DataFrame, **keys) -> pd.Series:
 
 
 # The compositions the main table shows (those the run has), in this order.
-MAIN_CELLS = (vocab.LINEAR, vocab.BN_ONLY, vocab.ZSCORE_ONLY,
-              *(("identity", n) for n in vocab.PER_EXAMPLE_NORMS), ("relu", "none"), vocab.RELU_BN)
+MAIN_CELLS = (
+    vocab.LINEAR,
+    vocab.BN_ONLY,
+    vocab.ZSCORE_ONLY,
+    *(("identity", n) for n in vocab.PER_EXAMPLE_NORMS),
+    ("relu", "none"),
+    vocab.RELU_BN,
+)
 
 
 def main(summary: pd.DataFrame, experiment: str = "E1") -> str:
@@ -71,39 +82,91 @@ def main(summary: pd.DataFrame, experiment: str = "E1") -> str:
 
 def comparisons(comparisons: pd.DataFrame) -> str:
     """One row per comparison: mean per-seed difference [t CI] in points, Holm p-values, verdict."""
-    header = ["Exp.", "Dataset", "A", "B", "$\\Delta$ (points)", "$p$ (Holm)",
-              "$p_{\\mathrm{TOST}}$ (Holm)", "Verdict"]
+    header = [
+        "Exp.",
+        "Dataset",
+        "A",
+        "B",
+        "$\\Delta$ (points)",
+        "$p$ (Holm)",
+        "$p_{\\mathrm{TOST}}$ (Holm)",
+        "Verdict",
+    ]
     comp = canonical(comparisons, ["experiment", *vocab.SETTING_KEYS])
-    rows = [[r.experiment, _dataset_label(comp, r), comparison_label(r.a), comparison_label(r.b),
-             diff_ci(r.diff, r.diff_lo, r.diff_hi), pvalue(r.p_diff_holm), pvalue(r.p_tost_holm),
-             r.verdict] for r in comp.itertuples()]
-    return tabular(header, rows, "llllrrrl", _changes(list(zip(comp["experiment"], comp["dataset"]))))
+    rows = [
+        [
+            r.experiment,
+            _dataset_label(comp, r),
+            comparison_label(r.a),
+            comparison_label(r.b),
+            diff_ci(r.diff, r.diff_lo, r.diff_hi),
+            pvalue(r.p_diff_holm),
+            pvalue(r.p_tost_holm),
+            r.verdict,
+        ]
+        for r in comp.itertuples()
+    ]
+    return tabular(
+        header, rows, "llllrrrl", _changes(list(zip(comp["experiment"], comp["dataset"])))
+    )
 
 
 def fold(metrics: pd.DataFrame, experiment: str = "E2") -> str:
     """E2, over all trained networks of each kind (every seed and learning rate): the largest fold
     deviation, the lowest agreement of the folded map, the median and largest affinity gap."""
     runs = metrics[metrics["experiment"] == experiment]
-    header = ["Dataset", "Network", "Nets", "max fold dev.", "min agreement (\\%)",
-              "median affinity gap", "max affinity gap"]
-    keys = canonical(runs[["dataset", "activation", "norm"]].drop_duplicates(), ["dataset", "activation", "norm"])
+    header = [
+        "Dataset",
+        "Network",
+        "Nets",
+        "max fold dev.",
+        "min agreement (\\%)",
+        "median affinity gap",
+        "max affinity gap",
+    ]
+    keys = canonical(
+        runs[["dataset", "activation", "norm"]].drop_duplicates(), ["dataset", "activation", "norm"]
+    )
     rows = []
     for k in keys.itertuples():
         g = runs[_is(runs, dataset=k.dataset, activation=k.activation, norm=k.norm)]
         folded = g["fold_max_dev"].dropna()
-        rows.append([label(k.dataset), composition(k.activation, k.norm), str(len(g)),
-                     f"${sci(folded.max())}$" if len(folded) else "--",
-                     pct(g["fold_agreement"].min(), 2) if len(folded) else "--",
-                     f"${sci(g['affine_gap'].median())}$", f"${sci(g['affine_gap'].max())}$"])
+        rows.append(
+            [
+                label(k.dataset),
+                composition(k.activation, k.norm),
+                str(len(g)),
+                f"${sci(folded.max())}$" if len(folded) else "--",
+                pct(g["fold_agreement"].min(), 2) if len(folded) else "--",
+                f"${sci(g['affine_gap'].median())}$",
+                f"${sci(g['affine_gap'].max())}$",
+            ]
+        )
     return tabular(header, rows, "llrrrrr", _changes(list(keys["dataset"])))
 
 
 def placement(placement: pd.DataFrame) -> str:
     """E5: pre vs post test accuracy and the Holm-corrected difference test per composition."""
-    header = ["Dataset", "Network", "pre (\\%)", "post (\\%)", "$\\Delta$ post$-$pre (points)", "$p$ (Holm)"]
+    header = [
+        "Dataset",
+        "Network",
+        "pre (\\%)",
+        "post (\\%)",
+        "$\\Delta$ post$-$pre (points)",
+        "$p$ (Holm)",
+    ]
     e = canonical(placement, ["dataset", "activation", "norm", "depth", "width"])
-    rows = [[label(r.dataset), composition(r.activation, r.norm), pct(r.mean_pre), pct(r.mean_post),
-             diff_ci(r.diff, r.diff_lo, r.diff_hi), pvalue(r.p_diff_holm)] for r in e.itertuples()]
+    rows = [
+        [
+            label(r.dataset),
+            composition(r.activation, r.norm),
+            pct(r.mean_pre),
+            pct(r.mean_post),
+            diff_ci(r.diff, r.diff_lo, r.diff_hi),
+            pvalue(r.p_diff_holm),
+        ]
+        for r in e.itertuples()
+    ]
     return tabular(header, rows, "llrrrr", _changes(list(e["dataset"])))
 
 
@@ -116,7 +179,9 @@ def first_epoch_loss(history: pd.DataFrame, experiment: str = "E7") -> pd.DataFr
     h = stats.selected(history, experiment)
     h = h[(h["activation"] == "identity") & h["norm"].isin(DYNAMICS_NORMS)]
     first = h[h["epoch"] == h.groupby("dataset")["epoch"].transform("min")]
-    return first.groupby(["dataset", "norm"])["train_loss"].mean().rename("loss_first").reset_index()
+    return (
+        first.groupby(["dataset", "norm"])["train_loss"].mean().rename("loss_first").reset_index()
+    )
 
 
 def dynamics(metrics: pd.DataFrame, history: pd.DataFrame, experiment: str = "E7") -> str:
@@ -125,15 +190,27 @@ def dynamics(metrics: pd.DataFrame, history: pd.DataFrame, experiment: str = "E7
     runs = stats.selected(metrics, experiment)
     runs = runs[(runs["activation"] == "identity") & runs["norm"].isin(DYNAMICS_NORMS)]
     first = first_epoch_loss(history, experiment)
-    header = ["Dataset", "Network", "test acc. (\\%)", "train loss, epoch 1", "train loss, last epoch"]
+    header = [
+        "Dataset",
+        "Network",
+        "test acc. (\\%)",
+        "train loss, epoch 1",
+        "train loss, last epoch",
+    ]
     keys = canonical(runs[["dataset", "norm"]].drop_duplicates(), ["dataset", "norm"])
     rows = []
     for k in keys.itertuples():
         g = runs[_is(runs, dataset=k.dataset, norm=k.norm)]
         loss1 = first[_is(first, dataset=k.dataset, norm=k.norm)]["loss_first"]
-        rows.append([label(k.dataset), network("identity", k.norm),
-                     acc_ci(*stats.t_interval(g["test_acc"])),
-                     _loss(loss1.iloc[0] if len(loss1) else np.nan), _loss(g["train_loss"].mean())])
+        rows.append(
+            [
+                label(k.dataset),
+                network("identity", k.norm),
+                acc_ci(*stats.t_interval(g["test_acc"])),
+                _loss(loss1.iloc[0] if len(loss1) else np.nan),
+                _loss(g["train_loss"].mean()),
+            ]
+        )
     return tabular(header, rows, "llrrr", _changes(list(keys["dataset"])))
 
 
@@ -146,8 +223,12 @@ def cell_seconds(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> pd.DataFram
     training benchmark file (grid.TRAIN_BENCHMARK), NaN where `benchmarks` has none."""
     cells = metrics.drop_duplicates(["experiment", *vocab.CELL_KEYS]).copy()
     seconds_of = dict(zip(benchmarks["file"], benchmarks["s"]))
-    cells["bench_s"] = [seconds_of.get(grid.Cell(*(getattr(r, k) for k in vocab.CELL_KEYS)).path(
-        grid.TRAIN_BENCHMARK), np.nan) for r in cells.itertuples()]
+    cells["bench_s"] = [
+        seconds_of.get(
+            grid.Cell(*(getattr(r, k) for k in vocab.CELL_KEYS)).path(grid.TRAIN_BENCHMARK), np.nan
+        )
+        for r in cells.itertuples()
+    ]
     return cells
 
 
@@ -163,10 +244,17 @@ def compute(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> str:
         wall = seconds(c["bench_s"].sum()) if c["bench_s"].notna().any() else "--"
         return [name, str(len(runs)), str(len(c)), devices, wall]
 
-    rows = [row(e, metrics[metrics["experiment"] == e], cells[cells["experiment"] == e])
-            for e in ordered(metrics["experiment"], vocab.EXPERIMENTS)]
-    rows.append(row("All (distinct)", metrics.drop_duplicates(list(vocab.RUN_KEYS)),
-                    cells.drop_duplicates(list(vocab.CELL_KEYS))))
+    rows = [
+        row(e, metrics[metrics["experiment"] == e], cells[cells["experiment"] == e])
+        for e in ordered(metrics["experiment"], vocab.EXPERIMENTS)
+    ]
+    rows.append(
+        row(
+            "All (distinct)",
+            metrics.drop_duplicates(list(vocab.RUN_KEYS)),
+            cells.drop_duplicates(list(vocab.CELL_KEYS)),
+        )
+    )
     return tabular(header, rows, "lrrlr", [len(rows) - 1])
 
 

@@ -44,15 +44,21 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+            raise ValueError(
+                f"seeds must be a non-empty list of distinct integers, got {self.seeds}"
+            )
         if not self.lrs or any(not lr > 0 for lr in self.lrs):
             raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
 
     @property
     def model_seeds(self) -> np.ndarray:
@@ -66,8 +72,10 @@ class TrainConfig:
 def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
     """(init keys, data-order keys), one per model, derived from the seeds alone."""
     base = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-    return (jax.vmap(lambda k: jax.random.fold_in(k, 0))(base),
-            jax.vmap(lambda k: jax.random.fold_in(k, 1))(base))
+    return (
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(base),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(base),
+    )
 
 
 @partial(jax.jit, static_argnums=0)
@@ -102,7 +110,11 @@ def accuracy(logits, labels):
 
 def _all_finite(tree) -> jax.Array:
     leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+    return (
+        jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+        if leaves
+        else jnp.array(True)
+    )
 
 
 def evaluate(graphdef, params, stats, x, y, chunk: int = 8192):
@@ -141,9 +153,14 @@ def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
     ok = finite & ~state.diverged
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
     newly_diverged = ~state.diverged & ~finite
-    state = ModelState(keep(new_params, state.params), keep(new_stats, state.stats),
-                       keep(new_opt_state, state.opt_state), state.diverged | ~finite,
-                       jnp.where(newly_diverged, state.step, state.diverged_step), state.step + 1)
+    state = ModelState(
+        keep(new_params, state.params),
+        keep(new_stats, state.stats),
+        keep(new_opt_state, state.opt_state),
+        state.diverged | ~finite,
+        jnp.where(newly_diverged, state.step, state.diverged_step),
+        state.step + 1,
+    )
     nan = jnp.float32(jnp.nan)
     return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan))
 
@@ -161,15 +178,23 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
         return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
 
     state, (losses, accs) = jax.lax.scan(step, state, batches)
-    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(state.params,
-                                                                                       state.stats)
+    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(
+        state.params, state.stats
+    )
     # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
-    return state, dict(train_loss=losses.mean(0), train_acc=accs.mean(0),
-                       val_loss=jnp.where(state.diverged, jnp.nan, val_loss),
-                       val_acc=jnp.where(state.diverged, jnp.nan, val_acc))
+    return state, dict(
+        train_loss=losses.mean(0),
+        train_acc=accs.mean(0),
+        val_loss=jnp.where(state.diverged, jnp.nan, val_loss),
+        val_acc=jnp.where(state.diverged, jnp.nan, val_acc),
+    )
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx", "batch_size", "n_epochs"), donate_argnames=("state",))
+@partial(
+    jax.jit,
+    static_argnames=("graphdef", "tx", "batch_size", "n_epochs"),
+    donate_argnames=("state",),
+)
 def _train_block(graphdef, tx, batch_size, n_epochs, data, lrs, data_keys, state, first_epoch):
     """`n_epochs` epochs as one scan: the compiled program reused for every block of a run."""
     epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, data, lrs, data_keys)
@@ -195,8 +220,9 @@ class TrainResult:
     seconds: float
 
 
-def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_val,
-          log=sys.stderr) -> TrainResult:
+def train(
+    spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_val, log=sys.stderr
+) -> TrainResult:
     """Train all seeds x learning rates of one cell; returns the final stacked models."""
     start = time.perf_counter()
     n = x_train.shape[0]
@@ -207,8 +233,14 @@ def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_v
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
     opt_state = jax.jit(jax.vmap(tx.init))(params)
     m = len(seeds)
-    state = ModelState(params, stats, opt_state, jnp.zeros(m, bool), jnp.full(m, -1, jnp.int32),
-                       jnp.zeros(m, jnp.int32))
+    state = ModelState(
+        params,
+        stats,
+        opt_state,
+        jnp.zeros(m, bool),
+        jnp.full(m, -1, jnp.int32),
+        jnp.zeros(m, jnp.int32),
+    )
     data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val))
     _, data_keys = jax.jit(model_keys)(jnp.asarray(seeds))
     lrs_dev = jnp.asarray(lrs)
@@ -216,16 +248,28 @@ def train(spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_v
     block = _block_size(cfg.epochs)
     history = []
     for first in range(0, cfg.epochs, block):
-        state, hist = _train_block(graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys,
-                                   state, jnp.int32(first))
+        state, hist = _train_block(
+            graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys, state, jnp.int32(first)
+        )
         hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
-        print(f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
-              f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
-              f"diverged {int(np.asarray(state.diverged).sum())}/{m}, {time.perf_counter() - start:.1f}s",
-              file=log, flush=True)
+        print(
+            f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
+            f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
+            f"diverged {int(np.asarray(state.diverged).sum())}/{m}, {time.perf_counter() - start:.1f}s",
+            file=log,
+            flush=True,
+        )
     history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
-    return TrainResult(graphdef, state.params, state.stats, np.asarray(state.diverged),
-                       np.asarray(state.diverged_step), history, seeds, lrs,
-                       time.perf_counter() - start)
+    return TrainResult(
+        graphdef,
+        state.params,
+        state.stats,
+        np.asarray(state.diverged),
+        np.asarray(state.diverged_step),
+        history,
+        seeds,
+        lrs,
+        time.perf_counter() - start,
+    )

@@ -125,8 +125,17 @@ CONFIDENCE_LEVEL = 0.95
 # --------------------------------------------------------------------------------- outputs
 
 # The study's tables that the figures and tables read; `bnstudy.grid.STUDY_FILES` has their paths.
-INPUTS = ("metrics", "history", "batchstats", "layers", "boundaries",
-          "summary", "comparisons", "placement", "benchmarks")
+INPUTS = (
+    "metrics",
+    "history",
+    "batchstats",
+    "layers",
+    "boundaries",
+    "summary",
+    "comparisons",
+    "placement",
+    "benchmarks",
+)
 
 
 @dataclass(frozen=True)
@@ -144,40 +153,108 @@ class Output:
         return f"results/{self.kind}s/{self.name}.{'pdf' if self.kind == 'figure' else 'tex'}"
 
 
-OUTPUTS = {o.name: o for o in (
-    Output("e1_heatmaps", "figure", ("E1",), ("metrics",),
-           "E1: test accuracy of every activation x normalization cell per dataset, coloured by the "
-           "difference from the linear baseline (identity, no normalization; outlined)."),
-    Output("e2_collapse", "figure", ("E2",), ("metrics",),
-           "E2: affinity gap of every trained network, and the deviation between each foldable "
-           "network (identity activation with no norm, z-score or BatchNorm) and its folded affine map."),
-    Output("e3_batch_dependence", "figure", ("E3",), ("metrics", "batchstats"),
-           "E3: accuracy in batch-statistics mode against the test batch size for random and "
-           "one-class batches, and the flip rate when only the batch-mates change."),
-    Output("e4_depth", "figure", ("E4",), ("metrics", "layers"),
-           "E4: gradient norms at initialization against depth and per layer, and test accuracy "
-           "against depth."),
-    Output("e5_placement", "figure", ("E5",), ("metrics",),
-           "E5: test accuracy with the normalization after the activation against before it."),
-    Output("e6_boundaries", "figure", ("E6",), ("metrics", "boundaries"),
-           "E6: decision regions on the 2-D sets in inference mode, and in batch-statistics mode "
-           "for the batch-normalized networks."),
-    Output("e7_dynamics", "figure", ("E7",), ("metrics", "history"),
-           "E7: training loss and validation accuracy per epoch of identity networks with no "
-           "normalization, z-score and BatchNorm."),
-    Output("main", "table", ("E1",), ("summary",),
-           "E1: test accuracy of the key networks per dataset, mean and 95% t interval over seeds."),
-    Output("comparisons", "table", ("E1", "E7"), ("comparisons",),
-           "E1 and E7: the comparisons behind the verdict, with paired tests and verdict words."),
-    Output("fold", "table", ("E2",), ("metrics",),
-           "E2: fold deviation, agreement of the folded map and affinity gap per network kind."),
-    Output("placement", "table", ("E5",), ("placement",),
-           "E5: test accuracy before and after the activation and the paired difference test."),
-    Output("dynamics", "table", ("E7",), ("metrics", "history"),
-           "E7: test accuracy and training loss after the first and the last epoch."),
-    Output("compute", "table", (), ("metrics", "benchmarks"),
-           "Compute used per experiment: runs, cells, devices and training wall time."),
-)}
+OUTPUTS = {
+    o.name: o
+    for o in (
+        Output(
+            "e1_heatmaps",
+            "figure",
+            ("E1",),
+            ("metrics",),
+            "E1: test accuracy of every activation x normalization cell per dataset, coloured by the "
+            "difference from the linear baseline (identity, no normalization; outlined).",
+        ),
+        Output(
+            "e2_collapse",
+            "figure",
+            ("E2",),
+            ("metrics",),
+            "E2: affinity gap of every trained network, and the deviation between each foldable "
+            "network (identity activation with no norm, z-score or BatchNorm) and its folded affine map.",
+        ),
+        Output(
+            "e3_batch_dependence",
+            "figure",
+            ("E3",),
+            ("metrics", "batchstats"),
+            "E3: accuracy in batch-statistics mode against the test batch size for random and "
+            "one-class batches, and the flip rate when only the batch-mates change.",
+        ),
+        Output(
+            "e4_depth",
+            "figure",
+            ("E4",),
+            ("metrics", "layers"),
+            "E4: gradient norms at initialization against depth and per layer, and test accuracy "
+            "against depth.",
+        ),
+        Output(
+            "e5_placement",
+            "figure",
+            ("E5",),
+            ("metrics",),
+            "E5: test accuracy with the normalization after the activation against before it.",
+        ),
+        Output(
+            "e6_boundaries",
+            "figure",
+            ("E6",),
+            ("metrics", "boundaries"),
+            "E6: decision regions on the 2-D sets in inference mode, and in batch-statistics mode "
+            "for the batch-normalized networks.",
+        ),
+        Output(
+            "e7_dynamics",
+            "figure",
+            ("E7",),
+            ("metrics", "history"),
+            "E7: training loss and validation accuracy per epoch of identity networks with no "
+            "normalization, z-score and BatchNorm.",
+        ),
+        Output(
+            "main",
+            "table",
+            ("E1",),
+            ("summary",),
+            "E1: test accuracy of the key networks per dataset, mean and 95% t interval over seeds.",
+        ),
+        Output(
+            "comparisons",
+            "table",
+            ("E1", "E7"),
+            ("comparisons",),
+            "E1 and E7: the comparisons behind the verdict, with paired tests and verdict words.",
+        ),
+        Output(
+            "fold",
+            "table",
+            ("E2",),
+            ("metrics",),
+            "E2: fold deviation, agreement of the folded map and affinity gap per network kind.",
+        ),
+        Output(
+            "placement",
+            "table",
+            ("E5",),
+            ("placement",),
+            "E5: test accuracy before and after the activation and the paired difference test.",
+        ),
+        Output(
+            "dynamics",
+            "table",
+            ("E7",),
+            ("metrics", "history"),
+            "E7: test accuracy and training loss after the first and the last epoch.",
+        ),
+        Output(
+            "compute",
+            "table",
+            (),
+            ("metrics", "benchmarks"),
+            "Compute used per experiment: runs, cells, devices and training wall time.",
+        ),
+    )
+}
 FIGURES = tuple(k for k, o in OUTPUTS.items() if o.kind == "figure")
 TABLES = tuple(k for k, o in OUTPUTS.items() if o.kind == "table")
 

@@ -51,13 +51,17 @@ def unavailable_reason() -> str | None:
     """Why a cluster cannot be started here, or None when it can."""
     missing = missing_binaries()
     if missing:
-        return ("SLURM binaries missing (" + ", ".join(missing) + "); "
-                "run `bash tests/cluster/install-slurm.sh` as root to install them")
+        return (
+            "SLURM binaries missing (" + ", ".join(missing) + "); "
+            "run `bash tests/cluster/install-slurm.sh` as root to install them"
+        )
     if os.geteuid() != 0:
         return "the local SLURM cluster runs its daemons as root; run the test as root"
     if SYSTEM_CONF.exists():  # a dangling link left by an earlier test cluster is replaced
-        return (f"{SYSTEM_CONF} exists (a real or running SLURM); the local test cluster "
-                "would have to replace it, so it does not start")
+        return (
+            f"{SYSTEM_CONF} exists (a real or running SLURM); the local test cluster "
+            "would have to replace it, so it does not start"
+        )
     return None
 
 
@@ -80,9 +84,19 @@ class LocalSlurm:
     one unless `default_partition`, so a job that names none is refused.
     """
 
-    def __init__(self, root, *, gpus: int = 1, gpu_type: str = "fake", cpus: int | None = None,
-                 mem_mb: int | None = None, partition: str = "debug", account: str = "root",
-                 default_partition: bool = True, kill_wait: int = 5):
+    def __init__(
+        self,
+        root,
+        *,
+        gpus: int = 1,
+        gpu_type: str = "fake",
+        cpus: int | None = None,
+        mem_mb: int | None = None,
+        partition: str = "debug",
+        account: str = "root",
+        default_partition: bool = True,
+        kill_wait: int = 5,
+    ):
         self.root = Path(root).absolute()
         self.gpus, self.gpu_type = gpus, gpu_type
         self.cpus, self.mem_mb = cpus, mem_mb
@@ -109,16 +123,21 @@ class LocalSlurm:
             env["PATH"] = env.get("PATH", "") + ":" + sbin
         return env
 
-    def run(self, *cmd: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    def run(
+        self, *cmd: str, check: bool = True, timeout: float = 60, **kw
+    ) -> subprocess.CompletedProcess:
         """Run a client command against this cluster."""
-        res = subprocess.run(list(cmd), env=self.env, capture_output=True, text=True,
-                             timeout=timeout, **kw)
+        res = subprocess.run(
+            list(cmd), env=self.env, capture_output=True, text=True, timeout=timeout, **kw
+        )
         if check and res.returncode != 0:
-            raise ClusterError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+            raise ClusterError(
+                f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}{res.stderr}"
+            )
         return res
 
     # ------------------------------------------------------------------ start
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         try:
             self.start()
         except BaseException:
@@ -143,24 +162,43 @@ class LocalSlurm:
         self._write_configs()
         self._link_system_conf()
         self._spawn("slurmdbd", [which("slurmdbd"), "-D"])
-        self._wait("slurmdbd answers", deadline,
-                   lambda: self.run("sacctmgr", "-n", "list", "cluster", check=False).returncode == 0)
+        self._wait(
+            "slurmdbd answers",
+            deadline,
+            lambda: self.run("sacctmgr", "-n", "list", "cluster", check=False).returncode == 0,
+        )
         self.run("sacctmgr", "-i", "add", "cluster", "localslurm", check=False)
         if self.account != "root":
             self.run("sacctmgr", "-i", "add", "account", self.account, "cluster=localslurm")
-            self.run("sacctmgr", "-i", "add", "user", "root", f"account={self.account}",
-                     "cluster=localslurm")
+            self.run(
+                "sacctmgr",
+                "-i",
+                "add",
+                "user",
+                "root",
+                f"account={self.account}",
+                "cluster=localslurm",
+            )
         self._spawn("slurmctld", [which("slurmctld"), "-D", "-i", "-f", str(self.conf)])
-        self._wait("slurmctld answers", deadline,
-                   lambda: self.run("scontrol", "ping", check=False).stdout.count("UP") > 0)
+        self._wait(
+            "slurmctld answers",
+            deadline,
+            lambda: self.run("scontrol", "ping", check=False).stdout.count("UP") > 0,
+        )
         self._spawn("slurmd", [which("slurmd"), "-D", "-f", str(self.conf), "-N", self.node])
         self._wait(f"node {self.node} idle", deadline, self._node_idle)
 
     def _spawn(self, name: str, cmd: list[str], env: dict | None = None) -> None:
         log = open(self.logdir / f"{name}.out", "ab")
         self.procs[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env or self.env, start_new_session=True, cwd=self.root)
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env or self.env,
+            start_new_session=True,
+            cwd=self.root,
+        )
         log.close()
         (self.root / "run" / f"{name}.pid.started").write_text(str(self.procs[name].pid))
 
@@ -168,16 +206,19 @@ class LocalSlurm:
         while True:
             for name, p in self.procs.items():
                 if p.poll() is not None:
-                    raise ClusterError(f"{name} exited ({p.returncode}) while waiting for {what}; "
-                                       f"logs in {self.logdir}:\n{self.tail_logs()}")
+                    raise ClusterError(
+                        f"{name} exited ({p.returncode}) while waiting for {what}; "
+                        f"logs in {self.logdir}:\n{self.tail_logs()}"
+                    )
             try:
                 if ready():
                     return
             except (OSError, subprocess.SubprocessError):
                 pass
             if time.monotonic() > deadline:
-                raise ClusterError(f"timed out waiting for {what}; logs in {self.logdir}:\n"
-                                   f"{self.tail_logs()}")
+                raise ClusterError(
+                    f"timed out waiting for {what}; logs in {self.logdir}:\n{self.tail_logs()}"
+                )
             time.sleep(poll)
 
     def _start_munge(self, deadline: float) -> None:
@@ -185,39 +226,91 @@ class LocalSlurm:
         if not key.exists():
             key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o600)
-        self._spawn("munged", [
-            which("munged"), "--foreground", "--force", f"--socket={self.munge_socket}",
-            f"--key-file={key}", f"--pid-file={self.root / 'run' / 'munged.pid'}",
-            f"--log-file={self.logdir / 'munged.log'}",
-            f"--seed-file={self.root / 'munge' / 'munged.seed'}"])
-        self._wait("munged", deadline, lambda: subprocess.run(
-            f"munge -n -S {self.munge_socket} | unmunge -S {self.munge_socket}", shell=True,
-            capture_output=True).returncode == 0)
+        self._spawn(
+            "munged",
+            [
+                which("munged"),
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={self.root / 'run' / 'munged.pid'}",
+                f"--log-file={self.logdir / 'munged.log'}",
+                f"--seed-file={self.root / 'munge' / 'munged.seed'}",
+            ],
+        )
+        self._wait(
+            "munged",
+            deadline,
+            lambda: (
+                subprocess.run(
+                    f"munge -n -S {self.munge_socket} | unmunge -S {self.munge_socket}",
+                    shell=True,
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+        )
 
     def _start_mariadb(self, deadline: float) -> None:
         datadir = self.root / "mysql"
         if not (datadir / "mysql").exists():
             res = subprocess.run(
-                [which("mariadb-install-db"), "--no-defaults", "--user=root", f"--datadir={datadir}",
-                 "--auth-root-authentication-method=socket", "--skip-test-db"],
-                capture_output=True, text=True, timeout=max(10, deadline - time.monotonic()))
+                [
+                    which("mariadb-install-db"),
+                    "--no-defaults",
+                    "--user=root",
+                    f"--datadir={datadir}",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=max(10, deadline - time.monotonic()),
+            )
             if res.returncode:
                 raise ClusterError(f"mariadb-install-db failed:\n{res.stdout}{res.stderr}")
-        self._spawn("mariadbd", [
-            which("mariadbd"), "--no-defaults", "--user=root", f"--datadir={datadir}",
-            f"--socket={self.db_socket}", "--bind-address=127.0.0.1", f"--port={self.ports['db']}",
-            "--skip-name-resolve", f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
-            f"--log-error={self.logdir / 'mariadbd.log'}", "--innodb-buffer-pool-size=64M",
-            "--skip-log-bin"])
+        self._spawn(
+            "mariadbd",
+            [
+                which("mariadbd"),
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={datadir}",
+                f"--socket={self.db_socket}",
+                "--bind-address=127.0.0.1",
+                f"--port={self.ports['db']}",
+                "--skip-name-resolve",
+                f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
+                f"--log-error={self.logdir / 'mariadbd.log'}",
+                "--innodb-buffer-pool-size=64M",
+                "--skip-log-bin",
+            ],
+        )
         sql = lambda q: subprocess.run(  # noqa: E731
-            [which("mariadb"), "--no-defaults", f"--socket={self.db_socket}", "-u", "root", "-e", q],
-            capture_output=True, text=True, timeout=30)
+            [
+                which("mariadb"),
+                "--no-defaults",
+                f"--socket={self.db_socket}",
+                "-u",
+                "root",
+                "-e",
+                q,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         self._wait("mariadbd", deadline, lambda: sql("SELECT 1").returncode == 0)
-        res = sql("CREATE DATABASE IF NOT EXISTS slurm_acct_db; "
-                  + " ".join(f"CREATE USER IF NOT EXISTS 'slurm'@'{h}' IDENTIFIED BY 'slurmdbpass'; "
-                             f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{h}';"
-                             for h in ("localhost", "127.0.0.1"))
-                  + " FLUSH PRIVILEGES;")
+        res = sql(
+            "CREATE DATABASE IF NOT EXISTS slurm_acct_db; "
+            + " ".join(
+                f"CREATE USER IF NOT EXISTS 'slurm'@'{h}' IDENTIFIED BY 'slurmdbpass'; "
+                f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{h}';"
+                for h in ("localhost", "127.0.0.1")
+            )
+            + " FLUSH PRIVILEGES;"
+        )
         if res.returncode:
             raise ClusterError(f"could not set up the accounting database:\n{res.stderr}")
 
@@ -228,9 +321,11 @@ class LocalSlurm:
         if self.cpus:
             layout = f"CPUs={self.cpus}"
         else:
-            layout = " ".join(f"{k}={fields[k]}" for k in
-                              ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore")
-                              if k in fields)
+            layout = " ".join(
+                f"{k}={fields[k]}"
+                for k in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore")
+                if k in fields
+            )
         mem = self.mem_mb or int(int(fields.get("RealMemory", "4000")) * 0.9)
         return layout, mem
 
@@ -240,7 +335,9 @@ class LocalSlurm:
         for i in range(self.gpus):
             path = dev / f"nvidia{i}"
             if not path.exists():
-                os.mknod(path, 0o666 | 0o020000, os.makedev(1, 3))  # a character device (/dev/null's)
+                os.mknod(
+                    path, 0o666 | 0o020000, os.makedev(1, 3)
+                )  # a character device (/dev/null's)
             gres_files.append(str(path))
         layout, mem = self._node_hardware()
         r = self.root
@@ -254,8 +351,8 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
-SlurmctldPort={self.ports['ctld']}
-SlurmdPort={self.ports['slurmd']}
+SlurmctldPort={self.ports["ctld"]}
+SlurmdPort={self.ports["slurmd"]}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool
 SlurmctldPidFile={r}/run/slurmctld.pid
@@ -267,7 +364,7 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort={self.ports['dbd']}
+AccountingStoragePort={self.ports["dbd"]}
 AccountingStoragePass={self.munge_socket}
 AccountingStorageTRES=gres/gpu,gres/gpu:{self.gpu_type}
 AccountingStoreFlags=job_comment
@@ -281,23 +378,24 @@ KillWait={self.kill_wait}
 DefMemPerCPU=500
 GresTypes=gpu
 NodeName={self.node} NodeAddr=127.0.0.1 {layout} RealMemory={mem}{gres} State=UNKNOWN
-PartitionName={self.partition} Nodes={self.node} Default={'YES' if self.default_partition else 'NO'} MaxTime=INFINITE State=UP
+PartitionName={self.partition} Nodes={self.node} Default={"YES" if self.default_partition else "NO"} MaxTime=INFINITE State=UP
 """
         gres_conf = "AutoDetect=off\n" + "".join(
             f"NodeName={self.node} Name=gpu Type={self.gpu_type} File={f} Flags=nvidia_gpu_env\n"
-            for f in gres_files)
+            for f in gres_files
+        )
         dbd_conf = f"""\
 AuthType=auth/munge
 AuthInfo=socket={self.munge_socket}
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort={self.ports['dbd']}
+DbdPort={self.ports["dbd"]}
 SlurmUser=root
 LogFile={r}/log/slurmdbd.log
 PidFile={r}/run/slurmdbd.pid
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
-StoragePort={self.ports['db']}
+StoragePort={self.ports["db"]}
 StorageLoc=slurm_acct_db
 StorageUser=slurm
 StoragePass=slurmdbpass
@@ -322,16 +420,33 @@ StoragePass=slurmdbpass
     # ------------------------------------------------------------------ queries
     def sacct(self, *args: str) -> list[dict[str, str]]:
         """One dict per job allocation (sacct -X) since the cluster started, all of them."""
-        fields = ("JobID,JobName%100,Comment%300,State,ExitCode,Account,Partition,AllocTRES%200,"
-                  "NodeList,Start,End,Elapsed,WorkDir%300")
-        out = self.run("sacct", "-X", "-a", "-P", "--delimiter=\t", "-S", "2000-01-01", "-E", "now",
-                       "-o", fields, *args).stdout
+        fields = (
+            "JobID,JobName%100,Comment%300,State,ExitCode,Account,Partition,AllocTRES%200,"
+            "NodeList,Start,End,Elapsed,WorkDir%300"
+        )
+        out = self.run(
+            "sacct",
+            "-X",
+            "-a",
+            "-P",
+            "--delimiter=\t",
+            "-S",
+            "2000-01-01",
+            "-E",
+            "now",
+            "-o",
+            fields,
+            *args,
+        ).stdout
         return list(csv.DictReader(io.StringIO(out), delimiter="\t"))
 
     def squeue(self) -> list[dict[str, str]]:
         out = self.run("squeue", "-h", "-o", "%i\t%j\t%T\t%k", check=False).stdout
-        return [dict(zip(("JobID", "JobName", "State", "Comment"), line.split("\t")))
-                for line in out.splitlines() if line.strip()]
+        return [
+            dict(zip(("JobID", "JobName", "State", "Comment"), line.split("\t")))
+            for line in out.splitlines()
+            if line.strip()
+        ]
 
     def tail_logs(self, lines: int = 15) -> str:
         parts = []
@@ -355,8 +470,11 @@ StoragePass=slurmdbpass
         for name in reversed(list(self.procs)):
             self._stop_pid(name, self.procs[name], timeout)
         self.procs.clear()
-        if self._linked_conf and SYSTEM_CONF.is_symlink() and \
-                os.readlink(SYSTEM_CONF) == str(self.conf):
+        if (
+            self._linked_conf
+            and SYSTEM_CONF.is_symlink()
+            and os.readlink(SYSTEM_CONF) == str(self.conf)
+        ):
             SYSTEM_CONF.unlink()
         self._linked_conf = False
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import copy_repo, snakemake_command, snakemake_env  # tests/conftest.py
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,8 +44,13 @@ def slurm_cluster(tmp_path_factory):
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), gpus=2, account="bnstudy",
-                         partition="bnstudy-gpu", default_partition=False)
+    cluster = LocalSlurm(
+        tmp_path_factory.mktemp("slurm"),
+        gpus=2,
+        account="bnstudy",
+        partition="bnstudy-gpu",
+        default_partition=False,
+    )
 
     def on_sigterm(signum, frame):  # pytest would otherwise die of SIGTERM without cleaning up
         raise KeyboardInterrupt(f"signal {signum}")
@@ -81,15 +85,16 @@ def _raw(resources: dict) -> dict:
 
 
 def test_profile_takes_account_partition_and_gres_from_the_environment(monkeypatch):
-    args = _parsed_profile(monkeypatch, SBATCH_ACCOUNT="acct1", SBATCH_PARTITION="part1",
-                           BNSTUDY_GRES="gpu:a100:1")
+    args = _parsed_profile(
+        monkeypatch, SBATCH_ACCOUNT="acct1", SBATCH_PARTITION="part1", BNSTUDY_GRES="gpu:a100:1"
+    )
     assert args.executor == "slurm"
     defaults = _raw(args.default_resources)
     assert defaults["slurm_account"] == "acct1" and defaults["slurm_partition"] == "part1"
     sets = {rule: _raw(res) for rule, res in args.set_resources.items()}
     for rule in TRAIN_RULES:
         assert sets[rule]["gres"] == "gpu:a100:1" and sets[rule]["gpu"] == 0
-    for rule in ("stats", "figure", "tables", "macros", "paper"):
+    for rule in ("stats", "figure", "table", "macros", "paper"):
         assert "gres" not in sets[rule] and "gpu" not in sets[rule]
         assert args.groups[rule] == "analysis"
     assert args.groups["train"] == args.groups["train_2d"] == "train"
@@ -135,8 +140,11 @@ class KillOnce(threading.Thread):
 
     def run(self):
         while not self.done.is_set() and self.killed is None:
-            training = {j["JobID"] for j in self.cluster.squeue()
-                        if j["State"] == "RUNNING" and j["Comment"].startswith("rule_train")}
+            training = {
+                j["JobID"]
+                for j in self.cluster.squeue()
+                if j["State"] == "RUNNING" and j["Comment"].startswith("rule_train")
+            }
             steps = self.cluster.run("squeue", "-h", "-s", "-o", "%i %M", check=False).stdout
             for line in steps.splitlines():
                 step, used = line.split()
@@ -167,16 +175,22 @@ def test_smoke_study_on_slurm(slurm_cluster, smoke_run, tmp_path):
     env.update(SBATCH_ACCOUNT=account, SBATCH_PARTITION=partition)
     env.pop("BNSTUDY_GRES", None)
     cmd = snakemake_command(
-        "--workflow-profile", PROFILE, "--configfile", SMOKE,
-        "--slurm-init-seconds-before-status-checks", "5",
-        "--slurm-keep-successful-logs")  # the logs tell which cluster job ran which rule
+        "--workflow-profile",
+        PROFILE,
+        "--configfile",
+        SMOKE,
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--slurm-keep-successful-logs",
+    )  # the logs tell which cluster job ran which rule
 
     killer = KillOnce(slurm_cluster)
     log = tmp_path / "snakemake.log"
     start = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         killer.start()
         try:
             proc.wait(SNAKEMAKE_TIMEOUT)
@@ -196,8 +210,9 @@ def test_smoke_study_on_slurm(slurm_cluster, smoke_run, tmp_path):
     wall = time.monotonic() - start
     text = log.read_text(errors="replace")
     print(f"cluster smoke study: {wall:.0f} s, exit {proc.returncode}")
-    assert proc.returncode == 0, f"snakemake failed ({wall:.0f} s):\n{text[-8000:]}\n" \
-                                 f"{slurm_cluster.tail_logs()}"
+    assert proc.returncode == 0, (
+        f"snakemake failed ({wall:.0f} s):\n{text[-8000:]}\n{slurm_cluster.tail_logs()}"
+    )
 
     # The study completed, and its numbers are those of the local run.
     assert (work / "results" / "paper.pdf").stat().st_size > 0
@@ -206,8 +221,9 @@ def test_smoke_study_on_slurm(slurm_cluster, smoke_run, tmp_path):
     cluster_metrics = pd.read_parquet(work / "results" / "metrics.parquet")
     local_metrics = pd.read_parquet(smoke_run / "results" / "metrics.parquet")
     assert not cluster_metrics["device"].str.contains("gpu|cuda", case=False).any()
-    pd.testing.assert_frame_equal(cluster_metrics.drop(columns="device"),
-                                  local_metrics.drop(columns="device"))
+    pd.testing.assert_frame_equal(
+        cluster_metrics.drop(columns="device"), local_metrics.drop(columns="device")
+    )
 
     # Where each job ran, through sacct.
     acct = {r["JobID"]: r for r in slurm_cluster.sacct()}
@@ -223,8 +239,9 @@ def test_smoke_study_on_slurm(slurm_cluster, smoke_run, tmp_path):
             assert rules <= TRAIN_RULES, f"training grouped with other rules: {jobid} {rules}"
             assert gpu, f"training job {jobid} without a GPU: {rec}"
         else:
-            assert not gpu and "gres/gpu" not in rec["AllocTRES"], \
+            assert not gpu and "gres/gpu" not in rec["AllocTRES"], (
                 f"analysis/paper job {jobid} holds a GPU: {rec}"
+            )
 
     # Every training cell ran as a SLURM job that COMPLETED with gres/gpu, and each of its job
     # steps (the training processes) held the GPU too.
@@ -232,17 +249,24 @@ def test_smoke_study_on_slurm(slurm_cluster, smoke_run, tmp_path):
 
     config = yaml.safe_load((work / SMOKE).read_text())
     cells = {cell.path(grid.RUN) for cell in grid.cells(config)}
-    completed = {out: jobid for jobid, jobs in ran.items() if acct[jobid]["State"] == "COMPLETED"
-                 for _, out in jobs}
+    completed = {
+        out: jobid
+        for jobid, jobs in ran.items()
+        if acct[jobid]["State"] == "COMPLETED"
+        for _, out in jobs
+    }
     missing = cells - set(completed)
     assert not missing, f"training cells without a COMPLETED SLURM job: {sorted(missing)}"
     for jobid in {completed[c] for c in cells}:
-        steps = slurm_cluster.run("sacct", "-n", "-P", "-j", jobid, "-o", "JobID,State,AllocTRES").stdout
+        steps = slurm_cluster.run(
+            "sacct", "-n", "-P", "-j", jobid, "-o", "JobID,State,AllocTRES"
+        ).stdout
         numbered = [s.split("|") for s in steps.splitlines() if re.match(rf"^{jobid}\.\d+\|", s)]
-        assert numbered and all(st == "COMPLETED" and "gres/gpu=1" in tres for _, st, tres in numbered), \
-            f"job steps of training job {jobid}:\n{steps}"
+        assert numbered and all(
+            st == "COMPLETED" and "gres/gpu=1" in tres for _, st, tres in numbered
+        ), f"job steps of training job {jobid}:\n{steps}"
     analysis = {rule for jobid, jobs in ran.items() for rule, _ in jobs if rule not in TRAIN_RULES}
-    assert {"stats", "figure", "tables", "macros", "paper"} <= analysis, analysis
+    assert {"stats", "figure", "table", "macros", "paper"} <= analysis, analysis
     assert "results/paper.pdf" in completed
 
     # The killed training job: CANCELLED on the cluster, and every cell it held was retried

@@ -8,20 +8,29 @@ rule stats:
     input:
         metrics=grid.STUDY_FILES["metrics"],
     output:
-        summary=report(grid.STUDY_FILES["summary"], category="Statistical tests",
-                       caption="../../paper/report/summary.rst"),
-        comparisons=report(grid.STUDY_FILES["comparisons"], category="Statistical tests",
-                           caption="../../paper/report/comparisons.rst"),
-        placement=report(grid.STUDY_FILES["placement"], category="Statistical tests",
-                         caption="../../paper/report/placement.rst"),
-    params:
-        analysis=grid.analysis(config),
+        summary=report(
+            grid.STUDY_FILES["summary"],
+            category="Statistical tests",
+            caption="../../paper/report/summary.rst",
+        ),
+        comparisons=report(
+            grid.STUDY_FILES["comparisons"],
+            category="Statistical tests",
+            caption="../../paper/report/comparisons.rst",
+        ),
+        placement=report(
+            grid.STUDY_FILES["placement"],
+            category="Statistical tests",
+            caption="../../paper/report/placement.rst",
+        ),
     log:
         "results/logs/analyze/stats.log",
     benchmark:
         "results/benchmarks/analyze/stats.tsv"
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        analysis=grid.analysis(config),
     shell:
         "bnstudy stats --metrics {input.metrics} --summary {output.summary}"
         " --comparisons {output.comparisons} --placement {output.placement}"
@@ -32,19 +41,22 @@ rule figure:
     input:
         unpack(lambda wc: grid.output_inputs(config, OUTPUTS[wc.name])),
     output:
-        report("results/figures/{name}.pdf", category="Figures",
-               caption="../../paper/report/figure.rst"),
-    wildcard_constraints:
-        name="|".join(n for n in OUTPUTS if n in vocab.FIGURES),
-    params:
-        inputs=lambda wc, input: grid.cli_options(input),
-        caption=lambda wc: OUTPUTS[wc.name].caption,
+        report(
+            "results/figures/{name}.pdf",
+            category="Figures",
+            caption="../../paper/report/figure.rst",
+        ),
     log:
         "results/logs/analyze/figure_{name}.log",
     benchmark:
         "results/benchmarks/analyze/figure_{name}.tsv"
+    wildcard_constraints:
+        name="|".join(n for n in OUTPUTS if n in vocab.FIGURES),
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        inputs=lambda wc, input: grid.cli_options(input),
+        caption=lambda wc: OUTPUTS[wc.name].caption,
     shell:
         "bnstudy figure {wildcards.name} {params.inputs} --out {output} > {log} 2>&1"
 
@@ -54,16 +66,16 @@ rule table:
         unpack(lambda wc: grid.output_inputs(config, OUTPUTS[wc.name])),
     output:
         "results/tables/{name}.tex",
-    wildcard_constraints:
-        name="|".join(n for n in OUTPUTS if n in vocab.TABLES),
-    params:
-        inputs=lambda wc, input: grid.cli_options(input),
     log:
         "results/logs/analyze/table_{name}.log",
     benchmark:
         "results/benchmarks/analyze/table_{name}.tsv"
+    wildcard_constraints:
+        name="|".join(n for n in OUTPUTS if n in vocab.TABLES),
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        inputs=lambda wc, input: grid.cli_options(input),
     shell:
         "bnstudy table {wildcards.name} {params.inputs} --out {output} > {log} 2>&1"
 
@@ -76,17 +88,17 @@ rule macros:
         macros=grid.MACROS,
         sections=grid.SECTIONS,
         config=grid.CONFIG_COPY,
-    params:
-        inputs=lambda wc, input: grid.cli_options(input),
-        analysis=grid.analysis(config),
-        experiments=" ".join(config["experiments"]),
-        config=shlex.quote(json.dumps(config)),  # a changed config reruns this rule
     log:
         "results/logs/analyze/macros.log",
     benchmark:
         "results/benchmarks/analyze/macros.tsv"
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        inputs=lambda wc, input: grid.cli_options(input),
+        analysis=grid.analysis(config),
+        experiments=" ".join(config["experiments"]),
+        config=shlex.quote(json.dumps(config)),  # a changed config reruns this rule
     shell:
         "bnstudy macros {params.inputs} --alpha {params.analysis[alpha]}"
         " --margin {params.analysis[margin]} --experiments {params.experiments}"

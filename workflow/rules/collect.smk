@@ -14,15 +14,15 @@ rule collect:
         history=grid.STUDY_FILES["history"],
         batchstats=grid.STUDY_FILES["batchstats"],
         layers=grid.STUDY_FILES["layers"],
-    params:
-        # which experiments use which cells
-        experiments=shlex.quote(json.dumps(config["experiments"], sort_keys=True)),
     log:
         "results/logs/collect.log",
     benchmark:
         "results/benchmarks/collect.tsv"
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        # which experiments use which cells
+        experiments=shlex.quote(json.dumps(config["experiments"], sort_keys=True)),
     shell:
         "bnstudy collect --experiments {params.experiments} --run-files {input.run}"
         " --history-files {input.history} --batchstats-files {input.batchstats}"

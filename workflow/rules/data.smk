@@ -4,13 +4,13 @@
 rule prepare_data:
     output:
         grid.DATA,
-    params:
-        options=lambda wc: grid.prepare_options(config, wc.dataset),
     log:
         "results/logs/data/{dataset}.log",
     benchmark:
         "results/benchmarks/data/{dataset}.tsv"
     conda:
         "../envs/bnstudy.yaml"
+    params:
+        options=lambda wc: grid.prepare_options(config, wc.dataset),
     shell:
         "bnstudy prepare-data {wildcards.dataset} --out {output} {params.options} > {log} 2>&1"

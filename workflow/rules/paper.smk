@@ -15,9 +15,13 @@ if shutil.which("latexmk") is None:
 
 rule paper:
     input:
-        sources=["paper/main.tex", "paper/references.bib",
-                 *sorted(glob.glob("paper/sections/**/*.tex", recursive=True))],
-        generated=[o.path for o in OUTPUTS.values()] + [grid.MACROS, grid.SECTIONS, grid.CONFIG_COPY],
+        sources=[
+            "paper/main.tex",
+            "paper/references.bib",
+            *sorted(glob.glob("paper/sections/**/*.tex", recursive=True)),
+        ],
+        generated=[o.path for o in OUTPUTS.values()]
+        + [grid.MACROS, grid.SECTIONS, grid.CONFIG_COPY],
     output:
         report(grid.PAPER, category="Paper", caption="../../paper/report/paper.rst"),
     log:

@@ -11,22 +11,22 @@ rule train:
         history=grid.HISTORY,
         batchstats=grid.BATCHSTATS,
         layers=grid.LAYERS,
-    wildcard_constraints:
-        dataset="|".join(d for d in vocab.DATASETS if d not in vocab.TWO_D),
-    params:
-        opts=lambda wc: grid.train_options(config, wc),
-        boundary=lambda wc, output: grid.boundary_option(output),
     log:
         grid.TRAIN_LOG,
     benchmark:
         grid.TRAIN_BENCHMARK
+    wildcard_constraints:
+        dataset="|".join(d for d in vocab.DATASETS if d not in vocab.TWO_D),
+    conda:
+        TRAIN_ENV
     threads: lambda wc: grid.resources(config, wc.dataset)["threads"]
     resources:
         mem_mb=lambda wc: grid.resources(config, wc.dataset)["mem_mb"],
         runtime=lambda wc: grid.resources(config, wc.dataset)["runtime"],
         gpu=1 if USE_GPU else 0,
-    conda:
-        "../envs/bnstudy.yaml"
+    params:
+        opts=lambda wc: grid.train_options(config, wc),
+        boundary=lambda wc, output: grid.boundary_option(output),
     shell:
         "bnstudy train --data {input.data} --activation {wildcards.activation}"
         " --norm {wildcards.norm} --placement {wildcards.placement}"
