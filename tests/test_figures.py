@@ -156,34 +156,31 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
     xx, yy = np.meshgrid(xs, xs)
     x_train = rng.uniform(-1.8, 1.8, (500, 2)).astype(np.float32)
     y_train = (np.sin(3 * x_train[:, 0]) > x_train[:, 1]).astype(np.int32)
-    for r in (
-        metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS)).itertuples()
-    ):
-        stem = grid.CELL.format(
-            activation=r.activation,
-            norm=r.norm,
-            placement=r.placement,
-            depth=r.depth,
-            width=r.width,
-        )
-        path = tmp_path / "runs" / r.dataset / f"{stem}.boundary.npz"
+    e6 = metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS))
+    for family, cells in e6.groupby(["dataset", "norm", "placement", "depth", "width"]):
+        path = tmp_path / grid.Cell(*cells.iloc[0][list(vocab.CELL_KEYS)]).path(grid.BOUNDARY)
         path.parent.mkdir(parents=True, exist_ok=True)
-        linear = r.activation == "identity" and r.norm != "layernorm"
-        pred = (yy > 0.3 * xx) if linear else (np.sin(3 * xx) > yy)
-        n_models = len(seeds) * len(lrs)
+        per_model = len(seeds) * len(lrs)
+        preds, batch_preds = [], []
+        for activation in cells["activation"]:  # the family's models: activation-major
+            linear = activation == "identity" and family[1] != "layernorm"
+            pred = (yy > 0.3 * xx) if linear else (np.sin(3 * xx) > yy)
+            preds.append(np.repeat(pred[None].astype(np.int32), per_model, 0))
+            batch_preds.append(
+                np.repeat((np.sin(2 * xx) > yy)[None].astype(np.int32), per_model, 0)
+            )
         arrays = {
             "xx": xx,
             "yy": yy,
-            "pred_inference": np.repeat(pred[None].astype(np.int32), n_models, 0),
-            "seeds": np.repeat(np.asarray(seeds, np.int32), len(lrs)),
-            "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds)),
+            "pred_inference": np.concatenate(preds),
+            "activations": np.repeat(cells["activation"].to_numpy(str), per_model),
+            "seeds": np.tile(np.repeat(np.asarray(seeds, np.int32), len(lrs)), len(cells)),
+            "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds) * len(cells)),
             "x_train": x_train,
             "y_train": y_train,
         }
-        if r.norm in ("batchnorm", "zscore"):
-            arrays["pred_batch"] = np.repeat(
-                (np.sin(2 * xx) > yy)[None].astype(np.int32), n_models, 0
-            )
+        if family[1] in vocab.BATCH_STAT_NORMS:
+            arrays["pred_batch"] = np.concatenate(batch_preds)
         np.savez(path, **arrays)
         boundaries.append(path)
     return {

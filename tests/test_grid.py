@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -79,16 +80,39 @@ def test_cells_are_the_union_of_block_products_each_trained_once():
     assert list(cells) == sorted(cells)  # deterministic order
 
 
-def test_cell_paths_and_wildcards():
+def test_cell_paths_are_those_of_its_family():
     cell = grid.Cell("spirals", "leaky_relu", "groupnorm", "post", 16, 64)
-    assert cell.path(grid.RUN) == "results/runs/spirals/leaky_relu-groupnorm-post-d16-w64.parquet"
-    assert cell.path(grid.HISTORY).endswith("leaky_relu-groupnorm-post-d16-w64.history.parquet")
+    sibling = grid.Cell("spirals", "relu", "groupnorm", "post", 16, 64)
+    assert cell.path(grid.RUN) == "results/runs/spirals/groupnorm-post-d16-w64.parquet"
+    assert cell.path(grid.HISTORY).endswith("groupnorm-post-d16-w64.history.parquet")
     assert cell.wildcards["depth"] == "16"
-    cells = {cell: ("E6",), grid.Cell("mnist1d", "relu", "none", "pre", 2, 8): ("E1", "E6")}
-    assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only
+    cells = {
+        cell: ("E6",),
+        sibling: ("E6",),
+        grid.Cell("mnist1d", "relu", "none", "pre", 2, 8): ("E1", "E6"),
+    }
+    assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only, once
     assert grid.paths(cells, grid.RUN, experiment="E1") == [
-        "results/runs/mnist1d/relu-none-pre-d2-w8.parquet"
+        "results/runs/mnist1d/none-pre-d2-w8.parquet"
     ]
+
+
+def test_families_group_the_activations_of_a_cell():
+    config = config_with(
+        {
+            "E1": [block(activations=["relu", "identity"], norms=["none", "batchnorm"])],
+            "E4": [block(activations=["tanh"], norms=["batchnorm"], depths=[2, 4])],
+        }
+    )
+    assert grid.families(config) == {
+        ("mnist1d", "none", "pre", 2, 16): ("identity", "relu"),  # the vocabulary's order
+        ("mnist1d", "batchnorm", "pre", 2, 16): ("identity", "relu", "tanh"),
+        ("mnist1d", "batchnorm", "pre", 4, 16): ("tanh",),
+    }
+    wc = SimpleNamespace(
+        dataset="mnist1d", norm="batchnorm", placement="pre", depth="2", width="16"
+    )
+    assert grid.train_options(config, wc)["activations"] == "identity relu tanh"
 
 
 def test_training_settings_with_per_dataset_override_and_schema_defaults():
@@ -100,14 +124,16 @@ def test_training_settings_with_per_dataset_override_and_schema_defaults():
     s = grid.training(config, "spirals")
     assert s["epochs"] == 9 and s["lrs"] == [0.5] and s["seeds"] == [0, 1]
     assert s["optimizer"] == "adam" and s["test_batch_sizes"] == [2, 8, 32, 256, "full"]  # defaults
-    wc = SimpleNamespace(dataset="spirals", norm="batchnorm")
-    opts = grid.train_options(config, wc)
+    family = dict(dataset="spirals", placement="pre", depth="2", width="16")
+    opts = grid.train_options(config, SimpleNamespace(**family, norm="batchnorm"))
     assert opts["lrs"] == "0.5" and opts["seeds"] == "0 1" and opts["epochs"] == "9"
     assert opts["groups"] == ""  # only groupnorm cells get --groups
-    assert (
-        grid.train_options(config, SimpleNamespace(dataset="spirals", norm="groupnorm"))["groups"]
-        == "--groups 8"
+    config = config_with(
+        {"E1": [block(datasets=["spirals"], norms=["groupnorm"])]},
+        per_dataset={"spirals": {"epochs": 9, "lrs": [0.5]}},
     )
+    groupnorm = SimpleNamespace(**family, norm="groupnorm")
+    assert grid.train_options(config, groupnorm)["groups"] == "--groups 8"
 
 
 def test_prepare_options_and_resources():
@@ -278,29 +304,29 @@ def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "ful
     )
 
 
-def write_cell(cell: grid.Cell, tables: dict) -> dict:
-    """Write a cell's tables at the grid's paths; kind -> path."""
-    patterns = {
-        "run": grid.RUN,
-        "history": grid.HISTORY,
-        "batchstats": grid.BATCHSTATS,
-        "layers": grid.LAYERS,
-    }
-    for kind, pattern in patterns.items():
-        results.write_parquet(tables[kind], cell.path(pattern))
-    return {kind: cell.path(pattern) for kind, pattern in patterns.items()}
+KINDS = {
+    "run": grid.RUN,
+    "history": grid.HISTORY,
+    "batchstats": grid.BATCHSTATS,
+    "layers": grid.LAYERS,
+}
+
+
+def write_cells(tables: dict) -> None:
+    """Write the tables of cells (cell -> its tables) into their families' files, as the
+    training job of each family does."""
+    families = {}
+    for cell, t in tables.items():
+        families.setdefault(cell.path(grid.RUN), []).append((cell, t))
+    for members in families.values():
+        for kind, pattern in KINDS.items():
+            frame = pd.concat([t[kind] for _, t in members], ignore_index=True)
+            results.write_parquet(frame, members[0][0].path(pattern))
 
 
 def collect_files(cells) -> dict:
-    return {
-        kind: [c.path(p) for c in cells]
-        for kind, p in (
-            ("run", grid.RUN),
-            ("history", grid.HISTORY),
-            ("batchstats", grid.BATCHSTATS),
-            ("layers", grid.LAYERS),
-        )
-    }
+    """kind -> the files of the cells' families, each once."""
+    return {kind: grid.paths(dict.fromkeys(cells, ("E1",)), p) for kind, p in KINDS.items()}
 
 
 def test_select_lr_mean_over_seeds_divergence_and_ties():
@@ -333,17 +359,19 @@ def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
         "E4": [block(activations=["relu"], depths=[2, 4])],
     }
     cells = grid.cells({"experiments": experiments})
-    for i, cell in enumerate(cells):
-        write_cell(
-            cell,
-            fake_run(
+    write_cells(
+        {
+            cell: fake_run(
                 cell,
                 [0, 1, 2],
                 [0.01, 0.1],
                 val_acc=np.linspace(0.1, 0.6, 6) + i / 100,
                 sizes=(2, "full") if cell.depth == 2 else (8,),
-            ),
-        )
+            )
+            for i, cell in enumerate(cells)
+        }
+    )
+    assert len(collect_files(cells)["run"]) == 2  # families: (batchnorm, d2) holds two cells
 
     tables = results.collect(experiments, collect_files(cells))
     metrics, history = tables["metrics"], tables["history"]
@@ -399,7 +427,7 @@ def test_collect_rejects_a_missing_or_foreign_cell(tmp_path, monkeypatch):
     experiments = {"E1": [block()]}
     (cell,) = grid.cells({"experiments": experiments})
     other = grid.Cell(**{**copy.copy(cell.__dict__), "norm": "none"})
-    write_cell(cell, fake_run(other, [0], [0.1], val_acc=[0.5]))
+    write_cells({cell: fake_run(other, [0], [0.1], val_acc=[0.5])})
     with pytest.raises(ValueError, match="is not in the configured experiments"):
         results.collect(experiments, collect_files([cell]))
     with pytest.raises(ValueError, match="no file given for the cells"):

@@ -80,7 +80,11 @@ def _add_train(sub) -> None:
         "generated in memory with default arguments",
     )
     p.add_argument(
-        "--activation", required=True, choices=tuple(vocab.ACTIVATIONS), help="activation"
+        "--activation",
+        required=True,
+        nargs="+",
+        choices=tuple(vocab.ACTIVATIONS),
+        help="activation; several: the family of cells that differ only in it, trained together",
     )
     p.add_argument("--norm", required=True, choices=tuple(vocab.NORMS), help="normalization")
     p.add_argument(
@@ -164,10 +168,25 @@ def _device_name(device) -> str:
     return f"CPU ({os.cpu_count()} cores" + (f", {model.group(1).strip()})" if model else ")")
 
 
+def _process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports included); NaN where
+    /proc does not say."""
+    import os
+
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def _run_train(args) -> None:
+    import json
     import time
 
     start = time.perf_counter()
+    phases = {"startup": _process_age()}  # interpreter, imports and argument parsing
     # Validate everything cheap before loading data or compiling anything.
     from bnstudy import data, models, train
 
@@ -185,7 +204,7 @@ def _run_train(args) -> None:
     spec = models.ModelSpec(
         int(ds.x_train.shape[1]),
         ds.num_classes,
-        args.activation,
+        args.activation[0] if len(args.activation) == 1 else tuple(args.activation),
         args.norm,
         args.placement,
         args.depth,
@@ -203,22 +222,26 @@ def _run_train(args) -> None:
     from bnstudy import probes, results
 
     device = _device_name(jax.devices()[0])
+    phases["load"] = time.perf_counter() - start
     print(
-        f"{ds.name} {spec} on {device}, {len(args.seeds)} seeds x {len(args.lrs)} lrs",
+        f"{ds.name} {spec} on {device}, {len(spec.activations)} activations x "
+        f"{len(args.seeds)} seeds x {len(args.lrs)} lrs",
         file=sys.stderr,
     )
     result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    phases.update(result.seconds)
+    mark = time.perf_counter()
     scalars, batch, grads = probes.measure(spec, result, ds, sizes, cfg.batch_size)
     ident = dict(
         dataset=ds.name,
-        activation=spec.activation,
+        activation=result.activations,
         norm=spec.norm,
         placement=spec.placement,
         depth=spec.depth,
         width=spec.width,
         groups=spec.groups,
     )
-    lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(cfg.seeds))  # as given, not float32
+    lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(result.seeds) // len(cfg.lrs))  # as given
     n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
     scalars = {
         "optimizer": cfg.optimizer,
@@ -231,23 +254,32 @@ def _run_train(args) -> None:
         "train_seconds": time.perf_counter() - start,
     }
     tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
+    grids = (
+        probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
+        if args.boundary
+        else None
+    )
+    phases["probes"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     for name in ("history", "batchstats", "layers"):
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
-        grids = probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
         results.write_npz(
             args.boundary,
             seeds=result.seeds,
             lrs=lrs,
+            activations=result.activations,
             x_train=ds.x_train,
             y_train=ds.y_train,
             **grids,
         )
-    results.write_parquet(tables["run"], args.out)  # last: its existence means the cell is complete
+    results.write_parquet(tables["run"], args.out)  # last: its existence means the job is complete
+    phases["write"] = time.perf_counter() - mark
     print(
         f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr
     )
+    print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
 
 
 CELL_FILES = ("run", "history", "batchstats", "layers")  # what `bnstudy train` writes per cell

@@ -483,9 +483,12 @@ def e5_placement(metrics: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def _pick_model(npz, seed: int, lr: float) -> int | None:
+def _pick_model(npz, activation: str, seed: int, lr: float) -> int | None:
+    """The index of the model (activation, seed, lr) in a family's boundary file."""
     hits = np.flatnonzero(
-        (np.asarray(npz["seeds"]) == seed) & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5)
+        (np.asarray(npz["activations"]) == activation)
+        & (np.asarray(npz["seeds"]) == seed)
+        & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5)
     )
     return int(hits[0]) if len(hits) else None
 
@@ -576,7 +579,7 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                     )
                     continue
                 with np.load(f) as z:
-                    k = _pick_model(z, int(c.seed), float(c.lr))
+                    k = _pick_model(z, c.activation, int(c.seed), float(c.lr))
                     if k is None or key not in z:
                         ax.text(
                             0.5,

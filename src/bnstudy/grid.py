@@ -1,9 +1,13 @@
 """The study's grid: a validated config -> the cells to train, their settings, their files.
 
 A *cell* is one architecture on one dataset: (dataset, activation, norm, placement, depth,
-width). One training job trains every seed x learning rate of a cell, with the settings of the
-config's `training:` section (plus its per-dataset overrides), so one cell file serves every
-experiment whose sub-grid contains the cell, and the workflow trains each cell once.
+width). A *family* is the cells that differ only in their activation: (dataset, norm,
+placement, depth, width). One training job trains every cell x seed x learning rate of a family
+in one compiled program (bnstudy.models: the activation is chosen per model), with the settings
+of the config's `training:` section (plus its per-dataset overrides), and writes one file of each
+kind per family. So a cell is trained once whatever experiments use it, and one program serves
+all the activations of a family: compilation, the larger part of a small cell's cost, is paid
+once per family instead of once per cell.
 
 An experiment (E1..E7) is a list of blocks; a block is the product of its lists
 (datasets x activations x norms x placements x depths x widths); the experiment's sub-grid is
@@ -27,14 +31,14 @@ TRAINING_KEYS = tuple(vocab.TRAINING_DEFAULTS)
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
 # File layout of one cell (paths relative to the working directory, the repository root).
-CELL = "{activation}-{norm}-{placement}-d{depth}-w{width}"
-RUN = "results/runs/{dataset}/" + CELL + ".parquet"  # one row per seed x lr: the scalars
-HISTORY = "results/runs/{dataset}/" + CELL + ".history.parquet"  # ... x epoch
-BATCHSTATS = "results/runs/{dataset}/" + CELL + ".batchstats.parquet"  # ... x test batch
-LAYERS = "results/runs/{dataset}/" + CELL + ".layers.parquet"  # ... x layer
-BOUNDARY = "results/runs/{dataset}/" + CELL + ".boundary.npz"  # 2-D datasets only
-TRAIN_LOG = "results/logs/train/{dataset}/" + CELL + ".log"
-TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + CELL + ".tsv"
+FAMILY = "{norm}-{placement}-d{depth}-w{width}"
+RUN = "results/runs/{dataset}/" + FAMILY + ".parquet"  # one row per cell x seed x lr: scalars
+HISTORY = "results/runs/{dataset}/" + FAMILY + ".history.parquet"  # ... x epoch
+BATCHSTATS = "results/runs/{dataset}/" + FAMILY + ".batchstats.parquet"  # ... x test batch
+LAYERS = "results/runs/{dataset}/" + FAMILY + ".layers.parquet"  # ... x layer
+BOUNDARY = "results/runs/{dataset}/" + FAMILY + ".boundary.npz"  # 2-D datasets only
+TRAIN_LOG = "results/logs/train/{dataset}/" + FAMILY + ".log"
+TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + FAMILY + ".tsv"
 DATA = "results/data/{dataset}.npz"
 
 # The study's tables (bnstudy collect, bnstudy stats) by the input names of vocab.INPUTS.
@@ -77,6 +81,7 @@ class Cell:
     width: int
 
     def path(self, pattern: str = RUN) -> str:
+        """The file `pattern` of this cell (of its family, for the family patterns above)."""
         return pattern.format(**self.__dict__)
 
     @property
@@ -109,6 +114,27 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
         cell: tuple(sorted(members[cell], key=list(vocab.EXPERIMENTS).index))
         for cell in sorted(members)
     }
+
+
+def families(config: dict) -> dict[tuple, tuple[str, ...]]:
+    """Every family (dataset, norm, placement, depth, width) -> its activations, in the
+    vocabulary's order."""
+    out: dict[tuple, set[str]] = {}
+    for c in cells(config):
+        out.setdefault((c.dataset, c.norm, c.placement, c.depth, c.width), set()).add(c.activation)
+    return {k: tuple(a for a in vocab.ACTIVATIONS if a in acts) for k, acts in out.items()}
+
+
+def family_activations(config: dict, wildcards) -> tuple[str, ...]:
+    """The activations of the family named by a training rule's wildcards."""
+    key = (
+        wildcards.dataset,
+        wildcards.norm,
+        wildcards.placement,
+        int(wildcards.depth),
+        int(wildcards.width),
+    )
+    return families(config)[key]
 
 
 def experiment_cells(config: dict, experiment: str) -> list[Cell]:
@@ -151,12 +177,13 @@ def resources(config: dict, dataset: str) -> dict:
 
 
 def train_options(config: dict, wildcards) -> dict[str, str]:
-    """The `bnstudy train` option values of one cell, as strings for the rule's shell command.
+    """The `bnstudy train` option values of one family, as strings for the rule's shell command.
 
-    `groups` is passed only to groupnorm cells, so changing it retrains only those.
+    `groups` is passed only to groupnorm families, so changing it retrains only those.
     """
     s = training(config, wildcards.dataset)
     return {
+        "activations": " ".join(family_activations(config, wildcards)),
         "seeds": " ".join(str(x) for x in s["seeds"]),
         "lrs": " ".join(repr(float(x)) for x in s["lrs"]),
         "epochs": str(s["epochs"]),
@@ -175,14 +202,16 @@ def boundary_option(output) -> str:
 
 
 def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]:
-    """The files `pattern` (e.g. RUN, BOUNDARY) of the cells, or of one experiment's cells.
-    BOUNDARY exists only for 2-D datasets, so only their cells are listed for it."""
-    return [
+    """The files `pattern` (e.g. RUN, BOUNDARY) of the cells, or of one experiment's cells,
+    each once (cells of one family share the family's files). BOUNDARY exists only for 2-D
+    datasets, so only their cells are listed for it."""
+    found = [
         cell.path(pattern)
         for cell, members in cells.items()
         if (experiment is None or experiment in members)
         and (pattern != BOUNDARY or cell.dataset in vocab.TWO_D)
     ]
+    return list(dict.fromkeys(found))
 
 
 def output_inputs(config: dict, output) -> dict[str, str | list[str]]:

@@ -13,9 +13,10 @@ normalizations that use batch statistics in training mode and running statistics
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from bnstudy import vocab
@@ -36,6 +37,15 @@ BN_MOMENTUM = 0.9  # running-average decay; 0.9 (PyTorch's 0.1) settles within s
 BN_EPSILON = 1e-5
 
 
+class Choice(nnx.Variable):
+    """Which of its spec's candidate activations a model of a family uses: an index, not trained."""
+
+
+# The per-model state besides the trained parameters: BatchNorm's running statistics and, in a
+# family, the activation choice. The trainer carries it beside the parameters.
+STATE = (nnx.BatchStat, Choice)
+
+
 def _choose(kind: str, value: str, valid) -> None:
     if value not in valid:
         raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
@@ -43,11 +53,18 @@ def _choose(kind: str, value: str, valid) -> None:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything that defines one architecture of the grid. Validated on construction."""
+    """Everything that defines one architecture of the grid, or a family of them. Validated on
+    construction.
+
+    `activation` is one name, or a tuple of names: a *family* of networks that differ only in
+    their activation. The members share one graph (one compiled program trains them all), and
+    each model picks its activation by its `Choice` index; all candidates are computed and the
+    model's own is selected, so a member computes what it would compute alone.
+    """
 
     in_features: int
     num_classes: int
-    activation: str = "relu"
+    activation: str | tuple[str, ...] = "relu"
     norm: str = "none"
     placement: str = "pre"
     depth: int = 2
@@ -55,7 +72,12 @@ class ModelSpec:
     groups: int = vocab.TRAINING_DEFAULTS["groups"]  # groupnorm only
 
     def __post_init__(self):
-        _choose("activation", self.activation, tuple(ACTIVATIONS))
+        if not self.activations or len(set(self.activations)) != len(self.activations):
+            raise ValueError(
+                f"activations must be distinct and at least one, got {self.activation!r}"
+            )
+        for a in self.activations:
+            _choose("activation", a, tuple(ACTIVATIONS))
         _choose("norm", self.norm, tuple(vocab.NORMS))
         _choose("placement", self.placement, tuple(vocab.PLACEMENTS))
         for name in ("in_features", "depth", "width"):
@@ -72,16 +94,28 @@ class ModelSpec:
             )
 
     @property
+    def activations(self) -> tuple[str, ...]:
+        """The candidate activations (one for a single architecture)."""
+        return (self.activation,) if isinstance(self.activation, str) else tuple(self.activation)
+
+    def member(self, activation: str) -> ModelSpec:
+        """The single architecture of this family with `activation`."""
+        return replace(self, activation=activation)
+
+    @property
     def uses_batch_stats(self) -> bool:
         return vocab.NORMS[self.norm].batch_stats
 
     @property
     def foldable(self) -> bool:
-        """True when the inference-mode network is one affine map of its input."""
-        return vocab.ACTIVATIONS[self.activation].function is None and vocab.NORMS[self.norm].affine
+        """True when the inference-mode network (a single architecture) is one affine map of
+        its input."""
+        (activation,) = self.activations
+        return vocab.ACTIVATIONS[activation].function is None and vocab.NORMS[self.norm].affine
 
 
-def _make_norm(spec: ModelSpec, rngs: nnx.Rngs):
+def make_norm(spec: ModelSpec, rngs: nnx.Rngs):
+    """One normalization layer of `spec` (None for "none")."""
     w = spec.width
     if spec.norm == "batchnorm":
         return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
@@ -101,8 +135,10 @@ def _make_norm(spec: ModelSpec, rngs: nnx.Rngs):
 class MLP(nnx.Module):
     """`depth` hidden blocks of `width` units and a linear head producing logits."""
 
-    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+    def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs, choice=0):
         self.spec = spec
+        if len(spec.activations) > 1:
+            self.choice = Choice(jnp.asarray(choice, jnp.int32))
         # Each layer's key is derived from one key by the layer's index, so that for a given
         # seed the Linear weights are the same whatever the activation, norm and placement:
         # cells of one seed differ only in their blocks (paired comparisons).
@@ -116,7 +152,7 @@ class MLP(nnx.Module):
             ]
         )
         self.norms = nnx.List(
-            [_make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
+            [make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
             if spec.norm != "none"
             else []
         )
@@ -130,6 +166,13 @@ class MLP(nnx.Module):
             return norm(h, use_running_average=not train, mask=mask)
         return norm(h)
 
+    def _activation(self):
+        names = self.spec.activations
+        if len(names) == 1:
+            return ACTIVATIONS[names[0]]
+        branches = [ACTIVATIONS[a] for a in names]
+        return lambda h: jax.lax.switch(self.choice[...], branches, h)
+
     def __call__(self, x, train: bool = False, mask=None):
         """Logits for a batch `x` of shape (batch, in_features).
 
@@ -137,8 +180,8 @@ class MLP(nnx.Module):
         batch, restricted to the rows where `mask` (shape (batch, 1)) is True, and updates its
         running averages). train=False: inference mode (running statistics).
         """
-        act = ACTIVATIONS[self.spec.activation]
         h = x
+        act = self._activation()
         for i, linear in enumerate(self.linears):
             h = linear(h)
             if self.spec.placement == "pre":
@@ -149,17 +192,24 @@ class MLP(nnx.Module):
 
 
 def split(model: MLP):
-    """(graphdef, params, batch_stats): the functional view the trainer vmaps over."""
-    return nnx.split(model, nnx.Param, nnx.BatchStat)
+    """(graphdef, params, state): the functional view the trainer vmaps over (state: STATE)."""
+    return nnx.split(model, nnx.Param, STATE)
 
 
 def apply(graphdef, params, stats, x, train: bool = False, mask=None):
-    """Pure forward pass: (logits, updated batch statistics)."""
+    """Pure forward pass: (logits, updated state)."""
     model = nnx.merge(graphdef, params, stats, copy=True)  # fresh Variables in this trace
     logits = model(x, train=train, mask=mask)
-    return logits, nnx.state(model, nnx.BatchStat)
+    return logits, nnx.state(model, STATE)
 
 
-def init(spec: ModelSpec, key):
-    """(graphdef, params, stats) of a freshly initialized MLP; `key` may be batched with vmap."""
-    return split(MLP(spec, rngs=nnx.Rngs(params=key)))
+def init(spec: ModelSpec, key, choice=0):
+    """(graphdef, params, state) of a freshly initialized MLP (in a family, the member with
+    activation index `choice`); `key` and `choice` may be batched with vmap."""
+    return split(MLP(spec, rngs=nnx.Rngs(params=key), choice=choice))
+
+
+def activation_of(model: MLP) -> str:
+    """The activation a model (unstacked) uses."""
+    names = model.spec.activations
+    return names[int(model.choice[...])] if len(names) > 1 else names[0]

@@ -24,29 +24,42 @@ from flax import nnx
 
 from bnstudy import models, train, vocab
 
-
-@partial(jax.jit, static_argnames="graphdef")
-def _evaluate(graphdef, params, stats, x, y):
-    return jax.vmap(partial(train.evaluate, graphdef), in_axes=(0, 0, None, None))(
-        params, stats, x, y
-    )
-
-
-def evaluate(graphdef, params, stats, x, y):
-    """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
-    return tuple(
-        np.asarray(a) for a in _evaluate(graphdef, params, stats, jnp.asarray(x), jnp.asarray(y))
-    )
+CHUNK = 4096  # examples per step of the inference-mode forward pass (bounds memory)
 
 
 @partial(jax.jit, static_argnames="graphdef")
 def _logits(graphdef, params, stats, x):
-    """Inference-mode logits per model: (models, n, classes)."""
-    return jax.vmap(lambda p, s: models.apply(graphdef, p, s, x)[0])(params, stats)
+    """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK, classes)."""
+    one = lambda xb: jax.vmap(lambda p, s: models.apply(graphdef, p, s, xb)[0])(params, stats)  # noqa: E731
+    return jax.lax.map(one, x)
 
 
 def logits(graphdef, params, stats, x) -> np.ndarray:
-    return np.asarray(_logits(graphdef, params, stats, jnp.asarray(x)))
+    """Inference-mode logits per model: (models, n, classes). One compiled program serves every
+    n that pads to the same number of chunks."""
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    padded = np.zeros((-(-n // CHUNK) * CHUNK, x.shape[1]), np.float32)
+    padded[:n] = x
+    out = np.asarray(
+        _logits(graphdef, params, stats, jnp.asarray(padded.reshape(-1, CHUNK, x.shape[1])))
+    )
+    return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, :n]
+
+
+def evaluate(graphdef, params, stats, x, y):
+    """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
+    return loss_and_accuracy(logits(graphdef, params, stats, x), y)
+
+
+def loss_and_accuracy(logits_: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
+    """Per model: mean cross-entropy and accuracy of logits (models, n, classes) for labels y."""
+    z = logits_.astype(np.float64)
+    z = z - z.max(-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    y = np.asarray(y)
+    loss = -np.take_along_axis(log_p, y[None, :, None], -1)[..., 0].mean(-1)
+    return loss, (logits_.argmax(-1) == y).mean(-1)
 
 
 # ---------------------------------------------------------------- batch-statistics mode
@@ -172,7 +185,7 @@ def fold(graphdef, params, stats) -> tuple[np.ndarray, np.ndarray]:
     s = gamma / sqrt(var + eps): a diagonal affine map. Composing them gives one affine map.
     """
     model = nnx.merge(graphdef, params, stats)
-    spec = model.spec
+    spec = model.spec.member(models.activation_of(model))
     if not spec.foldable:
         raise ValueError(
             f"only identity activation with norm in {vocab.AFFINE_NORMS} folds "
@@ -195,13 +208,14 @@ def fold(graphdef, params, stats) -> tuple[np.ndarray, np.ndarray]:
     return w @ f64(head.kernel), b @ f64(head.kernel) + f64(head.bias)
 
 
-def fold_check(graphdef, params, stats, x) -> dict[str, np.ndarray]:
+def fold_check(graphdef, params, stats, x, net=None, which=None) -> dict[str, np.ndarray]:
     """Per model: largest |network logits - folded-map logits| (absolute, and relative to the
-    largest |logit|), and the share of examples on which both predict the same class."""
-    net = logits(graphdef, params, stats, x).astype(np.float64)
+    largest |logit|), and the share of examples on which both predict the same class. `net`:
+    the models' logits of x if already computed; `which`: the models to fold (others get NaN)."""
+    net = (logits(graphdef, params, stats, x) if net is None else net).astype(np.float64)
     m = net.shape[0]
-    dev, rel, agree = np.empty(m), np.empty(m), np.empty(m)
-    for i in range(m):
+    dev, rel, agree = np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
+    for i in np.flatnonzero(np.ones(m, bool) if which is None else which):
         w, b = fold(graphdef, unstack(params, i), unstack(stats, i))
         folded = np.asarray(x, np.float64) @ w + b
         dev[i] = np.abs(net[i] - folded).max()
@@ -213,14 +227,25 @@ def fold_check(graphdef, params, stats, x) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- affinity gap
 
 
-def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
-    """Midpoint defect of f relative to the logit spread, per model; ~1e-7 for an affine f."""
+def affinity_inputs(x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
+    """The inputs of the affinity gap: `pairs` random pairs (x, y) of rows of x and their
+    midpoints, stacked as [x_i; y_i; (x_i + y_i) / 2]."""
     x = np.asarray(x, np.float32)
     rng = np.random.default_rng(seed)
     i = rng.integers(0, len(x), pairs)
     j = rng.integers(0, len(x), pairs)
-    xs = np.concatenate([x[i], x[j], (x[i] + x[j]) / 2])
-    f = logits(graphdef, params, stats, xs).astype(np.float64)
+    return np.concatenate([x[i], x[j], (x[i] + x[j]) / 2])
+
+
+def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
+    """Midpoint defect of f relative to the logit spread, per model; ~1e-7 for an affine f."""
+    return gap_of(logits(graphdef, params, stats, affinity_inputs(x, seed, pairs)))
+
+
+def gap_of(f: np.ndarray) -> np.ndarray:
+    """The affinity gap per model from the logits (models, 3 * pairs, classes) of affinity_inputs."""
+    f = f.astype(np.float64)
+    pairs = f.shape[1] // 3
     fx, fy, fm = f[:, :pairs], f[:, pairs : 2 * pairs], f[:, 2 * pairs :]
     defect = np.linalg.norm(fm - (fx + fy) / 2, axis=-1).mean(-1)
     spread = np.linalg.norm(fx - fx.mean(1, keepdims=True), axis=-1).mean(-1)
@@ -243,10 +268,13 @@ def _grad_norms(graphdef, params, stats, xb, yb):
     return jax.vmap(one)(params, stats, xb, yb)
 
 
-def grad_norms_init(spec: models.ModelSpec, seeds, x_train, y_train, batch_size: int) -> np.ndarray:
+def grad_norms_init(
+    spec: models.ModelSpec, seeds, x_train, y_train, batch_size: int, choices=None
+) -> np.ndarray:
     """(models, depth + 1): gradient norm of each Linear kernel (input layer first, head last)
-    of the freshly initialized models, on the first training batch each model sees."""
-    graphdef, params, stats = train.init_models(spec, seeds)
+    of the freshly initialized models (activation `choices` of a family), on the first training
+    batch each model sees."""
+    graphdef, params, stats = train.init_models(spec, seeds, choices)
     _, data_keys = train.model_keys(seeds)
     n = len(y_train)
     b = min(batch_size, n)
@@ -292,30 +320,37 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
 def measure(
     spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes, batch_size: int
 ) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
-    """Everything measured on one trained cell, per model (seed x learning rate):
+    """Everything measured on one trained cell or family, per model (activation x seed x lr):
 
-    - scalars: column name -> (models,) array; metrics that do not apply to this architecture
-      are NaN, so every cell has the same columns;
+    - scalars: column name -> (models,) array; metrics that do not apply to a model's
+      architecture are NaN, so every cell has the same columns;
     - the batch-statistics records of `batch_stat_probe` (none unless the norm uses batch
       statistics);
     - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1).
+
+    The inference-mode logits of every split and of the affinity-gap inputs come from one
+    forward pass (one compiled program).
     """
     g, p, s = result.graphdef, result.params, result.stats
-    nan = np.full(len(result.seeds), np.nan)
+    splits = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
+    probe_x = affinity_inputs(ds.x_test)
+    every = logits(g, p, s, np.concatenate([x for x, _ in splits] + [probe_x]))
+    ends = np.cumsum([0] + [len(x) for x, _ in splits])
     cols = {}
-    for split in ("train", "val", "test"):
-        loss, acc = evaluate(g, p, s, getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"))
-        cols[f"{split}_loss"], cols[f"{split}_acc"] = loss, acc
+    for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), splits)):
+        cols[f"{name}_loss"], cols[f"{name}_acc"] = loss_and_accuracy(
+            every[:, ends[k] : ends[k + 1]], y
+        )
     cols["diverged"] = result.diverged
     cols["diverged_step"] = result.diverged_step
-    cols["affine_gap"] = affinity_gap(g, p, s, ds.x_test)
-    fold_cols = fold_check(g, p, s, ds.x_test) if spec.foldable else {}
-    for key in ("fold_max_dev", "fold_rel_dev", "fold_agreement"):
-        cols[key] = fold_cols.get(key, nan)
+    cols["affine_gap"] = gap_of(every[:, ends[-1] :])
+    foldable = np.array([spec.member(a).foldable for a in result.activations])
+    cols.update(fold_check(g, p, s, ds.x_test, net=every[:, ends[2] : ends[3]], which=foldable))
     batch = (
         batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes)
         if spec.uses_batch_stats
         else []
     )
-    grads = grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size)
+    choices = np.array([spec.activations.index(a) for a in result.activations], np.int32)
+    grads = grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size, choices)
     return cols, batch, grads

@@ -217,26 +217,23 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _read_cells(paths: list[str], cells: dict, complete: bool = True) -> pd.DataFrame:
-    """Concatenate cell files; each must hold one cell of `cells` (cell -> experiments) or, where
-    not `complete`, may be empty; with `complete`, together they must hold every cell once."""
-    frames, seen = [], set()
+    """Concatenate the files of the cells (one file may hold a family of cells). Every cell in
+    them must be one of `cells` (cell -> experiments) and in one file only; with `complete`,
+    together they must hold every cell (else a file may hold none: a probe that did not apply)."""
+    frames, seen = [], {}
     for path in paths:
         df = pd.read_parquet(path)
-        keys = df[CELL_KEYS].drop_duplicates()
-        if len(keys) == 0 and not complete:
-            continue
-        if len(keys) != 1:
-            raise ValueError(f"{path}: holds {len(keys)} cells, expected one")
-        cell = tuple(keys.iloc[0])
-        if cell not in cells:
-            raise ValueError(f"{path}: cell {cell} is not in the configured experiments")
-        if cell in seen:
-            raise ValueError(f"{path}: cell {cell} was given twice")
-        seen.add(cell)
+        for cell in map(tuple, df[CELL_KEYS].drop_duplicates().itertuples(index=False)):
+            if cell not in cells:
+                raise ValueError(f"{path}: cell {cell} is not in the configured experiments")
+            if cell in seen:
+                raise ValueError(f"{path}: cell {cell} is also in {seen[cell]}")
+            seen[cell] = path
         frames.append(df)
-    missing = set(cells) - seen
+    missing = set(cells) - set(seen)
     if complete and missing:
         raise ValueError(f"no file given for the cells {sorted(missing)}")
+    frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=RUN_KEYS)
     return pd.concat(frames, ignore_index=True)  # absent columns -> NaN
@@ -246,7 +243,7 @@ def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.Data
     """The study's tables from the cell files of the configured experiments.
 
     `experiments`: the config's section (which experiments use which cells); `files`: kind
-    ("run", "history", "batchstats", "layers") -> the cell files of that kind, one per cell.
+    ("run", "history", "batchstats", "layers") -> the files of that kind (one per family).
     Returns "metrics" (one row per experiment x run, the selected learning rate marked) and
     "history", "batchstats", "layers" (the same rows x epoch / test batch / layer). A cell used
     by several experiments appears once per experiment, with the same numbers.

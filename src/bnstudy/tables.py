@@ -219,30 +219,31 @@ def _loss(x: float) -> str:
 
 
 def cell_seconds(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment and cell of `metrics`, with `bench_s`: the wall time in the cell's
-    training benchmark file (grid.TRAIN_BENCHMARK), NaN where `benchmarks` has none."""
+    """One row per experiment and cell of `metrics`, with `bench_file`: the training benchmark
+    file of the cell's family (grid.TRAIN_BENCHMARK; one training job per family) and `bench_s`:
+    its wall time, NaN where `benchmarks` has none."""
     cells = metrics.drop_duplicates(["experiment", *vocab.CELL_KEYS]).copy()
     seconds_of = dict(zip(benchmarks["file"], benchmarks["s"]))
-    cells["bench_s"] = [
-        seconds_of.get(
-            grid.Cell(*(getattr(r, k) for k in vocab.CELL_KEYS)).path(grid.TRAIN_BENCHMARK), np.nan
-        )
+    cells["bench_file"] = [
+        grid.Cell(*(getattr(r, k) for k in vocab.CELL_KEYS)).path(grid.TRAIN_BENCHMARK)
         for r in cells.itertuples()
     ]
+    cells["bench_s"] = [seconds_of.get(f, np.nan) for f in cells["bench_file"]]
     return cells
 
 
 def compute(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> str:
-    """Compute used per experiment: runs, cells, devices, and the training jobs' wall time from the
-    rules' benchmark files. A cell shared by several experiments counts in each; the last row
-    counts every cell once."""
-    header = ["Experiment", "Runs", "Cells", "Device", "Wall time"]
+    """Compute used per experiment: runs, cells, training jobs (one per family of cells),
+    devices, and the training jobs' wall time from the rules' benchmark files. A job whose
+    family serves several experiments counts in each; the last row counts every job once."""
+    header = ["Experiment", "Runs", "Cells", "Jobs", "Device", "Wall time"]
     cells = cell_seconds(metrics, benchmarks)
 
     def row(name, runs, c):
         devices = tex_escape(", ".join(sorted(runs["device"].astype(str).unique())))
-        wall = seconds(c["bench_s"].sum()) if c["bench_s"].notna().any() else "--"
-        return [name, str(len(runs)), str(len(c)), devices, wall]
+        jobs = c.drop_duplicates("bench_file")
+        wall = seconds(jobs["bench_s"].sum()) if jobs["bench_s"].notna().any() else "--"
+        return [name, str(len(runs)), str(len(c)), str(len(jobs)), devices, wall]
 
     rows = [
         row(e, metrics[metrics["experiment"] == e], cells[cells["experiment"] == e])
@@ -255,7 +256,7 @@ def compute(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> str:
             cells.drop_duplicates(list(vocab.CELL_KEYS)),
         )
     )
-    return tabular(header, rows, "lrrlr", [len(rows) - 1])
+    return tabular(header, rows, "lrrrlr", [len(rows) - 1])
 
 
 def make(name: str, inputs: dict) -> str:

@@ -79,15 +79,43 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
 
 
 @partial(jax.jit, static_argnums=0)
-def _init_stacked(spec: models.ModelSpec, seeds):
+def _init_linears(sizes: tuple[int, int, int, int], seeds):
+    """The Linear layers' parameters, stacked over models: they depend on the seed and the layer
+    sizes (in_features, num_classes, depth, width) only (bnstudy.models), so one compiled
+    program initializes every cell and family of these sizes."""
+    bare = models.ModelSpec(*sizes[:2], "identity", "none", "pre", *sizes[2:])
     init_keys, _ = model_keys(seeds)
-    return jax.vmap(lambda k: models.init(spec, k)[1:])(init_keys)
+    return jax.vmap(lambda k: nnx.to_pure_dict(models.init(bare, k)[1]))(init_keys)
 
 
-def init_models(spec: models.ModelSpec, seeds):
-    """(graphdef, params, stats) with params/stats stacked over `seeds` along axis 0."""
-    graphdef = models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))[0]
-    params, stats = _init_stacked(spec, jnp.asarray(seeds))
+def init_models(spec: models.ModelSpec, seeds, choices=None):
+    """(graphdef, params, stats) with params/stats stacked over the models along axis 0: one
+    model per entry of `seeds`, using activation `choices[i]` of a family spec (default 0).
+
+    The Linear weights come from `_init_linears`; the norms' scales, shifts and running
+    statistics start at the constants of their initializers, the same for every model."""
+    model = nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0)))
+    graphdef, params, stats = models.split(model)
+    m = len(seeds)
+    stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (m, *a.shape)), tree)  # noqa: E731
+    pure_params = _init_linears(
+        (spec.in_features, spec.num_classes, spec.depth, spec.width), jnp.asarray(seeds)
+    )
+    pure_stats = {}
+    if spec.norm != "none":
+        norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
+        pure_params["norms"] = {
+            i: stack(nnx.to_pure_dict(nnx.state(norm, nnx.Param))) for i in range(spec.depth)
+        }
+        if spec.uses_batch_stats:
+            batch_stats = nnx.to_pure_dict(nnx.state(norm, nnx.BatchStat))
+            pure_stats["norms"] = {i: stack(batch_stats) for i in range(spec.depth)}
+    if len(spec.activations) > 1:
+        pure_stats["choice"] = jnp.asarray(
+            np.zeros(m, np.int32) if choices is None else choices, jnp.int32
+        )
+    nnx.replace_by_pure_dict(params, pure_params)
+    nnx.replace_by_pure_dict(stats, pure_stats)
     return graphdef, params, stats
 
 
@@ -215,21 +243,26 @@ class TrainResult:
     diverged: np.ndarray  # (models,) bool
     diverged_step: np.ndarray  # (models,) int, -1 when not diverged
     history: dict  # name -> (epochs, models) array
-    seeds: np.ndarray
-    lrs: np.ndarray
-    seconds: float
+    seeds: np.ndarray  # (models,)
+    lrs: np.ndarray  # (models,)
+    activations: np.ndarray  # (models,) the activation of each model
+    seconds: dict  # wall time of the phases: init (and its compilation), compile, train
 
 
 def train(
     spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_val, log=sys.stderr
 ) -> TrainResult:
-    """Train all seeds x learning rates of one cell; returns the final stacked models."""
+    """Train all seeds x learning rates of one cell, or of every member of a family (spec with
+    several activations: models activation-major, then seed, then learning rate), in one
+    compiled program; returns the final stacked models."""
     start = time.perf_counter()
     n = x_train.shape[0]
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
-    seeds, lrs = cfg.model_seeds, cfg.model_lrs
-    graphdef, params, stats = init_models(spec, seeds)
+    k = len(spec.activations)
+    seeds, lrs = np.tile(cfg.model_seeds, k), np.tile(cfg.model_lrs, k)
+    choices = np.repeat(np.arange(k, dtype=np.int32), len(cfg.model_seeds))
+    graphdef, params, stats = init_models(spec, seeds, choices)
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
     opt_state = jax.jit(jax.vmap(tx.init))(params)
     m = len(seeds)
@@ -246,11 +279,15 @@ def train(
     lrs_dev = jnp.asarray(lrs)
 
     block = _block_size(cfg.epochs)
+    jax.block_until_ready(state)
+    setup = time.perf_counter()
+    run_block = _train_block.lower(
+        graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys, state, jnp.int32(0)
+    ).compile()
+    compiled = time.perf_counter()
     history = []
     for first in range(0, cfg.epochs, block):
-        state, hist = _train_block(
-            graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys, state, jnp.int32(first)
-        )
+        state, hist = run_block(data, lrs_dev, data_keys, state, jnp.int32(first))
         hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
@@ -271,5 +308,10 @@ def train(
         history,
         seeds,
         lrs,
-        time.perf_counter() - start,
+        np.asarray(spec.activations)[choices],
+        {
+            "init": setup - start,
+            "compile": compiled - setup,
+            "train": time.perf_counter() - compiled,
+        },
     )

@@ -1,6 +1,7 @@
-# Stage 2: one training job per cell (dataset, activation, norm, placement, depth, width): all
-# seeds x learning rates of the cell in one compiled program. The file patterns are those of
-# bnstudy.grid. 2-D datasets also write the decision-boundary grids (rule train_2d).
+# Stage 2: one training job per family of cells (dataset, norm, placement, depth, width; the
+# cells differ in their activation): every activation x seed x learning rate of the family in
+# one compiled program. The file patterns are those of bnstudy.grid. 2-D datasets also write
+# the decision-boundary grids (rule train_2d).
 
 
 rule train:
@@ -28,7 +29,7 @@ rule train:
         opts=lambda wc: grid.train_options(config, wc),
         boundary=lambda wc, output: grid.boundary_option(output),
     shell:
-        "bnstudy train --data {input.data} --activation {wildcards.activation}"
+        "bnstudy train --data {input.data} --activation {params.opts[activations]}"
         " --norm {wildcards.norm} --placement {wildcards.placement}"
         " --depth {wildcards.depth} --width {wildcards.width} {params.opts[groups]}"
         " --seeds {params.opts[seeds]} --lrs {params.opts[lrs]} --epochs {params.opts[epochs]}"
