@@ -7,12 +7,15 @@ epoch and evaluate on the validation split after every epoch.
 - engine: `bnstudy.train.train`, one compiled program (vmap over models, scan over steps/epochs).
 - loop:   the Flax NNX tutorial pattern: an `nnx.jit` train step called from Python for every
           batch, one model at a time, batches sliced on the host.
+- torch:  what a PyTorch user writes: `torch.nn.Sequential` of Linear and BatchNorm1d, Adam,
+          `loss.backward()` and `optimizer.step()` for every batch, one model after another
+          (the `bench` extra: pip install torch==2.13.0 takes the CPU wheel; skipped without torch).
 
 Prints examples/second of each (compilation included, since a cell is trained once) and their
 ratio, the engine's steady-state rate (a second, already compiled run), its achieved FLOP/s, and
 a large f32 matmul's FLOP/s measured in the same process (the machine's practical ceiling).
 
-    python benchmarks/bench_engine.py [--epochs 60] [--repeats 3]
+    python benchmarks/bench_engine.py [--epochs 60] [--repeats 3] [--no-torch]
 """
 
 from __future__ import annotations
@@ -85,6 +88,42 @@ def per_step_loop(spec, cfg, ds):
     return time.perf_counter() - start, np.array(final)
 
 
+def torch_loop(spec, cfg, ds):
+    """The PyTorch user's way, for every (seed, lr): a Sequential model, Adam, a Python loop over
+    batches; validation accuracy after every epoch, as the engine does."""
+    import torch
+
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train).long()
+    x_val, y_val = torch.from_numpy(ds.x_val), torch.from_numpy(ds.y_val).long()
+    sizes = [spec.in_features] + [spec.width] * spec.depth
+    start = time.perf_counter()
+    n, b = len(y), cfg.batch_size
+    final = []
+    for seed in cfg.seeds:
+        for lr in cfg.lrs:
+            torch.manual_seed(seed)
+            layers = []
+            for i, o in zip(sizes[:-1], sizes[1:]):  # identity activation: Linear -> BatchNorm
+                layers += [torch.nn.Linear(i, o), torch.nn.BatchNorm1d(o, momentum=0.1, eps=1e-5)]
+            model = torch.nn.Sequential(*layers, torch.nn.Linear(spec.width, spec.num_classes))
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+            generator = torch.Generator().manual_seed(seed)
+            for _ in range(cfg.epochs):
+                model.train()
+                perm = torch.randperm(n, generator=generator)
+                for i in range(n // b):
+                    idx = perm[i * b : (i + 1) * b]
+                    loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    acc = (model(x_val).argmax(-1) == y_val).float().mean()
+            final.append(float(acc))
+    return time.perf_counter() - start, np.array(final)
+
+
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
@@ -112,7 +151,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each way; medians reported")
+    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch loop")
     args = parser.parse_args()
+    try:
+        import torch
+
+        torch_version = None if args.no_torch else torch.__version__
+    except ImportError:
+        torch_version = None
     ds = make_data()
     spec = models.ModelSpec(
         ds.x_train.shape[1], ds.num_classes, "identity", "batchnorm", "pre", 3, 128
@@ -126,13 +172,14 @@ def main():
     print(
         f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; jax {jax.__version__}"
+        + (f"; torch {torch_version} ({torch.get_num_threads()} threads)" if torch_version else "; no torch")
     )
     print(
         f"cell: mnist1d (4000 train), identity+batchnorm, depth 3, width 128, batch 128, "
         f"{args.epochs} epochs, {len(SEEDS)} seeds x {len(LRS)} lrs = {len(SEEDS) * len(LRS)} models"
     )
 
-    engine_cold, engine_warm, loop_times = [], [], []
+    engine_cold, engine_warm, loop_times, torch_times = [], [], [], []
     for rep in range(args.repeats):
         train.make_optimizer.cache_clear()
         jax.clear_caches()  # every cold run compiles from scratch, like a fresh `bnstudy train`
@@ -140,15 +187,20 @@ def main():
         t_warm, _ = engine(spec, cfg, ds)
         jax.clear_caches()
         t_loop, acc_loop = per_step_loop(spec, cfg, ds)
+        t_torch, acc_torch = torch_loop(spec, cfg, ds) if torch_version else (np.nan, np.nan)
         engine_cold.append(t_cold)
         engine_warm.append(t_warm)
         loop_times.append(t_loop)
+        torch_times.append(t_torch)
         print(
-            f"  run {rep + 1}: engine {t_cold:.2f}s (warm {t_warm:.2f}s), loop {t_loop:.2f}s; "
-            f"mean final val acc engine {np.mean(acc_engine):.3f}, loop {np.mean(acc_loop):.3f}"
+            f"  run {rep + 1}: engine {t_cold:.2f}s (warm {t_warm:.2f}s), loop {t_loop:.2f}s, "
+            f"torch {t_torch:.2f}s; mean final val acc engine {np.mean(acc_engine):.3f}, "
+            f"loop {np.mean(acc_loop):.3f}, torch {np.mean(acc_torch):.3f}"
         )
 
-    cold, warm, loop = map(statistics.median, (engine_cold, engine_warm, loop_times))
+    cold, warm, loop, torch_t = map(
+        statistics.median, (engine_cold, engine_warm, loop_times, torch_times)
+    )
     flops = train_flops(spec, cfg, len(ds.y_train), len(ds.y_val))
     ceiling = matmul_flops()
     print(
@@ -159,6 +211,12 @@ def main():
     print(
         f"speed-up engine / loop: {loop / cold:.1f}x (compile included), {loop / warm:.1f}x (compiled)"
     )
+    if torch_version:
+        print(f"PyTorch loop:              {examples / torch_t:,.0f} examples/s  ({torch_t:.2f}s)")
+        print(
+            f"speed-up engine / PyTorch: {torch_t / cold:.1f}x (compile included), "
+            f"{torch_t / warm:.1f}x (compiled)"
+        )
     print(
         f"engine achieved {flops / warm / 1e9:.1f} GFLOP/s vs a 2048^2 f32 matmul's "
         f"{ceiling / 1e9:.1f} GFLOP/s ({100 * flops / warm / ceiling:.0f}% of that ceiling)"

@@ -181,10 +181,21 @@ def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
     )
 
 
-def test_grad_norms_at_init_have_one_entry_per_linear_layer(mnist1d):
-    spec = models.ModelSpec(40, 10, "identity", "batchnorm", "pre", 5, 32)
-    g = probes.grad_norms_init(spec, np.array([0, 1]), mnist1d.x_train, mnist1d.y_train, 64)
+def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
+    import jax
+
+    spec, r = fit(mnist1d, "identity", "batchnorm", depth=5, seeds=(0, 1), epochs=1)
+    g = r.grad_norms_init
     assert g.shape == (2, 6) and np.all(g > 0) and np.all(np.isfinite(g))
+    # the same gradient, computed on its own: initial weights, the model's first batch
+    graphdef, params, stats = train.init_models(spec, r.seeds)
+    _, data_keys = train.model_keys(r.seeds)
+    for m in range(2):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(data_keys[m], 0), len(mnist1d.y_train)))
+        xb, yb = mnist1d.x_train[perm[:64]], mnist1d.y_train[perm[:64]]
+        p, s = probes.unstack(params, m), probes.unstack(stats, m)
+        loss = lambda p: train.cross_entropy(models.apply(graphdef, p, s, xb, train=True)[0], yb)  # noqa: E731
+        np.testing.assert_allclose(g[m], np.asarray(train.kernel_norms(jax.grad(loss)(p))), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -231,7 +231,7 @@ def _run_train(args) -> None:
     result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
     phases.update(result.seconds)
     mark = time.perf_counter()
-    scalars, batch, grads = probes.measure(spec, result, ds, sizes, cfg.batch_size)
+    scalars, batch, grads = probes.measure(spec, result, ds, sizes)
     ident = dict(
         dataset=ds.name,
         activation=result.activations,

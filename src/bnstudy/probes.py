@@ -9,7 +9,6 @@
   from the parameters alone, and compared with the network's own logits.
 - `affinity_gap`: how far any network is from affine on test data: the midpoint defect
   ||f((x+y)/2) - (f(x)+f(y))/2|| relative to the logits' spread ||f(x) - mean f||.
-- `grad_norms_init`: gradient norm of each Linear kernel at initialization (training mode).
 - `boundary`: predictions on a 2-D grid, for decision-boundary pictures.
 """
 
@@ -76,7 +75,9 @@ def _batch_stat_predict(graphdef, params, stats, x, idx, mask):
             out, _ = models.apply(graphdef, p, s, x[rows], train=True, mask=m[:, None])
             return jnp.argmax(out, -1)
 
-        return jax.lax.map(one_batch, (idx, mask), batch_size=min(64, idx.shape[0]))
+        # as many batches at once as make about CHUNK examples: few, large steps
+        rows_per_step = max(1, min(idx.shape[0], CHUNK // idx.shape[1]))
+        return jax.lax.map(one_batch, (idx, mask), batch_size=rows_per_step)
 
     return jax.vmap(one_model)(params, stats)
 
@@ -252,37 +253,6 @@ def gap_of(f: np.ndarray) -> np.ndarray:
     return defect / spread
 
 
-# ---------------------------------------------------------------- gradients at initialization
-
-
-@partial(jax.jit, static_argnames="graphdef")
-def _grad_norms(graphdef, params, stats, xb, yb):
-    def one(p, s, x, y):
-        def loss(p):
-            return train.cross_entropy(models.apply(graphdef, p, s, x, train=True)[0], y)
-
-        g = nnx.to_pure_dict(jax.grad(loss)(p))
-        kernels = [g["linears"][i]["kernel"] for i in sorted(g["linears"])] + [g["head"]["kernel"]]
-        return jnp.stack([jnp.linalg.norm(k) for k in kernels])
-
-    return jax.vmap(one)(params, stats, xb, yb)
-
-
-def grad_norms_init(
-    spec: models.ModelSpec, seeds, x_train, y_train, batch_size: int, choices=None
-) -> np.ndarray:
-    """(models, depth + 1): gradient norm of each Linear kernel (input layer first, head last)
-    of the freshly initialized models (activation `choices` of a family), on the first training
-    batch each model sees."""
-    graphdef, params, stats = train.init_models(spec, seeds, choices)
-    _, data_keys = train.model_keys(seeds)
-    n = len(y_train)
-    b = min(batch_size, n)
-    idx = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, 0), n)[:b])(data_keys)
-    x, y = jnp.asarray(x_train)[idx], jnp.asarray(y_train)[idx]
-    return np.asarray(_grad_norms(graphdef, params, stats, x, y))
-
-
 # ---------------------------------------------------------------- decision boundaries
 
 
@@ -318,7 +288,7 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
 
 
 def measure(
-    spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes, batch_size: int
+    spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes
 ) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
     """Everything measured on one trained cell or family, per model (activation x seed x lr):
 
@@ -326,7 +296,8 @@ def measure(
       architecture are NaN, so every cell has the same columns;
     - the batch-statistics records of `batch_stat_probe` (none unless the norm uses batch
       statistics);
-    - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1).
+    - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1)
+      (recorded by the trainer at its first step).
 
     The inference-mode logits of every split and of the affinity-gap inputs come from one
     forward pass (one compiled program).
@@ -351,6 +322,4 @@ def measure(
         if spec.uses_batch_stats
         else []
     )
-    choices = np.array([spec.activations.index(a) for a in result.activations], np.int32)
-    grads = grad_norms_init(spec, result.seeds, ds.x_train, ds.y_train, batch_size, choices)
-    return cols, batch, grads
+    return cols, batch, result.grad_norms_init

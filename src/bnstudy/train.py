@@ -190,7 +190,14 @@ def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
         state.step + 1,
     )
     nan = jnp.float32(jnp.nan)
-    return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan))
+    return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan), kernel_norms(grads))
+
+
+def kernel_norms(grads) -> jax.Array:
+    """The norm of each Linear kernel's gradient, input layer first, head last: (depth + 1,)."""
+    g = nnx.to_pure_dict(grads)
+    kernels = [g["linears"][i]["kernel"] for i in sorted(g["linears"])] + [g["head"]["kernel"]]
+    return jnp.stack([jnp.linalg.norm(k) for k in kernels])
 
 
 def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
@@ -205,7 +212,7 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
         xb, yb = x_train[idx], y_train[idx]
         return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
 
-    state, (losses, accs) = jax.lax.scan(step, state, batches)
+    state, (losses, accs, grad_norms) = jax.lax.scan(step, state, batches)
     val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(
         state.params, state.stats
     )
@@ -215,6 +222,7 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
         train_acc=accs.mean(0),
         val_loss=jnp.where(state.diverged, jnp.nan, val_loss),
         val_acc=jnp.where(state.diverged, jnp.nan, val_acc),
+        grad_norms_first_step=grad_norms[0],  # (models, depth + 1)
     )
 
 
@@ -246,6 +254,8 @@ class TrainResult:
     seeds: np.ndarray  # (models,)
     lrs: np.ndarray  # (models,)
     activations: np.ndarray  # (models,) the activation of each model
+    grad_norms_init: np.ndarray  # (models, depth + 1) each Linear kernel's gradient norm at the
+    # first step (initial weights, the model's first batch, batch statistics), head last
     seconds: dict  # wall time of the phases: init (and its compilation), compile, train
 
 
@@ -299,6 +309,7 @@ def train(
             flush=True,
         )
     history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+    grad_norms_init = history.pop("grad_norms_first_step")[0]  # the very first step: at init
     return TrainResult(
         graphdef,
         state.params,
@@ -309,6 +320,7 @@ def train(
         seeds,
         lrs,
         np.asarray(spec.activations)[choices],
+        grad_norms_init,
         {
             "init": setup - start,
             "compile": compiled - setup,
