@@ -172,7 +172,11 @@ def main():
     print(
         f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs; jax {jax.__version__}"
-        + (f"; torch {torch_version} ({torch.get_num_threads()} threads)" if torch_version else "; no torch")
+        + (
+            f"; torch {torch_version} ({torch.get_num_threads()} threads)"
+            if torch_version
+            else "; no torch"
+        )
     )
     print(
         f"cell: mnist1d (4000 train), identity+batchnorm, depth 3, width 128, batch 128, "

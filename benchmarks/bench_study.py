@@ -83,7 +83,9 @@ def job_times(work: Path) -> pd.DataFrame:
     for f in sorted((work / "results" / "benchmarks").rglob("*.tsv")):
         rel = f.relative_to(work / "results" / "benchmarks")
         kind = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        rows.append({"file": str(rel), "kind": kind, "s": float(pd.read_csv(f, sep="\t")["s"].iloc[0])})
+        rows.append(
+            {"file": str(rel), "kind": kind, "s": float(pd.read_csv(f, sep="\t")["s"].iloc[0])}
+        )
     return pd.DataFrame(rows)
 
 
@@ -111,7 +113,9 @@ def main() -> None:
         phases = train_phases(work)
 
     by_kind = jobs.groupby("kind")["s"].agg(["count", "sum"])
-    train_jobs = by_kind.loc["train"] if "train" in by_kind.index else pd.Series({"count": 0, "sum": 0})
+    train_jobs = (
+        by_kind.loc["train"] if "train" in by_kind.index else pd.Series({"count": 0, "sum": 0})
+    )
     job_sum = float(jobs["s"].sum())
     out = {
         "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
@@ -120,7 +124,10 @@ def main() -> None:
         "cores": args.cores,
         "study_wall_s": round(wall, 1),
         "jobs_wall_s": round(job_sum, 1),
-        "jobs": {k: {"count": int(r["count"]), "wall_s": round(float(r["sum"]), 1)} for k, r in by_kind.iterrows()},
+        "jobs": {
+            k: {"count": int(r["count"]), "wall_s": round(float(r["sum"]), 1)}
+            for k, r in by_kind.iterrows()
+        },
         "scheduling_idle_core_s": round(args.cores * wall - job_sum, 1),
     }
     print(f"{out['machine']}\nconfig {args.config}, checkout {args.repo}, --cores {args.cores}\n")
@@ -138,10 +145,14 @@ def main() -> None:
         print(f"\ntraining jobs ({len(phases)}), phases summed:")
         for p, v in summed.items():
             print(f"  {p:<22}  {v:8.1f} s")
-        print(f"  (other time in the jobs: {float(train_jobs['sum']) - sum(summed.values()):.1f} s:"
-              " the job's process start before Python and Snakemake's own wrapper)")
-        print(f"\nfixed cost: {100 * out['fixed_cost_share']:.0f}% of the summed job wall time"
-              " (everything but the compiled training loop)")
+        print(
+            f"  (other time in the jobs: {float(train_jobs['sum']) - sum(summed.values()):.1f} s:"
+            " the job's process start before Python and Snakemake's own wrapper)"
+        )
+        print(
+            f"\nfixed cost: {100 * out['fixed_cost_share']:.0f}% of the summed job wall time"
+            " (everything but the compiled training loop)"
+        )
         print(f"study wall / (pure training / cores): {out['wall_over_pure_training']:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -191,11 +191,18 @@ def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
     graphdef, params, stats = train.init_models(spec, r.seeds)
     _, data_keys = train.model_keys(r.seeds)
     for m in range(2):
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(data_keys[m], 0), len(mnist1d.y_train)))
+        perm = np.asarray(
+            jax.random.permutation(jax.random.fold_in(data_keys[m], 0), len(mnist1d.y_train))
+        )
         xb, yb = mnist1d.x_train[perm[:64]], mnist1d.y_train[perm[:64]]
         p, s = probes.unstack(params, m), probes.unstack(stats, m)
-        loss = lambda p: train.cross_entropy(models.apply(graphdef, p, s, xb, train=True)[0], yb)  # noqa: E731
-        np.testing.assert_allclose(g[m], np.asarray(train.kernel_norms(jax.grad(loss)(p))), rtol=1e-5)
+
+        def loss(p, s=s, xb=xb, yb=yb):
+            return train.cross_entropy(models.apply(graphdef, p, s, xb, train=True)[0], yb)
+
+        np.testing.assert_allclose(
+            g[m], np.asarray(train.kernel_norms(jax.grad(loss)(p))), rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize(
