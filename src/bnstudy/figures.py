@@ -345,21 +345,10 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
     pal = colours(order)
     styles = {"style": "Dataset"} if runs["dataset"].nunique() > 1 else {}
     deepest = grads[grads["depth"] == grads["depth"].max()]
+    lines = {"hue": "network", "hue_order": order, "palette": pal, "marker": "o", **styles}
     log_kw = {"estimator": geomean, "errorbar": geo_ci95}
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(TEXTWIDTH, 2.6), layout="constrained")
-    sns.lineplot(
-        runs,
-        x="depth",
-        y="grad_input",
-        hue="network",
-        hue_order=order,
-        palette=pal,
-        marker="o",
-        ax=a,
-        legend=False,
-        **log_kw,
-        **styles,
-    )
+    sns.lineplot(runs, x="depth", y="grad_input", ax=a, legend=False, **lines, **log_kw)
     a.set(
         yscale="log",
         xlabel="depth (hidden layers)",
@@ -370,15 +359,11 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
         deepest,
         x="layer",
         y="grad_norm_init",
-        hue="network",
-        hue_order=order,
-        palette=pal,
-        marker="o",
         markersize=2.5,
         ax=b,
         legend=False,
+        **lines,
         **log_kw,
-        **styles,
     )
     b.set(
         yscale="log",
@@ -386,18 +371,7 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
         ylabel="gradient norm",
         title=f"(b) per layer, depth {int(runs['depth'].max())}",
     )
-    sns.lineplot(
-        runs,
-        x="depth",
-        y="test_acc",
-        hue="network",
-        hue_order=order,
-        palette=pal,
-        marker="o",
-        errorbar=ci95,
-        ax=c,
-        **styles,
-    )
+    sns.lineplot(runs, x="depth", y="test_acc", errorbar=ci95, ax=c, **lines)
     c.set(xlabel="depth (hidden layers)", ylabel="test accuracy", title="(c) after training")
     for ax in (a, c):
         ax.set_xscale("log", base=2)
@@ -661,29 +635,16 @@ def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
     )
     for j, d in enumerate(datasets):
         g = h[h["Dataset"] == d]
-        sns.lineplot(
-            g,
-            x="epoch",
-            y="train_loss",
-            hue="network",
-            hue_order=order,
-            palette=pal,
-            errorbar=ci95,
-            ax=axes[0, j],
-            legend=(j == 0),
-        )
+        lines = {
+            "x": "epoch",
+            "hue": "network",
+            "hue_order": order,
+            "palette": pal,
+            "errorbar": ci95,
+        }
+        sns.lineplot(g, y="train_loss", ax=axes[0, j], legend=(j == 0), **lines)
         axes[0, j].set(title=d, xlabel="", ylabel="training loss" if j == 0 else "")
-        sns.lineplot(
-            g,
-            x="epoch",
-            y="val_acc",
-            hue="network",
-            hue_order=order,
-            palette=pal,
-            errorbar=ci95,
-            ax=axes[1, j],
-            legend=False,
-        )
+        sns.lineplot(g, y="val_acc", ax=axes[1, j], legend=False, **lines)
         axes[1, j].set(ylabel="validation accuracy" if j == 0 else "")
         last = int(g["epoch"].max())
         epochs = [e for e in (1, 2, 5, 10, 20, 50, 100, 200) if e < 0.8 * last] + [last]
