@@ -34,6 +34,7 @@ def _macros(path: Path) -> dict:
 
 def headline(comparisons) -> list[str]:
     """One line per E1 setting: identity + BatchNorm against the linear baseline."""
+    from bnstudy.formats import points
     from bnstudy.names import label
 
     a, b = ("+".join(vocab.BN_ONLY), "+".join(vocab.LINEAR))
@@ -42,7 +43,7 @@ def headline(comparisons) -> list[str]:
     ]
     return [
         f"  {label(r.dataset):<14} identity + BatchNorm {100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%"
-        f"   difference {100 * r.diff:+.1f} points [{100 * r.diff_lo:+.1f}, {100 * r.diff_hi:+.1f}]:"
+        f"   difference {points(r.diff, '+')} points [{points(r.diff_lo, '+')}, {points(r.diff_hi, '+')}]:"
         f" {r.verdict}"
         for r in rows.itertuples()
     ]
