@@ -59,7 +59,6 @@ PAPER = "results/paper.pdf"
 
 WILDCARDS = {
     "dataset": "|".join(vocab.DATASETS),
-    "activation": "|".join(vocab.ACTIVATIONS),
     "norm": "|".join(vocab.NORMS),
     "placement": "|".join(vocab.PLACEMENTS),
     "depth": r"[1-9][0-9]*",
@@ -135,11 +134,6 @@ def family_activations(config: dict, wildcards) -> tuple[str, ...]:
         int(wildcards.width),
     )
     return families(config)[key]
-
-
-def experiment_cells(config: dict, experiment: str) -> list[Cell]:
-    """The cells of one experiment's sub-grid."""
-    return [cell for cell, members in cells(config).items() if experiment in members]
 
 
 def datasets(config: dict) -> list[str]:
