@@ -467,6 +467,11 @@ def _pick_model(npz, activation: str, seed: int, lr: float) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+def _mark_missing(ax) -> None:
+    """A panel whose boundary grid is not there says so."""
+    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=6, transform=ax.transAxes)
+
+
 def _classes(pred) -> np.ndarray:
     pred = np.asarray(pred)
     return pred.argmax(-1) if pred.ndim == 3 else pred  # logits/probabilities -> labels
@@ -536,34 +541,16 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                     ax.set_facecolor("0.95")
                     continue
                 c = cell.sort_values("seed").iloc[0]
-                cell = grid.Cell(*(getattr(c, k) for k in vocab.CELL_KEYS))
-                f = given.get(
-                    Path(cell.path(grid.BOUNDARY)).parts[-2:]
-                )  # {dataset}/{cell}.boundary.npz
+                cell_file = grid.Cell(*(getattr(c, k) for k in vocab.CELL_KEYS)).path(grid.BOUNDARY)
+                f = given.get(Path(cell_file).parts[-2:])  # {dataset}/{family}.boundary.npz
                 key = "pred_inference" if mode == "inference" else "pred_batch"
                 if f is None or not Path(f).exists():
-                    ax.text(
-                        0.5,
-                        0.5,
-                        "missing",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        transform=ax.transAxes,
-                    )
+                    _mark_missing(ax)
                     continue
                 with np.load(f) as z:
                     k = _pick_model(z, c.activation, int(c.seed), float(c.lr))
                     if k is None or key not in z:
-                        ax.text(
-                            0.5,
-                            0.5,
-                            "missing",
-                            ha="center",
-                            va="center",
-                            fontsize=6,
-                            transform=ax.transAxes,
-                        )
+                        _mark_missing(ax)
                         continue
                     xx, yy, pred = z["xx"], z["yy"], _classes(z[key][k])
                     xt, yt = z["x_train"], z["y_train"]
