@@ -59,6 +59,11 @@ def _run_prepare_data(args) -> None:
     print(f"wrote {out}: {ds.meta}", file=sys.stderr)
 
 
+# What `bnstudy train` writes per training job: the run table and the long tables beside it.
+LONG_TABLES = ("history", "batchstats", "layers")
+CELL_FILES = ("run", *LONG_TABLES)
+
+
 def _add_train(sub) -> None:
     from bnstudy import vocab
 
@@ -117,7 +122,11 @@ def _add_train(sub) -> None:
         default=[str(b) for b in d["test_batch_sizes"]],
         help=f"test batch sizes of the batch-statistics probe (integers or '{vocab.FULL}')",
     )
-    p.add_argument("--out", required=True, help="output Parquet file: one row per seed x lr")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output Parquet file: one row per model (activation x seed x lr)",
+    )
     p.add_argument(
         "--history", default=None, help="output Parquet file: one row per seed x lr x epoch"
     )
@@ -261,7 +270,7 @@ def _run_train(args) -> None:
     )
     phases["probes"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    for name in ("history", "batchstats", "layers"):
+    for name in LONG_TABLES:
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
@@ -280,9 +289,6 @@ def _run_train(args) -> None:
         f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr
     )
     print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
-
-
-CELL_FILES = ("run", "history", "batchstats", "layers")  # what `bnstudy train` writes per cell
 
 
 def _add_collect(sub) -> None:
@@ -318,7 +324,7 @@ def _run_collect(args) -> None:
 
     files = {kind: getattr(args, f"{kind}_files") for kind in CELL_FILES}
     tables = results.collect(json.loads(args.experiments), files)
-    for name in ("history", "batchstats", "layers"):
+    for name in LONG_TABLES:
         results.write_parquet(tables[name], getattr(args, name))
     if args.csv:
         results.write_csv(tables["metrics"], args.csv)
