@@ -7,12 +7,12 @@ with the checksums of those files. Nothing touches the network.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import http.server
 import io
 import json
-import math
 import pickle
 import shutil
 import socket
@@ -104,7 +104,7 @@ def test_shapes_dtypes_and_metadata(offline, name):
     assert ds.meta["input_dim"] == d and ds.meta["source"]
     n = SMALL[name].get("n_samples", 1797)
     assert sum(sizes.values()) == n
-    assert sizes["test"] == math.ceil(0.2 * n)  # scikit-learn rounds the test share up
+    assert sizes["test"] == round(0.2 * n)
     assert sizes["val"] == round(0.2 * (n - sizes["test"]))  # default: 20% of the training pool
 
 
@@ -123,8 +123,9 @@ def test_same_seed_same_bytes_other_seed_other_split(offline, name):
     for k in data.ARRAYS:
         assert getattr(again, k).tobytes() == getattr(offline[name], k).tobytes()
     assert again.meta == offline[name].meta
-    other = data.prepare(name, seed=1, **SMALL[name])
+    other = data.prepare(name, split_seed=1, **SMALL[name])
     assert not np.array_equal(other.x_val, offline[name].x_val)
+    assert not np.array_equal(other.y_test, offline[name].y_test)  # each seed its own test split
 
 
 @pytest.mark.parametrize("name", ("spirals", "xor", "mnist1d"))
@@ -137,14 +138,16 @@ def test_splits_are_disjoint(offline, name):
     assert not (train & val) and not (train & test) and not (val & test)
 
 
-def test_digits_test_split_is_fixed_and_the_validation_split_follows_the_seed(offline):
-    a, b = offline["digits"], data.prepare("digits", seed=7)
-    # Same test examples in the same order; only the train statistics (an increasing affine map
-    # per feature) differ, so each varying feature correlates perfectly across the two seeds.
-    assert np.array_equal(a.y_test, b.y_test)
-    for j in np.flatnonzero(a.x_test.max(0) > a.x_test.min(0)):
-        assert np.corrcoef(a.x_test[:, j], b.x_test[:, j])[0, 1] > 1 - 1e-6
-    assert not np.array_equal(a.y_val, b.y_val)
+def test_each_seed_splits_the_same_examples_its_own_way():
+    p = data.pool("spirals", n_samples=400)
+    a, b = data.split(p, 0), data.split(p, 1)
+    for ds, seed in ((a, 0), (b, 1)):
+        assert ds.meta["sizes"] == {"train": 256, "val": 64, "test": 80}
+        assert ds.meta["split_seed"] == seed
+        labels = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+        assert np.array_equal(np.bincount(labels), np.bincount(p.y))  # every example, once
+    assert not np.array_equal(a.x_test, b.x_test) and not np.array_equal(a.y_val, b.y_val)
+    assert data.split(p, 0).x_test.tobytes() == a.x_test.tobytes()  # the same seed, the same split
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -206,64 +209,64 @@ def test_mnist1d_uses_the_offline_generator_with_our_arguments(tmp_path, monkeyp
 # ---------------------------------------------------------------------------------------------
 
 
-def test_save_load_round_trip_is_exact_and_atomic(offline, tmp_path):
-    ds = offline["mnist1d"]
+def test_save_load_round_trip_is_exact_and_atomic(tmp_path):
+    p = data.pool("mnist1d", **SMALL["mnist1d"])
     path = tmp_path / "sub" / "mnist1d.npz"
-    data.save(ds, path)
-    data.save(ds, path)  # overwriting is fine
-    assert [p.name for p in path.parent.iterdir()] == ["mnist1d.npz"]  # no temp file left behind
-    back = data.load(path)
-    assert back.name == "mnist1d" and back.num_classes == 10 and back.meta == ds.meta
-    for k in data.ARRAYS:
-        assert getattr(back, k).dtype == getattr(ds, k).dtype
-        assert getattr(back, k).tobytes() == getattr(ds, k).tobytes()
+    data.save(p, path)
+    data.save(p, path)  # overwriting is fine
+    assert [f.name for f in path.parent.iterdir()] == ["mnist1d.npz"]  # no temp file left behind
+    back = data.load_pool(path)
+    assert back.name == "mnist1d" and back.num_classes == 10
+    assert (back.test_size, back.val_size, back.fixed_test) == (p.test_size, p.val_size, False)
+    assert back.x.tobytes() == p.x.tobytes() and back.y.tobytes() == p.y.tobytes()
+    for seed in (0, 3):  # a seed's split of the file is that seed's split of the pool
+        a, b = data.load(path, seed), data.split(p, seed)
+        for k in data.ARRAYS:
+            assert getattr(a, k).tobytes() == getattr(b, k).tobytes()
     with np.load(path) as f:
         assert json.loads(str(f["meta"]))["generator_args"]["num_samples"] == 500
 
 
-def test_load_rejects_tampered_missing_and_foreign_files(offline, tmp_path):
-    ds = offline["spirals"]
+def test_load_rejects_tampered_missing_and_foreign_files(tmp_path):
     path = tmp_path / "spirals.npz"
-    data.save(ds, path)
+    data.save(data.pool("spirals", n_samples=400), path)
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
-    arrays["x_test"] = arrays["x_test"] + np.float32(1.0)
+    arrays["x"] = arrays["x"] + np.float32(1.0)
     np.savez(tmp_path / "tampered.npz", **arrays)
     with pytest.raises(ValueError, match="do not match the checksum"):
         data.load(tmp_path / "tampered.npz")
-    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    np.savez(tmp_path / "foreign.npz", z=np.zeros(3))
     with pytest.raises(ValueError, match="missing"):
         data.load(tmp_path / "foreign.npz")
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         data.load(tmp_path / "nope.npz")
 
 
-def test_save_enforces_the_contract(offline, tmp_path):
-    ds = offline["spirals"]
-    bad = data.Dataset(
-        ds.name,
-        ds.x_train.astype(np.float64),
-        ds.y_train,
-        ds.x_val,
-        ds.y_val,
-        ds.x_test,
-        ds.y_test,
-        ds.num_classes,
-        ds.meta,
-    )
+def test_save_enforces_the_contract(tmp_path):
+    p = data.pool("spirals", n_samples=400)
+    bad = dataclasses.replace(p, x=p.x.astype(np.float64))
     with pytest.raises(ValueError, match="x float32"):
         data.save(bad, tmp_path / "bad.npz")
     with pytest.raises(ValueError, match=r"must end in \.npz"):
-        data.save(ds, tmp_path / "spirals.npy")
+        data.save(p, tmp_path / "spirals.npy")
     assert not any(tmp_path.iterdir())
+
+
+def test_split_sizes_must_fit_the_pool():
+    with pytest.raises(ValueError, match="test_size=399 does not fit spirals"):
+        data.pool("spirals", n_samples=400, test_size=399)
+    with pytest.raises(ValueError, match="official test split"):
+        data.pool("mnist", test_size=100)
 
 
 def test_get_loads_a_path_and_prepares_a_name(offline, tmp_path):
     path = tmp_path / "xor.npz"
-    data.save(offline["xor"], path)
-    assert data.get(path).meta == offline["xor"].meta
-    assert data.get(str(path)).meta == offline["xor"].meta
-    assert data.get("xor", n_samples=400).meta == offline["xor"].meta
+    data.save(data.pool("xor", n_samples=400), path)
+    for ds in (data.get(path), data.get(str(path)), data.get("xor", n_samples=400)):
+        for k in data.ARRAYS:
+            assert getattr(ds, k).tobytes() == getattr(offline["xor"], k).tobytes()
+        assert ds.meta["sizes"] == offline["xor"].meta["sizes"]
     with pytest.raises(ValueError, match="neither an existing .npz file nor a dataset name"):
         data.get(tmp_path / "missing.npz")
 

@@ -139,6 +139,27 @@ def test_a_cell_trains_to_the_same_numbers_alone_or_in_its_family(mnist1d, norm)
         np.testing.assert_allclose(acc, fam_acc[members], atol=tolerance)
 
 
+def test_each_seed_trains_on_its_own_split_as_it_would_alone():
+    pool = data.pool("mnist1d", n_samples=1000)
+    splits = [data.split(pool, s) for s in (3, 5)]
+    stacked = {
+        k: np.stack([getattr(ds, k) for ds in splits])
+        for k in ("x_train", "y_train", "x_val", "y_val")
+    }
+    # no BatchNorm: its inference mode may differ by an example between two programs (see above)
+    spec = models.ModelSpec(40, 10, "relu", "none", "pre", 2, 16)
+    cfg = train.TrainConfig(seeds=(3, 5), lrs=(1e-3, 1e-2), epochs=3)
+    both = train.train(spec, cfg, **stacked, log=QUIET)
+    for i, (seed, ds) in enumerate(zip((3, 5), splits)):
+        alone_cfg = train.TrainConfig(seeds=(seed,), lrs=(1e-3, 1e-2), epochs=3)
+        alone = train.train(spec, alone_cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=QUIET)
+        mine = slice(2 * i, 2 * i + 2)
+        for key in ("train_loss", "val_acc"):
+            np.testing.assert_allclose(both.history[key][:, mine], alone.history[key], atol=1e-5)
+    with pytest.raises(ValueError, match="2 stacked splits for 3 seeds"):
+        train.train(spec, train.TrainConfig(seeds=(1, 2, 3)), **stacked, log=QUIET)
+
+
 def test_same_seed_gives_identical_results(mnist1d):
     _, a = fit(mnist1d, "relu", "batchnorm", lrs=(1e-3, 1e-2), epochs=3)
     _, b = fit(mnist1d, "relu", "batchnorm", lrs=(1e-3, 1e-2), epochs=3)

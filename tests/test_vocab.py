@@ -57,11 +57,14 @@ def test_defaults_have_one_home():
     assert args.test_batch_sizes == [str(b) for b in vocab.TRAINING_DEFAULTS["test_batch_sizes"]]
     assert models.ModelSpec(2, 2).groups == vocab.TRAINING_DEFAULTS["groups"]
     stats = cli.build_parser().parse_args(
-        ["stats", "--metrics", "m", "--summary", "s", "--comparisons", "c", "--placement", "p"]
+        [
+            *("stats", "--metrics", "m", "--reference", "r", "--summary", "s"),
+            *("--gaps", "g", "--shares", "h", "--placement", "p"),
+        ]
     )
-    assert (stats.alpha, stats.margin) == (
+    assert (stats.alpha, stats.gap_fraction) == (
         vocab.ANALYSIS_DEFAULTS["alpha"],
-        vocab.ANALYSIS_DEFAULTS["margin"],
+        vocab.ANALYSIS_DEFAULTS["gap_fraction"],
     )
     # grid fills what a config leaves out
     config = {
@@ -110,12 +113,8 @@ def test_every_output_has_its_function_inputs_and_section():
 
 def test_outputs_follow_the_experiments():
     assert [o.name for o in vocab.outputs_for(["E5"])] == ["e5_placement", "placement", "compute"]
-    assert {o.name for o in vocab.outputs_for(["E7"])} == {
-        "e7_dynamics",
-        "comparisons",
-        "dynamics",
-        "compute",
-    }
+    assert {o.name for o in vocab.outputs_for(["E7"])} == {"e7_dynamics", "dynamics", "compute"}
+    assert {o.name for o in vocab.outputs_for(["E0"])} == {"anchors", "compute"}
     assert len(vocab.outputs_for(vocab.EXPERIMENTS)) == len(vocab.OUTPUTS)
 
 

@@ -135,15 +135,31 @@ def test_a_finished_run_says_its_answer_and_where_the_paper_is(smoke_run):
     )
     assert summary.plain(macros["AnswerSentence"]) in tail
     assert "The paper:       results/paper.pdf" in tail and "snakemake --report" in tail
-    comp = pd.read_csv(smoke_run / grid.STUDY_FILES["comparisons"])
-    e1 = comp[
-        (comp.experiment == "E1") & (comp.a == "identity+batchnorm") & (comp.b == "identity+none")
+    shares = pd.read_csv(smoke_run / grid.STUDY_FILES["shares"])
+    bn = shares[(shares.activation == "identity") & (shares.norm == "batchnorm")]
+    assert len(bn) == 2  # the smoke config's two E1 datasets
+    for r in bn.itertuples():
+        assert f"{100 * r.mean_acc:5.1f}%   linear reference {100 * r.mean_reference:5.1f}%" in tail
+        assert r.verdict in tail
+
+
+@pytest.mark.slow
+def test_every_comparison_has_exactly_one_verdict_and_the_reference_is_convex(smoke_run):
+    """One claim, one family, one verdict: no (setting, network) is tested twice anywhere in
+    results/stats/; the linear reference is the converged logistic regression of every seed."""
+    stats_dir = smoke_run / "results" / "stats"
+    verdicts = [
+        pd.read_csv(f) for f in sorted(stats_dir.glob("*.csv")) if "verdict" in pd.read_csv(f)
     ]
-    assert len(e1) == 2  # the smoke config's two E1 datasets
-    for r in e1.itertuples():
-        assert (
-            f"{100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%" in tail and r.verdict in tail
-        )
+    assert len(verdicts) == 1  # only shares.csv carries verdicts
+    keys = ["dataset", "placement", "depth", "width", "activation", "norm"]
+    assert not verdicts[0].duplicated(keys).any()
+    gaps = pd.read_csv(stats_dir / "gaps.csv")
+    assert not gaps.duplicated(["dataset", "placement", "depth", "width"]).any()
+    ref = pd.read_parquet(smoke_run / grid.STUDY_FILES["reference"])
+    config = smoke_config()
+    assert set(ref.seed) == set(config["training"]["seeds"])
+    assert set(ref.dataset) == set(grid.datasets(config)) and ref["converged"].all()
 
 
 @pytest.mark.slow

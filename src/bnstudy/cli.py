@@ -15,14 +15,21 @@ def _add_prepare_data(sub) -> None:
     p = sub.add_parser(
         "prepare-data",
         help="generate, load or download one dataset and write it as a .npz file",
-        description="Prepare one dataset (fixed train/validation/test splits, standardized with "
-        "training statistics) and write it atomically. Does nothing if OUT exists and verifies.",
+        description="Prepare one dataset (every example, raw, with the sizes of its splits; "
+        "each training seed draws its own split from it) and write it atomically. Does nothing "
+        "if OUT exists and verifies.",
     )
     p.add_argument("name", help="dataset name (see bnstudy.data.NAMES)")
     p.add_argument("--out", required=True, help="output .npz path")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generator and of the split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator (generated sets)")
     p.add_argument(
-        "--val-size", type=int, default=None, help="validation examples carved from train"
+        "--val-size", type=int, default=None, help="validation examples per seed's split"
+    )
+    p.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        help="test examples per seed's split (not for sets with an official test split)",
     )
     p.add_argument(
         "--n-samples", type=int, default=None, help="generated examples (generated sets only)"
@@ -42,21 +49,22 @@ def _run_prepare_data(args) -> None:
     out = Path(args.out)
     if out.exists():
         try:
-            data.load(out)
+            data.load_pool(out)
             print(f"{out} exists and loads; nothing to do", file=sys.stderr)
             return
         except Exception as e:  # a corrupt file is rebuilt, not trusted
             print(f"{out} exists but does not load ({e}); rebuilding", file=sys.stderr)
-    ds = data.prepare(
+    p = data.pool(
         args.name,
         seed=args.seed,
         val_size=args.val_size,
+        test_size=args.test_size,
         n_samples=args.n_samples,
         noise=args.noise,
         cache_dir=args.cache_dir,
     )
-    data.save(ds, out)
-    print(f"wrote {out}: {ds.meta}", file=sys.stderr)
+    data.save(p, out)
+    print(f"wrote {out}: {p.meta}", file=sys.stderr)
 
 
 # What `bnstudy train` writes per training job: the run table and the long tables beside it.
@@ -141,7 +149,8 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--boundary",
         default=None,
-        help="output .npz of decision-boundary grids (2-D datasets only)",
+        help="output .npz of decision-boundary grids of the lowest seed's models, on its split "
+        "(2-D datasets only)",
     )
     p.set_defaults(func=_run_train)
 
@@ -209,7 +218,9 @@ def _run_train(args) -> None:
         momentum=args.momentum,
         schedule=args.schedule,
     )
-    ds = data.get(args.data)
+    pool = data.get_pool(args.data)
+    splits = {s: data.split(pool, s) for s in cfg.seeds}  # each seed's own split
+    ds = splits[min(cfg.seeds)]
     spec = models.ModelSpec(
         int(ds.x_train.shape[1]),
         ds.num_classes,
@@ -237,10 +248,14 @@ def _run_train(args) -> None:
         f"{len(args.seeds)} seeds x {len(args.lrs)} lrs",
         file=sys.stderr,
     )
-    result = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    stacked = {
+        k: np.stack([getattr(splits[s], k) for s in cfg.seeds])
+        for k in ("x_train", "y_train", "x_val", "y_val")
+    }
+    result = train.train(spec, cfg, **stacked)
     phases.update(result.seconds)
     mark = time.perf_counter()
-    scalars, batch, grads = probes.measure(spec, result, ds, sizes)
+    scalars, batch, grads = probes.measure(spec, result, splits, sizes)
     ident = dict(
         dataset=ds.name,
         activation=result.activations,
@@ -263,8 +278,14 @@ def _run_train(args) -> None:
         "train_seconds": time.perf_counter() - start,
     }
     tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
+    first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
     grids = (
-        probes.boundary(result.graphdef, result.params, result.stats, ds.x_train)
+        probes.boundary(
+            result.graphdef,
+            probes.unstack(result.params, first),
+            probes.unstack(result.stats, first),
+            ds.x_train,
+        )
         if args.boundary
         else None
     )
@@ -276,9 +297,9 @@ def _run_train(args) -> None:
     if args.boundary:
         results.write_npz(
             args.boundary,
-            seeds=result.seeds,
-            lrs=lrs,
-            activations=result.activations,
+            seeds=result.seeds[first],
+            lrs=lrs[first],
+            activations=result.activations[first],
             x_train=ds.x_train,
             y_train=ds.y_train,
             **grids,
@@ -289,6 +310,39 @@ def _run_train(args) -> None:
         f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr
     )
     print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
+
+
+def _add_reference(sub) -> None:
+    p = sub.add_parser(
+        "reference",
+        help="fit the convex linear reference on each seed's split of a dataset",
+        description="Multinomial logistic regression fitted to convergence (L-BFGS, full batch, "
+        "its regularization chosen on the validation split) on each seed's split of DATA, and on "
+        "2-D two-class data the best half-plane; one row per seed to OUT (Parquet).",
+    )
+    p.add_argument("--data", required=True, help="a prepared dataset .npz file or a dataset name")
+    p.add_argument("--seeds", type=int, nargs="+", required=True, help="the training seeds")
+    p.add_argument("--out", required=True, help="output Parquet file")
+    p.set_defaults(func=_run_reference)
+
+
+def _run_reference(args) -> None:
+    import time
+
+    import pandas as pd
+
+    from bnstudy import data, reference, results
+
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds must be distinct, got {args.seeds}")
+    pool = data.get_pool(args.data)
+    rows = []
+    for seed in args.seeds:
+        start = time.perf_counter()
+        fit = reference.fit(data.split(pool, seed))
+        rows.append({"dataset": pool.name, "seed": seed, **fit})
+        print(f"seed {seed}: {fit} ({time.perf_counter() - start:.1f}s)", file=sys.stderr)
+    results.write_parquet(pd.DataFrame(rows), args.out)
 
 
 def _add_collect(sub) -> None:
@@ -314,6 +368,12 @@ def _add_collect(sub) -> None:
         "--batchstats", required=True, help="output Parquet file, one row per run x test batch"
     )
     p.add_argument("--layers", required=True, help="output Parquet file, one row per run x layer")
+    p.add_argument(
+        "--reference-files", nargs="*", default=[], help="the datasets' linear-reference files"
+    )
+    p.add_argument(
+        "--reference", default=None, help="output Parquet file, one row per dataset x seed"
+    )
     p.set_defaults(func=_run_collect)
 
 
@@ -328,6 +388,8 @@ def _run_collect(args) -> None:
         results.write_parquet(tables[name], getattr(args, name))
     if args.csv:
         results.write_csv(tables["metrics"], args.csv)
+    if args.reference:
+        results.write_parquet(results.read_reference(args.reference_files), args.reference)
     results.write_parquet(tables["metrics"], args.metrics)
     print(f"wrote {args.metrics}: {len(tables['metrics'])} rows", file=sys.stderr)
 
@@ -340,26 +402,30 @@ def _add_analysis(p) -> None:
         "--alpha", type=float, default=d["alpha"], help="level of every test, after correction"
     )
     p.add_argument(
-        "--margin",
+        "--gap-fraction",
         type=float,
-        default=d["margin"],
-        help="equivalence margin of 'no better than linear', in accuracy (0.02 = 2 points)",
+        default=d["gap_fraction"],
+        help="margin of 'no better than linear': recovers less than this share of the gap "
+        "between the linear reference and ReLU + BatchNorm",
     )
 
 
 def _add_stats(sub) -> None:
     p = sub.add_parser(
         "stats",
-        help="per-cell means and intervals, the verdict comparisons, the placement tests (CSV)",
-        description="Read the metrics table and write: SUMMARY (one row per experiment and cell: "
-        "mean test accuracy over seeds with a 95%% Student-t interval), COMPARISONS (E1/E7 paired "
-        "t-tests over seeds and TOST equivalence tests, Holm-corrected, with verdict words) and "
+        help="per-cell means and intervals, the claims' tests, the placement tests (CSV)",
+        description="Read the metrics table and the linear reference and write: SUMMARY (one row "
+        "per experiment and cell: mean test accuracy over seeds with a 95%% Student-t interval), "
+        "GAPS (E1: the nonlinearity gap per setting, one-sided paired t-test, Holm over settings), "
+        "SHARES (E1: the share of the gap each cell recovers, Fieller interval, verdict) and "
         "PLACEMENT (E5).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--reference", required=True, help="results/reference.parquet")
     p.add_argument("--summary", required=True, help="output CSV")
-    p.add_argument("--comparisons", required=True, help="output CSV")
+    p.add_argument("--gaps", required=True, help="output CSV")
+    p.add_argument("--shares", required=True, help="output CSV")
     p.add_argument("--placement", required=True, help="output CSV")
     _add_analysis(p)
     p.set_defaults(func=_run_stats)
@@ -371,12 +437,18 @@ def _run_stats(args) -> None:
     from bnstudy import stats
     from bnstudy.results import write_csv
 
-    tables = stats.study(pd.read_parquet(args.metrics), margin=args.margin, alpha=args.alpha)
+    tables = stats.study(
+        pd.read_parquet(args.metrics),
+        pd.read_parquet(args.reference),
+        f=args.gap_fraction,
+        alpha=args.alpha,
+    )
     for name, frame in tables.items():
         write_csv(frame, getattr(args, name))
+    shares = tables["shares"]
+    print(tables["gaps"].to_string(), file=sys.stderr)
     print(
-        tables["comparisons"][["experiment", "dataset", "a", "b", "verdict"]].to_string(),
-        file=sys.stderr,
+        shares[["dataset", "activation", "norm", "share", "verdict"]].to_string(), file=sys.stderr
     )
 
 
@@ -466,7 +538,7 @@ def _run_macros(args) -> None:
     from bnstudy import macros
     from bnstudy.results import write_text
 
-    m = macros.macros(_inputs(args), margin=args.margin, alpha=args.alpha)
+    m = macros.macros(_inputs(args), gap_fraction=args.gap_fraction, alpha=args.alpha)
     write_text(macros.render(m, args.experiments), args.out)
     write_text(macros.sections(args.experiments), args.sections_out)
     config = json.loads(args.config_json)
@@ -515,7 +587,15 @@ def _run_paper(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_train, _add_collect, _add_stats, _add_macros, _add_paper):
+    for add in (
+        _add_prepare_data,
+        _add_train,
+        _add_reference,
+        _add_collect,
+        _add_stats,
+        _add_macros,
+        _add_paper,
+    ):
         add(sub)
     for kind in ("figure", "table"):
         _add_output(sub, kind)

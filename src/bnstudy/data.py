@@ -1,9 +1,15 @@
-"""Dataset registry: generate, load or download each dataset; fixed splits; train-only standardization.
+"""Dataset registry: generate, load or download each dataset; one split per seed; train-only
+standardization.
 
-Every dataset comes out the same way: a `Dataset` with train / validation / test arrays
-(x float32 of shape (n, d), standardized with training-split statistics; y int32 in
-[0, num_classes)) and a `meta` dict saying where it came from. `prepare(name)` builds one,
-`save` / `load` write and read `results/data/{name}.npz`, `get` does whichever applies.
+A dataset file holds a `Pool`: every example, raw, with the sizes of its splits. Each seed of
+the study draws its own split from it (`split`): a stratified test split (unless the dataset has
+an official one), a stratified validation split, and the inputs standardized with that train
+split's statistics. So the seeds are replicates of the whole experiment, data split included,
+and within one seed every network and the linear reference see the same split (paired
+comparisons). Every split comes out the same way: a `Dataset` with train / validation / test
+arrays (x float32 of shape (n, d); y int32 in [0, num_classes)) and a `meta` dict saying where
+it came from. `pool(name)` builds a pool, `save` / `load_pool` write and read
+`results/data/{name}.npz`, `load(path, seed)` and `get(name_or_path, seed)` give one split.
 
     spirals, xor   2-D, generated from the seed (no linear model separates them)
     mnist1d        generated offline with the mnist1d package's `make_dataset`
@@ -45,10 +51,9 @@ DEFAULT_N_SAMPLES = {
 }  # generated examples, train + test
 DEFAULT_NOISE = {"spirals": 0.05, "xor": 0.05, "mnist1d": 0.25}  # mnist1d: its corr_noise_scale
 GENERATED = tuple(DEFAULT_N_SAMPLES)  # generated from a seed
-TEST_FRACTION = 0.2  # generated sets and digits: share of examples held out as the test split
+TEST_FRACTION = 0.2  # generated sets and digits: default share of examples in the test split
 VAL_FRACTION = 0.2  # small sets: default validation share of the training pool
 VAL_SIZE_LARGE = 5000  # mnist, fashion_mnist, cifar10: default validation examples
-DIGITS_TEST_SEED = 0  # digits has no official test split: one fixed split, the same for every seed
 NUM_CLASSES = {
     "spirals": 2,
     "xor": 2,
@@ -174,110 +179,184 @@ class CorruptFileError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare(
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """Every example of a dataset, raw (not standardized), as the data file stores it; `split`
+    draws one seed's train / validation / test split from it.
+
+    With `fixed_test` the last `test_size` rows are the dataset's official test split (the same
+    for every seed); otherwise each seed draws its own stratified test split of `test_size`."""
+
+    name: str
+    x: np.ndarray  # float32 (n, d)
+    y: np.ndarray  # int32 (n,)
+    num_classes: int
+    test_size: int
+    val_size: int
+    fixed_test: bool
+    meta: dict = field(default_factory=dict)
+
+
+def pool(
     name: str,
     *,
     seed: int = 0,
     val_size: int | None = None,
+    test_size: int | None = None,
     n_samples: int | None = None,
     noise: float | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> Dataset:
-    """Build dataset `name`: raw examples -> fixed train/val/test split -> train-only standardization."""
-    _check_args(name, seed, val_size, n_samples, noise)
+) -> Pool:
+    """Generate, load or download dataset `name` (generated sets: from `seed`) with its split sizes."""
+    _check_args(name, seed, val_size, test_size, n_samples, noise)
     seed = int(seed)  # numpy integers become plain ones, so the metadata is plain JSON
+    fixed_test = name in DOWNLOADED
     if name in GENERATED:
         n_samples = DEFAULT_N_SAMPLES[name] if n_samples is None else int(n_samples)
         noise = DEFAULT_NOISE[name] if noise is None else float(noise)
-        x_pool, y_pool, x_test, y_test, meta = _GENERATORS[name](n_samples, noise, seed)
+        x, y, meta = _GENERATORS[name](n_samples, noise, seed)
     elif name == "digits":
-        x_pool, y_pool, x_test, y_test, meta = _digits()
+        x, y, meta = _digits()
     else:
         cache_dir = Path(DEFAULT_CACHE_DIR if cache_dir is None else cache_dir)
         x_pool, y_pool, x_test, y_test, meta = _download_and_parse(name, cache_dir)
-
+        x, y, test_size = (
+            np.concatenate([x_pool, x_test]),
+            np.concatenate([y_pool, y_test]),
+            len(y_test),
+        )
+    n = len(y)
+    test_size = round(TEST_FRACTION * n) if test_size is None else int(test_size)
     if val_size is None:
-        val_size = VAL_SIZE_LARGE if name in DOWNLOADED else round(VAL_FRACTION * len(y_pool))
-    val_size = int(val_size)
-    x_train, y_train, x_val, y_val = _carve_validation(x_pool, y_pool, val_size, seed, name)
-    x_train, x_val, x_test = _standardize(x_train, x_val, x_test)
+        val_size = VAL_SIZE_LARGE if fixed_test else round(VAL_FRACTION * (n - test_size))
+    n_classes = NUM_CLASSES[name]
+    for what, size, room in (
+        ("test_size", test_size, n),
+        ("val_size", int(val_size), n - test_size),
+    ):
+        if not n_classes <= size <= room - n_classes:
+            raise ValueError(
+                f"{what}={size} does not fit {name}: {room} examples of {n_classes} classes "
+                f"are left to split, so {what} must be in [{n_classes}, {room - n_classes}]"
+            )
+    meta = {
+        **meta,
+        "split": (
+            f"official test split ({test_size}); per seed a stratified validation split of {val_size}"
+            if fixed_test
+            else f"per seed a stratified test split of {test_size}, then a stratified validation "
+            f"split of {val_size}"
+        ),
+        "standardization": "per seed: per-feature mean/std of that seed's train split (std 0 -> 1)",
+    }
+    return Pool(
+        name,
+        np.asarray(x, np.float32),
+        np.asarray(y, np.int32),
+        n_classes,
+        test_size,
+        int(val_size),
+        fixed_test,
+        {"name": name, "seed": seed, **meta},
+    )
 
-    num_classes = NUM_CLASSES[name]
+
+def split(p: Pool, seed: int) -> Dataset:
+    """Seed `seed`'s split of `p`: stratified test (unless fixed) and validation splits drawn with
+    `seed`, inputs standardized with that train split's statistics."""
+    from sklearn.model_selection import train_test_split
+
+    seed = int(seed)
+    n = len(p.y)
+    if p.fixed_test:
+        rest, test = np.arange(n - p.test_size), np.arange(n - p.test_size, n)
+    else:
+        rest, test = train_test_split(
+            np.arange(n), test_size=p.test_size, random_state=seed, stratify=p.y
+        )
+    train, val = train_test_split(rest, test_size=p.val_size, random_state=seed, stratify=p.y[rest])
+    x_train, x_val, x_test = _standardize(p.x[train], p.x[val], p.x[test])
     arrays = {
         "x_train": x_train,
-        "y_train": y_train.astype(np.int32),
+        "y_train": p.y[train],
         "x_val": x_val,
-        "y_val": y_val.astype(np.int32),
+        "y_val": p.y[val],
         "x_test": x_test,
-        "y_test": y_test.astype(np.int32),
+        "y_test": p.y[test],
     }
+    _check_arrays(arrays, p.num_classes, p.name)
     meta = {
-        "name": name,
-        "num_classes": num_classes,
-        "input_dim": int(x_train.shape[1]),
-        "sizes": {"train": len(y_train), "val": len(y_val), "test": len(y_test)},
-        "seed": seed,
-        "val_size": val_size,
-        **meta,
-        "standardization": "per-feature mean/std of the train split (std 0 -> 1)",
-        "arrays_sha256": _arrays_sha256(arrays),
+        **p.meta,
+        "num_classes": p.num_classes,
+        "input_dim": int(p.x.shape[1]),
+        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "split_seed": seed,
     }
-    _check_arrays(arrays, num_classes, name)
-    return Dataset(name, **arrays, num_classes=num_classes, meta=meta)
+    return Dataset(p.name, **arrays, num_classes=p.num_classes, meta=meta)
 
 
-def save(ds: Dataset, path: str | os.PathLike) -> None:
-    """Write `ds` to `path` (.npz) atomically: a temp file beside it, then os.replace."""
+def prepare(name: str, *, split_seed: int = 0, **pool_kwargs) -> Dataset:
+    """Seed `split_seed`'s split of dataset `name` (`pool_kwargs`: the options of `pool`)."""
+    return split(pool(name, **pool_kwargs), split_seed)
+
+
+def save(p: Pool, path: str | os.PathLike) -> None:
+    """Write `p` to `path` (.npz) atomically: a temp file beside it, then os.replace."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"dataset path must end in .npz, got {str(path)!r}")
-    arrays = {k: getattr(ds, k) for k in ARRAYS}
-    _check_arrays(arrays, ds.num_classes, f"dataset {ds.name!r}")
-    meta = {
-        **ds.meta,
-        "name": ds.name,
-        "num_classes": ds.num_classes,
-        "arrays_sha256": _arrays_sha256(arrays),
-    }
+    _check_pool(p.x, p.y, p.num_classes, f"dataset {p.name!r}")
+    fields = {k: getattr(p, k) for k in ("num_classes", "test_size", "val_size", "fixed_test")}
+    meta = {**p.meta, "name": p.name, **fields, "arrays_sha256": _arrays_sha256(p.x, p.y)}
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez(f, meta=np.array(json.dumps(meta)), x=p.x, y=p.y)
 
 
-def load(path: str | os.PathLike) -> Dataset:
+def load_pool(path: str | os.PathLike) -> Pool:
     """Read a file written by `save`, checking its arrays against the contract and its checksum."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no dataset file at {str(path)!r}")
     with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in (*ARRAYS, "meta") if k not in f.files]
+        missing = [k for k in ("x", "y", "meta") if k not in f.files]
         if missing:
             raise ValueError(
-                f"{path}: not a bnstudy dataset file, missing {missing} "
-                f"(expected {list(ARRAYS) + ['meta']})"
+                f"{path}: not a bnstudy dataset file, missing {missing} (expected x, y, meta)"
             )
-        arrays = {k: f[k] for k in ARRAYS}
+        x, y = f["x"], f["y"]
         meta = json.loads(str(f["meta"]))
-    _check_arrays(arrays, int(meta["num_classes"]), str(path))
-    got = _arrays_sha256(arrays)
+    _check_pool(x, y, int(meta["num_classes"]), str(path))
+    got = _arrays_sha256(x, y)
     if got != meta.get("arrays_sha256"):
         raise ValueError(
             f"{path}: arrays do not match the checksum in its metadata "
             f"(expected {meta.get('arrays_sha256')}, got {got}); prepare it again"
         )
-    return Dataset(meta["name"], **arrays, num_classes=int(meta["num_classes"]), meta=meta)
+    fields = {k: meta[k] for k in ("num_classes", "test_size", "val_size", "fixed_test")}
+    return Pool(meta["name"], x, y, **fields, meta=meta)
 
 
-def get(name_or_path: str | os.PathLike, **prepare_kwargs) -> Dataset:
-    """Load `name_or_path` if it is an existing .npz file; otherwise prepare the dataset of that name."""
+def load(path: str | os.PathLike, seed: int = 0) -> Dataset:
+    """Seed `seed`'s split of the dataset file at `path`."""
+    return split(load_pool(path), seed)
+
+
+def get_pool(name_or_path: str | os.PathLike, **pool_kwargs) -> Pool:
+    """The pool of `name_or_path`: an existing .npz file, or the dataset of that name."""
     p = Path(name_or_path)
     if p.suffix == ".npz" and p.is_file():
-        return load(p)
+        return load_pool(p)
     if str(name_or_path) not in NAMES:
         raise ValueError(
             f"{str(name_or_path)!r} is neither an existing .npz file nor a dataset "
             f"name; valid names: {', '.join(NAMES)}"
         )
-    return prepare(str(name_or_path), **prepare_kwargs)
+    return pool(str(name_or_path), **pool_kwargs)
+
+
+def get(name_or_path: str | os.PathLike, seed: int = 0, **pool_kwargs) -> Dataset:
+    """Seed `seed`'s split of `name_or_path` (see `get_pool`)."""
+    return split(get_pool(name_or_path, **pool_kwargs), seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,16 +364,19 @@ def get(name_or_path: str | os.PathLike, **prepare_kwargs) -> Dataset:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_args(name, seed, val_size, n_samples, noise) -> None:
+def _check_args(name, seed, val_size, test_size, n_samples, noise) -> None:
     """Reject bad arguments before any generation or download."""
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(NAMES)}")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be a non-negative integer below 2**32, got {seed!r}")
-    if val_size is not None and (not isinstance(val_size, (int, np.integer)) or val_size < 1):
-        raise ValueError(
-            f"val_size must be a positive integer (or None for the default), got {val_size!r}"
-        )
+    for what, size in (("val_size", val_size), ("test_size", test_size)):
+        if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+            raise ValueError(
+                f"{what} must be a positive integer (or None for the default), got {size!r}"
+            )
+    if name in DOWNLOADED and test_size is not None:
+        raise ValueError(f"{name} has an official test split, so test_size cannot be set")
     if name not in GENERATED:
         given = [k for k, v in (("n_samples", n_samples), ("noise", noise)) if v is not None]
         if given:
@@ -334,21 +416,15 @@ def _check_arrays(arrays: dict[str, np.ndarray], num_classes: int, where: str) -
         raise ValueError(f"{where}: the splits have different input dimensions {sorted(dims)}")
 
 
-def _carve_validation(x, y, val_size, seed, name):
-    """Stratified validation split of the training pool; the same seed gives the same split."""
-    from sklearn.model_selection import train_test_split
-
-    n_classes = len(np.unique(y))
-    if not n_classes <= val_size <= len(y) - n_classes:
+def _check_pool(x, y, num_classes: int, where: str) -> None:
+    """The contract of a pool: x float32 (n, d), y int32 (n,) in [0, num_classes)."""
+    if x.dtype != np.float32 or x.ndim != 2 or y.dtype != np.int32 or y.shape != (len(x),):
         raise ValueError(
-            f"val_size={val_size} does not fit {name}: its training pool has {len(y)} "
-            f"examples of {n_classes} classes, so val_size must be in "
-            f"[{n_classes}, {len(y) - n_classes}]"
+            f"{where}: x {x.dtype}{x.shape} / y {y.dtype}{y.shape} break the contract: "
+            "x float32 (n, d), y int32 (n,)"
         )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=val_size, random_state=seed, shuffle=True, stratify=y
-    )
-    return x_train, y_train, x_val, y_val
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{where}: y has labels {y.min()}..{y.max()}, outside [0, {num_classes})")
 
 
 def _standardize(x_train, x_val, x_test):
@@ -363,28 +439,19 @@ def _standardize(x_train, x_val, x_test):
     return tuple(scaler.transform(x) for x in (x_train, x_val, x_test))
 
 
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """One SHA-256 over the six arrays (dtype, shape and bytes, in `ARRAYS` order)."""
+def _arrays_sha256(x: np.ndarray, y: np.ndarray) -> str:
+    """One SHA-256 over a pool's arrays (dtype, shape and bytes)."""
     h = hashlib.sha256()
-    for k in ARRAYS:
-        a = np.ascontiguousarray(arrays[k])
+    for k, a in (("x", x), ("y", y)):
+        a = np.ascontiguousarray(a)
         h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
-# Generated and bundled datasets. Each returns (x_pool, y_pool, x_test, y_test, meta).
+# Generated and bundled datasets. Each returns (x, y, meta): every example; `split` splits them.
 # ---------------------------------------------------------------------------------------------
-
-
-def _split_test(x, y, seed):
-    from sklearn.model_selection import train_test_split
-
-    x_pool, x_test, y_pool, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, random_state=seed, stratify=y
-    )
-    return x_pool, y_pool, x_test, y_test
 
 
 def _spirals(n_samples: int, noise: float, seed: int):
@@ -400,10 +467,7 @@ def _spirals(n_samples: int, noise: float, seed: int):
     x = np.stack([t * np.cos(theta), t * np.sin(theta)], axis=1)
     x = x + noise * rng.normal(size=x.shape)
     args = {"n_samples": n_samples, "noise": noise, "seed": seed, "turns": 2}
-    return (
-        *_split_test(x, y, seed),
-        {"source": "generated: two spirals (bnstudy.data)", "generator_args": args},
-    )
+    return x, y, {"source": "generated: two spirals (bnstudy.data)", "generator_args": args}
 
 
 def _xor(n_samples: int, noise: float, seed: int):
@@ -416,7 +480,8 @@ def _xor(n_samples: int, noise: float, seed: int):
     x = x + noise * rng.normal(size=x.shape)
     args = {"n_samples": n_samples, "noise": noise, "seed": seed}
     return (
-        *_split_test(x, y, seed),
+        x,
+        y,
         {"source": "generated: 2x2 checkerboard / XOR (bnstudy.data)", "generator_args": args},
     )
 
@@ -425,7 +490,7 @@ def _mnist1d(n_samples: int, noise: float, seed: int):
     """MNIST-1D from the package's procedural generator (never its download path).
 
     `noise` sets the generator's corr_noise_scale. The generator is asked for all examples
-    (train_split=1.0) and the test split is carved here, stratified like the other sets.
+    (train_split=1.0); `split` draws the test split, stratified like the other sets.
     `make_dataset` reseeds the global `random` and `np.random` state, which is restored after.
     """
     from mnist1d.data import get_dataset_args, make_dataset
@@ -446,19 +511,15 @@ def _mnist1d(n_samples: int, noise: float, seed: int):
         "source": "generated: mnist1d.data.make_dataset (Greydanus 2020), offline",
         "generator_args": args,
     }
-    return (*_split_test(d["x"], d["y"], seed), meta)
+    return d["x"], d["y"], meta
 
 
 def _digits():
-    """scikit-learn's bundled 8x8 digits (1,797 images); one fixed stratified 80/20 test split."""
+    """scikit-learn's bundled 8x8 digits (1,797 images)."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    meta = {
-        "source": "scikit-learn load_digits (UCI optical digits, bundled), offline",
-        "test_split": f"stratified {TEST_FRACTION:.0%}, random_state={DIGITS_TEST_SEED}",
-    }
-    return (*_split_test(x, y, DIGITS_TEST_SEED), meta)
+    return x, y, {"source": "scikit-learn load_digits (UCI optical digits, bundled), offline"}
 
 
 _GENERATORS = {"spirals": _spirals, "xor": _xor, "mnist1d": _mnist1d}

@@ -113,53 +113,40 @@ def _grid(n: int, ncols: int, panel_w: float, panel_h: float, **kw):
     return fig, axes.flat[:n]
 
 
-def e1_heatmaps(metrics: pd.DataFrame, path) -> None:
-    """Test accuracy (%, annotated) of every activation x normalization cell, coloured by its
-    difference from the linear baseline (identity, no norm: outlined); one panel per dataset."""
-    summary = stats.summarize(metrics[metrics["experiment"] == "E1"])
-    if summary.empty:
+def e1_heatmaps(shares: pd.DataFrame, path) -> None:
+    """Test accuracy (%, annotated) of every activation x normalization cell, coloured by the share
+    of the nonlinearity gap it recovers (0: the linear reference, 1: ReLU + BatchNorm, outlined);
+    one panel per setting, titled with the linear reference's accuracy and the gap."""
+    if shares.empty:
         return _empty(path, "no E1 runs")
-    settings = canonical(summary[list(vocab.SETTING_KEYS)].drop_duplicates(), vocab.SETTING_KEYS)
-    acts = ordered(summary["activation"], vocab.ACTIVATIONS)
-    norms = ordered(summary["norm"], vocab.NORMS)
-    panels = []
-    for s in settings.itertuples():
-        g = summary[
-            (summary["dataset"] == s.dataset)
-            & (summary["placement"] == s.placement)
-            & (summary["depth"] == s.depth)
-            & (summary["width"] == s.width)
-        ]
-        acc = g.pivot(index="activation", columns="norm", values="mean").reindex(
-            index=acts, columns=norms
-        )
-        base = (
-            acc.loc["identity", "none"]
-            if "identity" in acc.index and "none" in acc.columns
-            else np.nan
-        )
-        title = label(s.dataset)
-        if (settings["dataset"] == s.dataset).sum() > 1:
-            title += f" ({s.placement}, d{s.depth}, w{s.width})"
-        panels.append((title, 100 * acc, 100 * (acc - base), 100 * base))
-    lim = max(
-        1.0,
-        max(
-            np.nanmax(np.abs(d.to_numpy())) if np.isfinite(d.to_numpy()).any() else 0
-            for _, _, d, _ in panels
-        ),
+    settings = canonical(shares[list(vocab.SETTING_KEYS)].drop_duplicates(), vocab.SETTING_KEYS)
+    acts = ordered(shares["activation"], vocab.ACTIVATIONS)
+    norms = ordered(shares["norm"], vocab.NORMS)
+    fig, axes = _grid(
+        len(settings), 2, TEXTWIDTH / 2, 0.75 + 0.24 * len(acts), layout="constrained"
     )
-    fig, axes = _grid(len(panels), 2, TEXTWIDTH / 2, 0.75 + 0.24 * len(acts), layout="constrained")
     fig.set_figheight(fig.get_figheight() + 0.6)  # room for the colour bar
-    for ax, (title, acc, diff, base) in zip(axes, panels):
+    cmap = sns.color_palette("crest", as_cmap=True)
+    for ax, s in zip(axes, settings.itertuples()):
+        g = shares[
+            (shares["dataset"] == s.dataset)
+            & (shares["placement"] == s.placement)
+            & (shares["depth"] == s.depth)
+            & (shares["width"] == s.width)
+        ]
+        share, acc = (
+            g.pivot(index="activation", columns="norm", values=col).reindex(
+                index=acts, columns=norms
+            )
+            for col in ("share", "mean_acc")
+        )
         sns.heatmap(
-            diff,
+            share.clip(-0.1, 1.1),
             ax=ax,
-            cmap="vlag",
-            vmin=-lim,
-            vmax=lim,
-            center=0,
-            annot=acc,
+            cmap=cmap,
+            vmin=0,
+            vmax=1,
+            annot=100 * acc,
             fmt=".1f",
             annot_kws={"fontsize": 6.5},
             cbar=False,
@@ -171,10 +158,10 @@ def e1_heatmaps(metrics: pd.DataFrame, path) -> None:
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(length=0)
-        if "identity" in acts and "none" in norms:
+        if vocab.RELU_BN[0] in acts and vocab.RELU_BN[1] in norms:
             ax.add_patch(
                 Rectangle(
-                    (norms.index("none"), acts.index("identity")),
+                    (norms.index(vocab.RELU_BN[1]), acts.index(vocab.RELU_BN[0])),
                     1,
                     1,
                     fill=False,
@@ -183,16 +170,23 @@ def e1_heatmaps(metrics: pd.DataFrame, path) -> None:
                     clip_on=False,
                 )
             )
-        ax.set_title(f"{title} (linear: {base:.1f}%)" if np.isfinite(base) else title)
-    mappable = plt.cm.ScalarMappable(plt.Normalize(-lim, lim), cmap="vlag")
+        title = label(s.dataset)
+        if (settings["dataset"] == s.dataset).sum() > 1:
+            title += f" ({s.placement}, d{s.depth}, w{s.width})"
+        reference = g["mean_reference"].dropna()
+        gap = (g["mean_nonlinear"] - g["mean_reference"]).dropna()
+        if len(reference) and len(gap):
+            title += f"\nlinear reference {100 * reference.iloc[0]:.1f}%, gap {100 * gap.iloc[0]:.1f} points"
+        ax.set_title(title)
     fig.colorbar(
-        mappable,
+        plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap=cmap),
         ax=list(axes),
         location="bottom",
         shrink=0.5,
         aspect=40,
         pad=0.02,
-        label="colour: test accuracy minus the linear baseline (points); numbers: test accuracy (%)",
+        label="colour: share of the gap recovered (0 = linear reference, 1 = ReLU + BatchNorm, "
+        "outlined); numbers: test accuracy (%)",
     )
     _save(fig, path)
 

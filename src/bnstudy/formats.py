@@ -11,11 +11,11 @@ import re
 
 import numpy as np
 
-VERDICT_PHRASES = {
-    "equivalent": "statistically equivalent to",
-    "better": "significantly better than",
-    "worse": "significantly worse than",
-    "inconclusive": "not distinguishable (inconclusive) from",
+VERDICT_PHRASES = {  # the share verdicts of bnstudy.stats, as the prose says them
+    "linear": "no better than linear",
+    "nonlinear": "nonlinear",
+    "inconclusive": "inconclusive",
+    "cannot discriminate": "not testable (no significant gap)",
 }
 MISSING = "--"  # a number the configuration did not produce
 
@@ -56,6 +56,18 @@ def points(x: float, sign: str = "") -> str:
     """An accuracy difference in points, one decimal, never '-0.0'."""
     text = f"{100 * x:{sign}.1f}"
     return text.replace("-0.0", "0.0") if text.lstrip("+-") == "0.0" else text
+
+
+def share_ci(share: float, lo: float, hi: float) -> str:
+    """A share of the gap in percent with its (possibly unbounded) interval, LaTeX text:
+    '$3$ [$-4$, $10$]'; the interval is left out when it cannot be computed."""
+    if share is None or not np.isfinite(share):
+        return "--"
+
+    def num(x):
+        return "$-\\infty$" if x == -np.inf else "$\\infty$" if x == np.inf else f"${100 * x:.0f}$"
+
+    return num(share) if np.isnan(lo) or np.isnan(hi) else f"{num(share)} [{num(lo)}, {num(hi)}]"
 
 
 def diff_ci(diff: float, lo: float, hi: float) -> str:

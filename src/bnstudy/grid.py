@@ -40,6 +40,8 @@ BOUNDARY = "results/runs/{dataset}/" + FAMILY + ".boundary.npz"  # 2-D datasets 
 TRAIN_LOG = "results/logs/train/{dataset}/" + FAMILY + ".log"
 TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + FAMILY + ".tsv"
 DATA = "results/data/{dataset}.npz"
+REFERENCE = "results/reference/{dataset}.parquet"  # the convex linear reference, one row per seed
+REFERENCE_LOG = "results/logs/reference/{dataset}.log"
 
 # The study's tables (bnstudy collect, bnstudy stats) by the input names of vocab.INPUTS.
 STUDY_FILES = {
@@ -47,8 +49,10 @@ STUDY_FILES = {
     "history": "results/history.parquet",
     "batchstats": "results/batchstats.parquet",
     "layers": "results/layers.parquet",
+    "reference": "results/reference.parquet",
     "summary": "results/stats/summary.csv",
-    "comparisons": "results/stats/comparisons.csv",
+    "gaps": "results/stats/gaps.csv",
+    "shares": "results/stats/shares.csv",
     "placement": "results/stats/placement.csv",
 }
 METRICS_CSV = "results/metrics.csv"
@@ -95,8 +99,15 @@ def _blocks(config: dict):
             yield f"experiments.{name}[{i}]", name, block
 
 
+def same_network(activation: str, norm: str) -> bool:
+    """Whether placing the norm before or after the activation gives the same network: with the
+    identity activation, or with no norm. Such a cell is trained once, as placement "pre"."""
+    return activation == "identity" or norm == "none"
+
+
 def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
-    """Every cell the config asks for -> the experiments that use it (sorted, deduplicated)."""
+    """Every cell the config asks for -> the experiments that use it (sorted, deduplicated).
+    A cell whose placements are the same network (`same_network`) is listed once, as "pre"."""
     members: dict[Cell, set[str]] = {}
     for _, name, b in _blocks(config):
         for dataset in b["datasets"]:
@@ -105,8 +116,9 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
                     for placement in b["placements"]:
                         for depth in b["depths"]:
                             for width in b["widths"]:
+                                where = "pre" if same_network(activation, norm) else placement
                                 cell = Cell(
-                                    dataset, activation, norm, placement, int(depth), int(width)
+                                    dataset, activation, norm, where, int(depth), int(width)
                                 )
                                 members.setdefault(cell, set()).add(name)
     return {
@@ -153,7 +165,7 @@ def training(config: dict, dataset: str) -> dict:
 
 
 def analysis(config: dict) -> dict:
-    """The `analysis:` settings (alpha, margin) over their defaults (vocab.ANALYSIS_DEFAULTS)."""
+    """The `analysis:` settings (alpha, gap_fraction) over their defaults (vocab.ANALYSIS_DEFAULTS)."""
     return {**vocab.ANALYSIS_DEFAULTS, **config.get("analysis", {})}
 
 
@@ -235,6 +247,7 @@ def prepare_options(config: dict, dataset: str) -> str:
     flags = {
         "seed": "--seed",
         "val_size": "--val-size",
+        "test_size": "--test-size",
         "n_samples": "--n-samples",
         "noise": "--noise",
     }

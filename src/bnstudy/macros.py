@@ -3,7 +3,7 @@
 The prose never types a result. It says, for example, "identity + BatchNorm reached \\HeadAccBN
 against \\HeadAccLinear for the linear baseline, so it was \\HeadVerdictBNLinear{} the baseline",
 and this module decides what those macros say. A different outcome prints a different sentence:
-the verdict words come from `stats.verdict` and `stats.answer`, the sentences that carry them are
+the verdict words come from `stats.share_verdict` and `stats.claim_answer`, the sentences that carry them are
 assembled here from those words. A cell the configuration did not run prints as "--".
 """
 
@@ -25,15 +25,11 @@ from bnstudy.formats import (
     pct,
     sci,
     seconds,
+    share_ci,
     tex_escape,
 )
-from bnstudy.names import comparison_label, join_words, label, network, ordered
+from bnstudy.names import join_words, label, network, ordered
 from bnstudy.tables import first_epoch_loss
-
-# The comparisons the headline and the verdict sentences quote, as comparison keys ("a+b").
-LINEAR, BN_ONLY, ZSCORE_ONLY, RELU_BN = (
-    "+".join(c) for c in (vocab.LINEAR, vocab.BN_ONLY, vocab.ZSCORE_ONLY, vocab.RELU_BN)
-)
 
 NUMBER_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
@@ -61,25 +57,6 @@ def sections(experiments) -> str:
     )
 
 
-def verdict_summary(verdicts: list[str], target: str, noun: str) -> str:
-    """'statistically equivalent to the linear baseline on 3 of 4 datasets; not distinguishable
-    (inconclusive) from it on 1' from the per-setting verdict words."""
-    n = len(verdicts)
-    if n == 0:
-        return f"not compared with {target} (the configuration has no such cells)"
-    parts = []
-    for w in stats.VERDICTS:
-        k = verdicts.count(w)
-        if k:
-            obj = target if not parts else "it"
-            parts.append(
-                f"{VERDICT_PHRASES[w]} {obj} on {k} of {n} {noun}"
-                if not parts
-                else f"{VERDICT_PHRASES[w]} {obj} on {k}"
-            )
-    return "; ".join(parts)
-
-
 def _cell(summary: pd.DataFrame, dataset: str, activation: str, norm: str, setting=None):
     s = summary[
         (summary["experiment"] == "E1")
@@ -102,140 +79,160 @@ def _acc(row) -> str:
     return f"{mean}\\% {interval}".strip()
 
 
-def head_setting(summary: pd.DataFrame, comp: pd.DataFrame):
-    """The headline setting: among the E1 settings with an identity+batchnorm vs linear comparison,
-    the one where the best network beats the linear baseline by the most (where a nonlinearity
-    matters most, so the most telling test). Returns a comparison row's setting or None."""
-    c = comp[(comp["experiment"] == "E1") & (comp["a"] == BN_ONLY) & (comp["b"] == LINEAR)]
-    best, best_gap = None, -np.inf
-    for r in c.itertuples():
-        s = summary[
-            (summary["experiment"] == "E1")
-            & (summary["dataset"] == r.dataset)
-            & (summary["placement"] == r.placement)
-            & (summary["depth"] == r.depth)
-            & (summary["width"] == r.width)
-        ]
-        gap = s["mean"].max() - r.mean_b
-        if gap > best_gap:
-            best, best_gap = (r.dataset, r.placement, r.depth, r.width), gap
-    return best
+def _interval(values) -> pd.Series:
+    return pd.Series(dict(zip(("mean", "ci_lo", "ci_hi"), stats.t_interval(values))))
 
 
-def headline_macros(summary: pd.DataFrame, comp: pd.DataFrame) -> dict:
+# The identity networks the prose names, with the tags of their macros (\\ShareListBN, ...).
+TAGS = {
+    vocab.BN_ONLY: "BN",
+    vocab.ZSCORE_ONLY: "Z",
+    vocab.LINEAR: "DeepLinear",
+    ("identity", "layernorm"): "LN",
+    ("identity", "rmsnorm"): "RMS",
+    ("identity", "groupnorm"): "GN",
+}
+
+
+def _setting(row) -> tuple:
+    return tuple(getattr(row, k) for k in vocab.SETTING_KEYS)
+
+
+def _where(frame: pd.DataFrame, setting: tuple) -> pd.DataFrame:
+    mask = np.ones(len(frame), bool)
+    for k, v in zip(vocab.SETTING_KEYS, setting):
+        mask &= (frame[k] == v).to_numpy()
+    return frame[mask]
+
+
+def _setting_name(gaps: pd.DataFrame, setting: tuple) -> str:
+    """The dataset's name, plus its setting when the dataset has several."""
+    name = label(setting[0])
+    if (gaps["dataset"] == setting[0]).sum() > 1:
+        name += f" ({setting[1]}, depth {setting[2]}, width {setting[3]})"
+    return name
+
+
+def share_list(gaps: pd.DataFrame, shares: pd.DataFrame, cell) -> str:
+    """'3\\% [$-2$, 8] of the gap on MNIST-1D and 1\\% [...] on spirals' for one network, over the
+    settings that discriminate."""
+    parts = []
+    for g in gaps[gaps["discriminates"]].itertuples():
+        r = _where(shares, _setting(g))
+        r = r[(r["activation"] == cell[0]) & (r["norm"] == cell[1])]
+        if len(r):
+            r = r.iloc[0]
+            parts.append(
+                f"{share_ci(r['share'], r['share_lo'], r['share_hi'])} on {_setting_name(gaps, _setting(g))}"
+            )
+    return join_words(parts) if parts else MISSING
+
+
+def verdict_words(gaps: pd.DataFrame, shares: pd.DataFrame, cell) -> str:
+    """'no better than linear on 2 of 2 datasets with a gap' (or the mix of verdicts) for one network."""
+    counted = shares[
+        (shares["activation"] == cell[0])
+        & (shares["norm"] == cell[1])
+        & (shares["verdict"] != "cannot discriminate")
+    ]
+    n = int(gaps["discriminates"].sum())
+    if counted.empty:
+        return "not testable (no dataset with a significant gap had this network)"
+    noun = "datasets" if gaps["dataset"].is_unique else "settings"
+    parts = []
+    for w in stats.SHARE_VERDICTS:
+        k = int((counted["verdict"] == w).sum())
+        if k:
+            parts.append(f"{VERDICT_PHRASES[w]} on {k} of the {n} {noun} with a gap")
+    return join_words(parts)
+
+
+def claim_macros(
+    summary: pd.DataFrame, reference: pd.DataFrame, gaps: pd.DataFrame, shares: pd.DataFrame, df
+) -> dict:
+    """The verdict: the gap per setting, the share each identity network recovers, the answer."""
     m = {
-        k: MISSING
-        for k in (
-            "HeadDataset",
-            "HeadAccBN",
-            "HeadAccZ",
-            "HeadAccLinear",
-            "HeadAccReluBN",
-            "HeadAccBest",
-            "HeadBestNetwork",
-            "HeadDiffBNLinear",
-            "HeadPBNLinear",
-            "HeadPTostBNLinear",
-            "HeadPBNRelu",
-            "HeadDiffBNRelu",
-            "HeadGap",
-        )
+        "NumSettings": str(len(gaps)),
+        "SettingNoun": "datasets" if gaps["dataset"].is_unique else "settings",
+        "NumDiscriminating": str(int(gaps["discriminates"].sum())),
     }
-    m["HeadVerdictBNLinear"] = "not compared with"
-    m["HeadVerdictBNRelu"] = "not compared with"
-    head = head_setting(summary, comp)
-    if head is None:
-        return m
-    d, pl, dp, wd = head
-    setting = (pl, dp, wd)
-    m["HeadDataset"] = label(d)
-    m["HeadAccBN"] = _acc(_cell(summary, d, *vocab.BN_ONLY, setting))
-    m["HeadAccZ"] = _acc(_cell(summary, d, *vocab.ZSCORE_ONLY, setting))
-    m["HeadAccLinear"] = _acc(_cell(summary, d, *vocab.LINEAR, setting))
-    m["HeadAccReluBN"] = _acc(_cell(summary, d, *vocab.RELU_BN, setting))
-    s = summary[
-        (summary["experiment"] == "E1")
-        & (summary["dataset"] == d)
-        & (summary["placement"] == pl)
-        & (summary["depth"] == dp)
-        & (summary["width"] == wd)
-    ]
-    best = s.loc[s["mean"].idxmax()]
-    m["HeadAccBest"] = _acc(best)
-    m["HeadBestNetwork"] = comparison_label(f"{best['activation']}+{best['norm']}")
-    lin = _cell(summary, d, *vocab.LINEAR, setting)
-    m["HeadGap"] = f"{100 * (best['mean'] - lin['mean']):.1f}" if lin is not None else MISSING
-    sel = comp[
-        (comp["experiment"] == "E1")
-        & (comp["dataset"] == d)
-        & (comp["placement"] == pl)
-        & (comp["depth"] == dp)
-        & (comp["width"] == wd)
-    ]
-    for b, tag in ((LINEAR, "Linear"), (RELU_BN, "Relu")):
-        r = sel[(sel["a"] == BN_ONLY) & (sel["b"] == b)]
-        if r.empty:
-            continue
-        r = r.iloc[0]
-        m[f"HeadDiffBN{tag}"] = diff_ci(r["diff"], r["diff_lo"], r["diff_hi"])
-        m[f"HeadPBN{tag}"] = p_equals(r["p_diff_holm"])
-        m[f"HeadVerdictBN{tag}"] = VERDICT_PHRASES[r["verdict"]]
-        if tag == "Linear":
-            m["HeadPTostBNLinear"] = p_equals(r["p_tost_holm"])
-    return m
-
-
-def verdict_macros(comp: pd.DataFrame, df: pd.DataFrame, margin: float) -> dict:
-    e1 = comp[comp["experiment"] == "E1"]
-    settings = e1[list(vocab.SETTING_KEYS)].drop_duplicates()
-    noun = "datasets" if settings["dataset"].is_unique else "settings"
-    m = {"NumSettings": str(len(settings)), "SettingNoun": noun}
-    targets = {LINEAR: "the linear baseline", RELU_BN: "ReLU + BatchNorm"}
-    tags = {
-        BN_ONLY: "BN",
-        ZSCORE_ONLY: "Z",
-        "identity+layernorm": "LN",
-        "identity+rmsnorm": "RMS",
-        LINEAR: "Linear",
-        RELU_BN: "Relu",
-    }  # macro names: \\VerdictBNvsLinear, ...
-    verdicts = {}
-    for a, b in stats.COMPARISONS["E1"]:
-        a, b = "+".join(a), "+".join(b)
-        v = list(e1[(e1["a"] == a) & (e1["b"] == b)]["verdict"])
-        verdicts[(a, b)] = v
-        m[f"Verdict{tags[a]}vs{tags[b]}"] = verdict_summary(v, targets[b], noun)
-    e7 = comp[comp["experiment"] == "E7"]
-    n7 = (
-        "datasets"
-        if e7[list(vocab.SETTING_KEYS)].drop_duplicates()["dataset"].is_unique
-        else "settings"
+    with_gap = [_setting_name(gaps, _setting(g)) for g in gaps[gaps["discriminates"]].itertuples()]
+    without = gaps[~gaps["discriminates"]]
+    m["DiscriminatingList"] = join_words(with_gap) if with_gap else "none"
+    m["GapList"] = (
+        join_words(
+            [
+                f"{diff_ci(g.gap, g.gap_lo, g.gap_hi)} points on {_setting_name(gaps, _setting(g))}"
+                for g in gaps.itertuples()
+            ]
+        )
+        or MISSING
     )
-    for a in (BN_ONLY, ZSCORE_ONLY):
-        v = list(e7[(e7["a"] == a) & (e7["b"] == LINEAR)]["verdict"])
-        m[f"ESevenVerdict{tags[a]}"] = verdict_summary(v, "the linear baseline", n7)
+    m["NoGapSentence"] = (
+        "Every dataset had a significant gap, so every one of them can discriminate."
+        if without.empty
+        else join_words([_setting_name(gaps, _setting(g)) for g in without.itertuples()])
+        + (" has" if len(without) == 1 else " have")
+        + " no significant gap ("
+        + "; ".join(
+            f"{_setting_name(gaps, _setting(g))}: {diff_ci(g.gap, g.gap_lo, g.gap_hi)} points, "
+            f"{p_equals(g.p_gap_holm)}"
+            for g in without.itertuples()
+        )
+        + "): there even ReLU + BatchNorm is not told apart from the linear reference, so "
+        + ("it cannot discriminate" if len(without) == 1 else "they cannot discriminate")
+        + " and does not count towards the answer."
+    )
+    for cell, tag in TAGS.items():
+        m[f"ShareList{tag}"] = share_list(gaps, shares, cell)
+        m[f"Verdict{tag}"] = verdict_words(gaps, shares, cell)
 
-    bn = verdicts[(BN_ONLY, LINEAR)]
-    word = stats.answer(bn)
+    # The headline: the setting with the largest significant gap (where a nonlinearity matters most).
+    keys = ("HeadDataset", "HeadAccBN", "HeadAccZ", "HeadAccReference", "HeadAccReluBN", "HeadGap")
+    m |= {k: MISSING for k in (*keys, "HeadShareBN", "HeadShareZ")}
+    m["HeadVerdictBN"] = "not testable"
+    found = gaps[gaps["discriminates"]]
+    if len(found):
+        g = found.loc[found["gap"].idxmax()]
+        setting = _setting(g)
+        d, rest = setting[0], setting[1:]
+        m["HeadDataset"] = _setting_name(gaps, setting)
+        m["HeadAccBN"] = _acc(_cell(summary, d, *vocab.BN_ONLY, rest))
+        m["HeadAccZ"] = _acc(_cell(summary, d, *vocab.ZSCORE_ONLY, rest))
+        m["HeadAccReluBN"] = _acc(_cell(summary, d, *vocab.RELU_BN, rest))
+        m["HeadAccReference"] = _acc(_interval(reference[reference["dataset"] == d]["test_acc"]))
+        m["HeadGap"] = diff_ci(g["gap"], g["gap_lo"], g["gap_hi"])
+        here = _where(shares, setting)
+        for cell, tag in ((vocab.BN_ONLY, "BN"), (vocab.ZSCORE_ONLY, "Z")):
+            r = here[(here["activation"] == cell[0]) & (here["norm"] == cell[1])]
+            if len(r):
+                r = r.iloc[0]
+                m[f"HeadShare{tag}"] = share_ci(r["share"], r["share_lo"], r["share_hi"])
+                if tag == "BN":
+                    m["HeadVerdictBN"] = VERDICT_PHRASES[r["verdict"]]
+
+    claim_rows = shares[shares["claim"].astype(bool)]
+    word = stats.claim_answer(list(claim_rows["verdict"]))
     m["AnswerWord"] = word
-    n, k_better = len(bn), bn.count("better")
-    k_open = bn.count("inconclusive")
-    seeds = _seeds_text(df)
+    counted = claim_rows[claim_rows["verdict"] != "cannot discriminate"]
+    f = f"{100 * shares['fraction'].iloc[0]:g}\\%" if len(shares) else MISSING
+    n_nonlinear = int((counted["verdict"] == "nonlinear").sum())
     m["AnswerSentence"] = {
-        "no": "BatchNorm alone did not act as a nonlinearity: wherever it was tested, "
-        "it was no better than the linear classifier.",
-        "yes": f"BatchNorm alone acted as a nonlinearity: it beat the linear classifier on every one "
-        f"of the {n} {noun}.",
-        "mixed": f"The evidence is mixed: BatchNorm alone beat the linear classifier on {k_better} of "
-        f"{n} {noun} and not on the others.",
-        "inconclusive": (
-            f"The runs do not settle the question: on {k_open} of {n} {noun}, {seeds} seeds "
-            f"per cell established neither a difference nor equivalence within "
-            f"$\\pm{100 * margin:g}$ points."
-            if n
-            else "The runs do not settle the question: the configuration has no "
-            "identity + BatchNorm and linear cells to compare."
-        ),
+        "no": f"BatchNorm alone did not act as a nonlinearity: on every dataset that can tell a "
+        f"nonlinearity from none, identity + BatchNorm and identity + z-score recovered less than "
+        f"{f} of the gap between the best linear classifier and ReLU + BatchNorm.",
+        "yes": f"BatchNorm alone acted as a nonlinearity: on every dataset with a gap, identity + "
+        f"BatchNorm and identity + z-score recovered more than {f} of the gap between the best "
+        f"linear classifier and ReLU + BatchNorm.",
+        "mixed": f"The evidence is mixed: in {n_nonlinear} of {len(counted)} tests BatchNorm alone "
+        f"recovered more than {f} of the gap between the best linear classifier and ReLU + "
+        f"BatchNorm, and not in the others.",
+        "inconclusive": f"The runs do not settle the question: with {_seeds_text(df)} seeds, the "
+        f"share of the gap that BatchNorm alone recovers was not bounded away from {f} in "
+        f"{len(counted) - int((counted['verdict'] == 'linear').sum())} of {len(counted)} tests.",
+        "cannot discriminate": "The runs cannot answer the question: on no dataset did ReLU + "
+        "BatchNorm beat the best linear classifier significantly, so no dataset can tell a "
+        "nonlinearity from none.",
     }[word]
     m["Recommendation"] = {
         "no": "The answer to the practitioner is therefore to keep the activation function.",
@@ -245,8 +242,47 @@ def verdict_macros(comp: pd.DataFrame, df: pd.DataFrame, margin: float) -> dict:
         "budget or more datasets would.",
         "inconclusive": "These runs alone do not settle what to tell the practitioner; more seeds or "
         "a larger budget would.",
+        "cannot discriminate": "A dataset on which a nonlinearity matters is needed to answer it.",
     }[word]
     return m
+
+
+def edge_macros(df: pd.DataFrame) -> dict:
+    """How many cells selected a learning rate at an edge of their grid (the optimum may lie
+    outside it): count and share over every cell of the study, and the E1 cells."""
+    runs = df.drop_duplicates(list(vocab.RUN_KEYS))
+    per_cell = runs.groupby(list(vocab.CELL_KEYS)).agg(
+        low=("lr", "min"), high=("lr", "max"), n=("lr", "nunique")
+    )
+    chosen = stats.selected(runs).groupby(list(vocab.CELL_KEYS))["lr"].first()
+    per_cell = per_cell.join(chosen.rename("chosen"), how="inner")
+    top = per_cell["chosen"] == per_cell["high"]
+    bottom = per_cell["chosen"] == per_cell["low"]
+    n = len(per_cell)
+    return {
+        "NumGridCells": str(n),
+        "EdgeCells": str(int((top | bottom).sum())),
+        "EdgeTop": str(int(top.sum())),
+        "EdgeBottom": str(int(bottom.sum())),
+        "EdgeShare": f"{100 * (top | bottom).mean():.0f}" if n else MISSING,
+    }
+
+
+def anchor_macros(summary: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """MNIST-1D's published logistic regression and ReLU MLP accuracies beside this run's."""
+    ref = reference[reference["dataset"] == "mnist1d"]["test_acc"] if len(reference) else []
+    mlp = summary[
+        (summary["experiment"] == "E0")
+        & (summary["dataset"] == "mnist1d")
+        & (summary["activation"] == vocab.ANCHOR_MLP[0])
+        & (summary["norm"] == vocab.ANCHOR_MLP[1])
+    ].sort_values("width")
+    return {
+        "PublishedLogistic": pct(vocab.ANCHORS["mnist1d_logistic"][0], 0),
+        "PublishedMLP": pct(vocab.ANCHORS["mnist1d_mlp"][0], 0),
+        "AnchorLogistic": _acc(_interval(ref)) if len(ref) else MISSING,
+        "AnchorMLP": _acc(mlp.iloc[-1]) if len(mlp) else MISSING,
+    }
 
 
 def _seeds_text(df: pd.DataFrame) -> str:
@@ -357,7 +393,7 @@ def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.AL
         if r.empty:
             continue
         g = first_layer[(first_layer["activation"] == act) & (first_layer["norm"] == norm)]
-        fit = stats.depth_growth(g["depth"], g["grad_norm_init"])
+        fit = stats.depth_growth_by_seed(g.rename(columns={"grad_norm_init": "grad"}))
         if np.isfinite(fit["factor"]):
             ci = (
                 f" [{fit['factor_lo']:.2f}, {fit['factor_hi']:.2f}]"
@@ -497,21 +533,26 @@ def _epochs_text(df: pd.DataFrame) -> str:
     return " or ".join(f"{e} ({join_words(ds)})" for e, ds in sorted(by_epochs.items()))
 
 
-def macros(inputs: dict, margin: float = stats.MARGIN, alpha: float = stats.ALPHA) -> dict:
+def macros(
+    inputs: dict, gap_fraction: float = stats.GAP_FRACTION, alpha: float = stats.ALPHA
+) -> dict:
     """Every macro the paper uses, name -> LaTeX text, from the study tables (input name -> table:
-    metrics, history, batchstats, layers, summary, comparisons, placement, benchmarks)."""
-    df, comp = inputs["metrics"], inputs["comparisons"]
+    metrics, history, batchstats, layers, reference, summary, gaps, shares, placement,
+    benchmarks)."""
+    df = inputs["metrics"]
     m = {
-        "Margin": f"{100 * margin:g}",
+        "GapFraction": f"{100 * gap_fraction:g}",
         "Alpha": f"{alpha:g}",
         "ConfidenceLevel": f"{100 * stats.LEVEL:g}",
+        "OneSidedLevel": f"{(1 - stats.LEVEL) / 2:g}",
     }
     m |= run_macros(df, inputs["benchmarks"])
     m |= grid_macros(df)
+    m |= edge_macros(df)
     m |= boundary_macros(df)
     m |= dynamics_macros(inputs["history"])
-    m |= headline_macros(inputs["summary"], comp)
-    m |= verdict_macros(comp, df, margin)
+    m |= claim_macros(inputs["summary"], inputs["reference"], inputs["gaps"], inputs["shares"], df)
+    m |= anchor_macros(inputs["summary"], inputs["reference"])
     m |= collapse_macros(df)
     m |= batch_macros(inputs["batchstats"])
     m |= depth_macros(df, inputs["layers"], alpha)

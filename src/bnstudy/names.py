@@ -24,13 +24,10 @@ def composition(activation: str, norm: str) -> str:
 def network(activation: str, norm: str) -> str:
     """Like `composition`, but the network without any nonlinearity is named for what it is."""
     return (
-        "linear (identity)" if (activation, norm) == vocab.LINEAR else composition(activation, norm)
+        "deep linear (identity)"
+        if (activation, norm) == vocab.LINEAR
+        else composition(activation, norm)
     )
-
-
-def comparison_label(cell: str) -> str:
-    """'identity+batchnorm' (a comparison's cell key) -> its display name."""
-    return network(*cell.split("+"))
 
 
 def ordered(values, order) -> list:

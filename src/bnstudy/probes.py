@@ -176,7 +176,8 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the affine fold
 
 
-def unstack(tree, i: int):
+def unstack(tree, i):
+    """Model `i` (an int) or the models `i` (an index array) of a stacked tree."""
     return jax.tree.map(lambda a: a[i], tree)
 
 
@@ -289,38 +290,64 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
 
 
 def measure(
-    spec: models.ModelSpec, result: train.TrainResult, ds, test_batch_sizes
+    spec: models.ModelSpec, result: train.TrainResult, splits: dict, test_batch_sizes
 ) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
-    """Everything measured on one trained cell or family, per model (activation x seed x lr):
+    """Everything measured on one trained cell or family, per model (activation x seed x lr),
+    each model on its own seed's split (`splits`: seed -> data.Dataset):
 
     - scalars: column name -> (models,) array; metrics that do not apply to a model's
       architecture are NaN, so every cell has the same columns;
-    - the batch-statistics records of `batch_stat_probe` (none unless the norm uses batch
-      statistics);
+    - the batch-statistics records of `batch_stat_probe`, each with its models' indices
+      (none unless the norm uses batch statistics);
     - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1)
       (recorded by the trainer at its first step).
 
-    The inference-mode logits of every split and of the affinity-gap inputs come from one
-    forward pass (one compiled program).
+    Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
+    one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
     """
-    g, p, s = result.graphdef, result.params, result.stats
-    splits = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
+    m = len(result.seeds)
+    cols: dict[str, np.ndarray] = {}
+    batch = []
+    for seed in np.unique(result.seeds):
+        idx = np.flatnonzero(result.seeds == seed)
+        for name, values in _measure_split(spec, result, idx, splits[int(seed)]).items():
+            cols.setdefault(name, np.full(m, np.nan))[idx] = values
+        if spec.uses_batch_stats:
+            for record in batch_stat_probe(
+                result.graphdef,
+                unstack(result.params, idx),
+                unstack(result.stats, idx),
+                splits[int(seed)].x_test,
+                splits[int(seed)].y_test,
+                test_batch_sizes,
+            ):
+                batch.append({**record, "models": idx})
+    names = list(cols)
+    at = names.index("test_acc") + 1  # the contract's order: losses, accuracies, divergence, probes
+    cols = (
+        {k: cols[k] for k in names[:at]}
+        | {
+            "diverged": result.diverged,
+            "diverged_step": result.diverged_step,
+        }
+        | {k: cols[k] for k in names[at:]}
+    )
+    return cols, batch, result.grad_norms_init
+
+
+def _measure_split(spec, result, idx, ds) -> dict[str, np.ndarray]:
+    """The scalars of the models `idx` (one seed) on that seed's split `ds`."""
+    g, p, s = result.graphdef, unstack(result.params, idx), unstack(result.stats, idx)
+    sets = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
     probe_x = affinity_inputs(ds.x_test)
-    every = logits(g, p, s, np.concatenate([x for x, _ in splits] + [probe_x]))
-    ends = np.cumsum([0] + [len(x) for x, _ in splits])
+    every = logits(g, p, s, np.concatenate([x for x, _ in sets] + [probe_x]))
+    ends = np.cumsum([0] + [len(x) for x, _ in sets])
     cols = {}
-    for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), splits)):
+    for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), sets)):
         cols[f"{name}_loss"], cols[f"{name}_acc"] = loss_and_accuracy(
             every[:, ends[k] : ends[k + 1]], y
         )
-    cols["diverged"] = result.diverged
-    cols["diverged_step"] = result.diverged_step
     cols["affine_gap"] = gap_of(every[:, ends[-1] :])
-    foldable = np.array([spec.member(a).foldable for a in result.activations])
+    foldable = np.array([spec.member(a).foldable for a in result.activations[idx]])
     cols.update(fold_check(g, p, s, ds.x_test, net=every[:, ends[2] : ends[3]], which=foldable))
-    batch = (
-        batch_stat_probe(g, p, s, ds.x_test, ds.y_test, test_batch_sizes)
-        if spec.uses_batch_stats
-        else []
-    )
-    return cols, batch, result.grad_norms_init
+    return cols

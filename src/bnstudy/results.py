@@ -92,6 +92,14 @@ ROW_KEYS = ["experiment", *RUN_KEYS]
 WALL_CLOCK = ["train_seconds"]
 
 
+def _batch_rows(models: pd.DataFrame, record: dict) -> pd.DataFrame:
+    """The rows of one batch-statistics record: one per model it was measured on."""
+    record = dict(record)
+    which = models.iloc[record.pop("models", np.arange(len(models)))].reset_index(drop=True)
+    values = {k: np.broadcast_to(v, len(which)) for k, v in record.items()}
+    return pd.concat([which, pd.DataFrame(values)], axis=1)
+
+
 def run_tables(
     ident: dict,
     seeds,
@@ -104,7 +112,8 @@ def run_tables(
     """The tables of one trained cell, from what `bnstudy.probes.measure` and the trainer return.
 
     `ident`: the cell keys (plus groups); `seeds`, `lrs`: one entry per model; `scalars`: column
-    -> (models,); `batch`: batch-statistics records; `grads`: (models, layers); `history`:
+    -> (models,); `batch`: batch-statistics records (each of the models it lists under
+    "models", all models if absent; values (models,) or scalars); `grads`: (models, layers); `history`:
     column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
     (x test batch size x composition) and layers (x layer).
     """
@@ -125,12 +134,7 @@ def run_tables(
         axis=1,
     )
     batchstats = pd.concat(
-        [
-            pd.concat(
-                [models, pd.DataFrame({k: np.broadcast_to(v, m) for k, v in r.items()})], axis=1
-            )
-            for r in batch
-        ]
+        [_batch_rows(models, r) for r in batch]
         or [
             models.iloc[:0].assign(
                 batch_size=0, full=False, composition="", accuracy=0.0, flip_rate=0.0
@@ -302,6 +306,17 @@ def read_benchmarks(files) -> pd.DataFrame:
         if frames
         else pd.DataFrame(columns=["file", "s", "max_rss"])
     )
+
+
+def read_reference(paths: list[str]) -> pd.DataFrame:
+    """The linear-reference files of the datasets (one row per dataset x seed) as one table."""
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "seed", "test_acc"])
+    out = pd.concat(frames, ignore_index=True)
+    if out.duplicated(["dataset", "seed"]).any():
+        raise ValueError("the reference files hold a (dataset, seed) twice")
+    return _sort(out, ["dataset", "seed"])
 
 
 def read_inputs(paths: dict) -> dict:

@@ -1,23 +1,33 @@
 """Statistics behind every sentence of the paper: intervals, tests, verdicts.
 
 Choices, stated once:
+- Replicates: the seeds. Each seed draws its own data split (bnstudy.data), initialization and
+  batch order, so an interval over seeds covers the data as well as the optimization.
 - Per-cell uncertainty: the mean over seeds with a two-sided 95% Student-t interval
-  (mean +- t_{0.975, n-1} * sd / sqrt(n)); seeds are the independent replicates.
-- Differences between two cells: a paired t-test over seeds. The design pairs them: for one
-  seed, every cell starts from the same Linear weights and sees the same batches (bnstudy.models,
-  bnstudy.train), so the per-seed difference removes the seed's own luck. The interval is the
-  t interval of the mean per-seed difference. Only seeds present in both cells count.
-- "No better than linear": two one-sided paired t-tests (TOST) against a margin of +-`margin`
-  accuracy (default 2 percentage points). Equivalence is declared when both one-sided nulls
-  (difference <= -margin, difference >= +margin) are rejected.
-- Multiple comparisons: Holm's step-down correction within each experiment's family, applied to
-  the difference p-values and, separately, to the TOST p-values.
-- Verdict of one comparison (A against B, alpha = 0.05 after correction):
-  "equivalent" if TOST rejects, else "better"/"worse" (sign of the difference) if the difference
-  test rejects, else "inconclusive".
+  (mean +- t_{0.975, n-1} * sd / sqrt(n)).
+- Differences between two cells: paired over seeds. Within one seed, every cell and the linear
+  reference see the same split, every cell starts from the same Linear weights and sees the same
+  batches (bnstudy.models, bnstudy.train), so the per-seed difference removes the seed's own luck.
+  Only seeds present in all the compared arms count.
+- The claims (`claims`; E1, per setting = dataset x placement x depth x width, per seed s: R_s the
+  linear reference's test accuracy on seed s's split, N_s that of relu+batchnorm, A_s that of
+  the network judged):
+  - Nonlinearity gap G_s = N_s - R_s: one-sided paired t-test of H0 mean G <= 0, Holm over the
+    settings (the family of the gap claim); a setting "discriminates" iff its Holm-adjusted
+    p < alpha. Settings that do not discriminate cannot tell a nonlinearity from none.
+  - Share of the gap recovered by A: theta = mean(A - R) / mean(N - R), with Fieller's interval.
+  - Verdict with margin fraction f: "linear" iff the share's upper bound < f (the one-sided
+    paired t-test of H0 theta >= f at level (1 - LEVEL) / 2: non-superiority), "nonlinear" iff
+    its lower bound > f, else "inconclusive"; "cannot discriminate" where the setting does not
+    discriminate. Each (setting, network) has exactly one verdict.
+  - The answer conjoins the verdicts of identity+batchnorm and identity+zscore over the
+    discriminating settings: an intersection-union test (Berger 1982), declared only if every
+    component rejects, so its level is that of each component and needs no correction.
+- E5 (placement): a paired t-test of post - pre per composition, Holm over the compositions.
 
 Everything here is a pure function of a metrics table (one row per run, the contract's columns
-plus `experiment` and `selected`); the reported model of a cell is its selected learning rate.
+plus `experiment` and `selected`) and the reference table; the reported model of a cell is its
+selected learning rate.
 """
 
 from __future__ import annotations
@@ -27,30 +37,13 @@ import pandas as pd
 from scipy import stats
 
 from bnstudy import vocab
-from bnstudy.vocab import BN_ONLY, LINEAR, RELU_BN, ZSCORE_ONLY
+from bnstudy.vocab import BN_ONLY, RELU_BN, ZSCORE_ONLY
 
 ALPHA = vocab.ANALYSIS_DEFAULTS["alpha"]
-MARGIN = vocab.ANALYSIS_DEFAULTS["margin"]  # TOST equivalence margin, in accuracy
+GAP_FRACTION = vocab.ANALYSIS_DEFAULTS["gap_fraction"]  # f of the share verdict
 LEVEL = vocab.CONFIDENCE_LEVEL
 
 SETTING = list(vocab.SETTING_KEYS)  # what must match for two cells to be compared
-
-# The comparisons the verdict needs, per experiment: (cell A, cell B) as (activation, norm).
-COMPARISONS = {
-    "E1": (
-        (BN_ONLY, LINEAR),
-        (ZSCORE_ONLY, LINEAR),
-        (BN_ONLY, RELU_BN),
-        (ZSCORE_ONLY, RELU_BN),
-        *((("identity", n), LINEAR) for n in vocab.PER_EXAMPLE_NORMS),
-    ),
-    "E7": (
-        (BN_ONLY, LINEAR),
-        (ZSCORE_ONLY, LINEAR),
-    ),
-}
-
-VERDICTS = ("equivalent", "better", "worse", "inconclusive")
 
 
 def t_interval(x, level: float = LEVEL) -> tuple[float, float, float]:
@@ -121,19 +114,6 @@ def paired(a, b) -> tuple[float, float, float, float]:
     return diff, float(ci.low), float(ci.high), float(res.pvalue)
 
 
-def tost(a, b, margin: float = MARGIN) -> float:
-    """TOST p-value for |mean per-seed difference a - b| < margin (two one-sided paired t-tests;
-    the larger of their p-values)."""
-    d = _differences(a, b)
-    if len(d) < 2:
-        return np.nan
-    if d.var() == 0:
-        return 0.0 if abs(d.mean()) < margin else 1.0
-    p_lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
-    p_upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
-    return float(max(p_lower, p_upper))
-
-
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count)."""
     p = np.asarray(pvalues, dtype=float)
@@ -143,82 +123,6 @@ def holm(pvalues) -> np.ndarray:
     m = len(order)
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else []
     out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
-def verdict(diff: float, p_diff: float, p_tost: float, alpha: float = ALPHA) -> str:
-    """One word from the (corrected) p-values: equivalent, better, worse or inconclusive."""
-    if p_tost < alpha:
-        return "equivalent"
-    if p_diff < alpha:
-        return "better" if diff > 0 else "worse"
-    return "inconclusive"
-
-
-def compare(
-    df: pd.DataFrame,
-    experiment: str,
-    pairs=None,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
-    value: str = "test_acc",
-) -> pd.DataFrame:
-    """Every comparison of `pairs` (default COMPARISONS[experiment]) in every setting where both
-    cells exist, with Holm-corrected p-values and a verdict per row."""
-    pairs = COMPARISONS.get(experiment, ()) if pairs is None else pairs
-    runs = selected(df, experiment)
-    rows = []
-    for setting, g in runs.groupby(SETTING, sort=True):
-        for a, b in pairs:
-            xa, xb = (
-                g[(g["activation"] == c[0]) & (g["norm"] == c[1])].set_index("seed")[value].dropna()
-                for c in (a, b)
-            )
-            if xa.empty or xb.empty:
-                continue
-            diff, lo, hi, p = paired(xa, xb)
-            rows.append(
-                {
-                    "experiment": experiment,
-                    **dict(zip(SETTING, setting)),
-                    "a": "+".join(a),
-                    "b": "+".join(b),
-                    "n_a": len(xa),
-                    "n_b": len(xb),
-                    "mean_a": xa.mean(),
-                    "mean_b": xb.mean(),
-                    "diff": diff,
-                    "diff_lo": lo,
-                    "diff_hi": hi,
-                    "p_diff": p,
-                    "p_tost": tost(xa, xb, margin),
-                }
-            )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "experiment",
-            *SETTING,
-            "a",
-            "b",
-            "n_a",
-            "n_b",
-            "mean_a",
-            "mean_b",
-            "diff",
-            "diff_lo",
-            "diff_hi",
-            "p_diff",
-            "p_tost",
-        ],
-    )
-    out["p_diff_holm"] = holm(out["p_diff"])
-    out["p_tost_holm"] = holm(out["p_tost"])
-    out["margin"] = margin
-    out["verdict"] = [
-        verdict(d, p, q, alpha)
-        for d, p, q in zip(out["diff"], out["p_diff_holm"], out["p_tost_holm"])
-    ]
     return out
 
 
@@ -268,60 +172,251 @@ def placement_effects(
     return out
 
 
-def answer(verdicts_vs_linear) -> str:
-    """The study's answer to "does identity+batchnorm act as a nonlinearity?", from its verdicts
-    against the linear baseline, one per dataset/setting:
-    "no" (equivalent to or worse than linear everywhere), "yes" (better everywhere),
-    "mixed" (better somewhere, not everywhere), "inconclusive" (never better, not settled)."""
-    v = list(verdicts_vs_linear)
-    if not v:
-        return "inconclusive"
-    n_better = v.count("better")
-    if n_better == len(v):
-        return "yes"
-    if n_better > 0:
-        return "mixed"
-    if all(x in ("equivalent", "worse") for x in v):
-        return "no"
+# ------------------------------------------------------------------------------ the claims design
+
+CLAIM_NETWORKS = (BN_ONLY, ZSCORE_ONLY)  # the networks whose verdicts the answer conjoins
+SHARE_VERDICTS = ("linear", "nonlinear", "inconclusive", "cannot discriminate")
+GAP_COLUMNS = [
+    *SETTING,
+    "n",
+    "mean_reference",
+    "mean_nonlinear",
+    "gap",
+    "gap_lo",
+    "gap_hi",
+    "p_gap",
+    "p_gap_holm",
+    "discriminates",
+]
+SHARE_COLUMNS = [
+    *SETTING,
+    "activation",
+    "norm",
+    "n",
+    "mean_acc",
+    "mean_reference",
+    "mean_nonlinear",
+    "share",
+    "share_lo",
+    "share_hi",
+    "p_linear",
+    "p_nonlinear",
+    "verdict",
+    "claim",
+    "fraction",
+]
+
+
+def _by_seed(*xs) -> list[np.ndarray]:
+    """The values of every x on the seeds where all of them are finite: Series are aligned by their
+    index (the seed), plain arrays by position."""
+    if all(isinstance(x, pd.Series) for x in xs):
+        frame = pd.concat([x.rename(i) for i, x in enumerate(xs)], axis=1, join="inner")
+    else:
+        frame = pd.DataFrame({i: np.asarray(x, float) for i, x in enumerate(xs)})
+    frame = frame.astype(float)
+    frame = frame[np.isfinite(frame).all(axis=1)]
+    return [frame[i].to_numpy() for i in range(len(xs))]
+
+
+def _mean(x) -> float:
+    return float(np.mean(x)) if len(x) else np.nan
+
+
+def _t_pvalue(d, alternative: str = "two-sided") -> float:
+    """p-value of the one-sample t-test of mean(d) = 0 against `alternative` ("two-sided",
+    "greater", "less"). A constant d is known exactly: p = 0 if its value lies in the alternative,
+    else 1. NaN when n < 2."""
+    d = np.asarray(d, float)
+    if len(d) < 2:
+        return np.nan
+    if d.var() == 0:
+        m = d.mean()
+        inside = {"two-sided": m != 0, "greater": m > 0, "less": m < 0}[alternative]
+        return 0.0 if inside else 1.0
+    return float(stats.ttest_1samp(d, 0.0, alternative=alternative).pvalue)
+
+
+def gap(nonlinear, reference, level: float = LEVEL) -> dict:
+    """The nonlinearity gap G_s = N_s - R_s over the seeds both have: n, the two means, mean G with
+    its two-sided Student-t interval at `level`, and p_gap, the one-sided paired t-test of
+    H0: mean G <= 0 against H1: mean G > 0."""
+    n, r = _by_seed(nonlinear, reference)
+    g, lo, hi = t_interval(n - r, level)
+    return {
+        "n": len(n),
+        "mean_reference": _mean(r),
+        "mean_nonlinear": _mean(n),
+        "gap": g,
+        "gap_lo": lo,
+        "gap_hi": hi,
+        "p_gap": _t_pvalue(n - r, "greater"),
+    }
+
+
+def fieller(u, v, level: float = LEVEL) -> tuple[float, float]:
+    """Fieller's interval for theta = mean(u) / mean(v) from paired samples u, v (by test inversion):
+    theta is inside iff the two-sided one-sample t-test of D_theta = u - theta v against 0 does not
+    reject at level 1 - `level`, i.e. iff a theta^2 + b theta + c <= 0 with t = t_{(1+level)/2, n-1},
+    a = vbar^2 - t^2 s_vv / n, b = -2 (ubar vbar - t^2 s_uv / n), c = ubar^2 - t^2 s_uu / n
+    (sample (co)variances, ddof = 1).
+
+    a > 0 (mean(v) significantly non-zero): the bounded interval between the roots; a single point
+    ubar / vbar when u is exactly proportional to v (e.g. zero variances). Otherwise the set is
+    unbounded and the bounds are its hull: (x, inf) or (-inf, x) for the half-line of a = 0,
+    (-inf, inf) for a < 0 (the whole line or two rays); (nan, nan) for an empty set or n < 2."""
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    n = len(u)
+    if n < 2:
+        return np.nan, np.nan
+    t2n = stats.t.ppf((1 + level) / 2, n - 1) ** 2 / n
+    ubar, vbar = u.mean(), v.mean()
+    (suu, suv), (_, svv) = np.cov(u, v)
+    a = vbar**2 - t2n * svv
+    half_b = -(ubar * vbar - t2n * suv)
+    c = ubar**2 - t2n * suu
+    if a > 0:
+        # (b/2)^2 - ac, written so that it is exactly 0 when u is proportional to v
+        disc = t2n * (np.var(vbar * u - ubar * v, ddof=1) - t2n * (suu * svv - suv**2))
+        root = np.sqrt(max(disc, 0.0))
+        return float((-half_b - root) / a), float((-half_b + root) / a)
+    if a == 0 and half_b != 0:  # 2 half_b theta + c <= 0
+        x = float(-c / (2 * half_b))
+        return (x, np.inf) if half_b < 0 else (-np.inf, x)
+    if a < 0 or c <= 0:
+        return -np.inf, np.inf
+    return np.nan, np.nan
+
+
+def share(network, nonlinear, reference, f: float = GAP_FRACTION, level: float = LEVEL) -> dict:
+    """The share of the gap that `network` recovers, over the seeds all three have (u = A - R,
+    v = N - R): n, the three means, share = mean(u) / mean(v) (NaN when mean(v) = 0), Fieller's
+    interval (share_lo, share_hi) at `level`, and the one-sided paired t-tests of D_f = u - f v:
+    p_linear (non-superiority, H0: theta >= f i.e. mean D_f >= 0, alternative "less") and
+    p_nonlinear (superiority, H0: theta <= f, alternative "greater")."""
+    a, n, r = _by_seed(network, nonlinear, reference)
+    u, v = a - r, n - r
+    lo, hi = fieller(u, v, level)
+    return {
+        "n": len(a),
+        "mean_acc": _mean(a),
+        "mean_reference": _mean(r),
+        "mean_nonlinear": _mean(n),
+        "share": float(u.mean() / v.mean()) if len(v) and v.mean() != 0 else np.nan,
+        "share_lo": lo,
+        "share_hi": hi,
+        "p_linear": _t_pvalue(u - f * v, "less"),
+        "p_nonlinear": _t_pvalue(u - f * v, "greater"),
+    }
+
+
+def share_verdict(discriminates: bool, lo: float, hi: float, f: float = GAP_FRACTION) -> str:
+    """ "cannot discriminate" where the setting has no gap; else "linear" if share_hi < f, "nonlinear"
+    if share_lo > f, "inconclusive" otherwise (also for NaN bounds). With a bounded interval and a
+    positive gap, share_hi < f iff p_linear < (1 - LEVEL) / 2 (and share_lo > f iff
+    p_nonlinear < (1 - LEVEL) / 2); with an unbounded one the verdict is at most "inconclusive"."""
+    if not discriminates:
+        return "cannot discriminate"
+    if hi < f:
+        return "linear"
+    if lo > f:
+        return "nonlinear"
     return "inconclusive"
 
 
-def depth_growth(depths, grad_first_layer) -> dict:
-    """Least-squares fit of log(gradient norm of the input layer) against depth: the growth factor
-    per added layer exp(slope), its 95% interval, and the p-value of slope = 0."""
-    d = np.asarray(depths, float)
-    g = np.asarray(grad_first_layer, float)
-    ok = np.isfinite(g) & (g > 0)
-    d, g = d[ok], g[ok]
-    if len(np.unique(d)) < 2:
-        return {
-            "factor": np.nan,
-            "factor_lo": np.nan,
-            "factor_hi": np.nan,
-            "p": np.nan,
-            "n": len(d),
-        }
-    fit = stats.linregress(d, np.log(g))
-    tcrit = stats.t.ppf(0.5 + LEVEL / 2, len(d) - 2) if len(d) > 2 else np.nan
+def claim_answer(verdicts) -> str:
+    """The answer to "is BatchNorm alone no better than linear?" from the verdicts of the claim rows
+    (`claims(...)["shares"]` where claim is True). Verdicts "cannot discriminate" do not count;
+    of the rest: "no" if every one is "linear" (the intersection-union test rejects: every
+    component rejects at (1 - LEVEL) / 2 one-sided), "yes" if every one is "nonlinear", "mixed" if
+    some are, "inconclusive" otherwise; "cannot discriminate" if none counts."""
+    v = [x for x in verdicts if x != "cannot discriminate"]
+    if not v:
+        return "cannot discriminate"
+    if all(x == "linear" for x in v):
+        return "no"
+    n_nonlinear = v.count("nonlinear")
+    if n_nonlinear == len(v):
+        return "yes"
+    return "mixed" if n_nonlinear else "inconclusive"
+
+
+def claims(
+    df: pd.DataFrame,
+    ref: pd.DataFrame,
+    experiment: str = "E1",
+    f: float = GAP_FRACTION,
+    alpha: float = ALPHA,
+) -> dict[str, pd.DataFrame]:
+    """The claims design on the selected runs of `experiment` and the linear reference `ref` (one
+    row per dataset x seed, test_acc): "gaps", one row per setting (`gap`, Holm over the settings,
+    discriminates iff p_gap_holm < alpha), and "shares", one row per setting x cell (`share` and
+    `share_verdict`, claim True for CLAIM_NETWORKS). Seeds pair the three accuracies."""
+    runs = selected(df, experiment)
+    reference = {d: g.set_index("seed")["test_acc"] for d, g in ref.groupby("dataset")}
+    none = pd.Series(dtype=float)
+    settings = [
+        (
+            dict(zip(SETTING, key)),
+            {c: x.set_index("seed")["test_acc"] for c, x in g.groupby(["activation", "norm"])},
+        )
+        for key, g in runs.groupby(SETTING, sort=True)
+    ]
+    gaps = pd.DataFrame(
+        [
+            {**key, **gap(cells.get(RELU_BN, none), reference.get(key["dataset"], none))}
+            for key, cells in settings
+        ],
+        columns=GAP_COLUMNS[:-2],
+    )
+    gaps["p_gap_holm"] = holm(gaps["p_gap"])
+    gaps["discriminates"] = gaps["p_gap_holm"] < alpha
+    rows = []
+    for (key, cells), discriminates in zip(settings, gaps["discriminates"]):
+        for cell, acc in cells.items():
+            s = share(acc, cells.get(RELU_BN, none), reference.get(key["dataset"], none), f)
+            rows.append(
+                {
+                    **key,
+                    "activation": cell[0],
+                    "norm": cell[1],
+                    **s,
+                    "verdict": share_verdict(discriminates, s["share_lo"], s["share_hi"], f),
+                    "claim": cell in CLAIM_NETWORKS,
+                    "fraction": f,
+                }
+            )
+    return {"gaps": gaps, "shares": pd.DataFrame(rows, columns=SHARE_COLUMNS)}
+
+
+def depth_growth_by_seed(frame: pd.DataFrame, level: float = LEVEL) -> dict:
+    """Growth of the input layer's gradient norm at initialization per added layer, with the seeds
+    as replicates (the depths of one seed share its weights, so they are not independent): per
+    seed, the least-squares slope of log(grad) on depth (seeds with < 2 depths drop out); factor =
+    exp(mean slope), its Student-t interval over seeds at `level` (factor_lo, factor_hi), p of the
+    two-sided one-sample t-test of mean slope = 0, and n_seeds."""
+    slopes = []
+    for _, g in frame.groupby("seed", sort=True):
+        g = g[np.isfinite(g["grad"]) & (g["grad"] > 0)]
+        if g["depth"].nunique() >= 2:
+            slopes.append(stats.linregress(g["depth"], np.log(g["grad"])).slope)
+    slope, lo, hi = t_interval(slopes, level)
     return {
-        "factor": float(np.exp(fit.slope)),
-        "factor_lo": float(np.exp(fit.slope - tcrit * fit.stderr)),
-        "factor_hi": float(np.exp(fit.slope + tcrit * fit.stderr)),
-        "p": float(fit.pvalue) if len(d) > 2 else np.nan,
-        "n": int(len(d)),
+        "factor": float(np.exp(slope)),
+        "factor_lo": float(np.exp(lo)),
+        "factor_hi": float(np.exp(hi)),
+        "p": _t_pvalue(slopes),
+        "n_seeds": len(slopes),
     }
 
 
 def study(
-    df: pd.DataFrame, margin: float = MARGIN, alpha: float = ALPHA
+    df: pd.DataFrame, ref: pd.DataFrame, f: float = GAP_FRACTION, alpha: float = ALPHA
 ) -> dict[str, pd.DataFrame]:
-    """The statistics of a metrics table: "summary" (per cell), "comparisons" (every family of
-    COMPARISONS the table has runs for) and "placement" (E5)."""
-    comparisons = pd.concat(
-        [compare(df, e, margin=margin, alpha=alpha) for e in COMPARISONS], ignore_index=True
-    )
+    """The statistics of a metrics table and its linear reference: "summary" (per cell), "gaps"
+    and "shares" (`claims` on E1) and "placement" (E5)."""
     return {
         "summary": summarize(df),
-        "comparisons": comparisons,
+        **claims(df, ref, "E1", f=f, alpha=alpha),
         "placement": placement_effects(df, alpha=alpha),
     }

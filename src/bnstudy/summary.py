@@ -2,7 +2,7 @@
 
 `success` reads the run's statistics and macros (what exists of them: a run asked for only part
 of the DAG prints only that part) and says the answer sentence, the headline numbers (identity +
-BatchNorm against the linear baseline on each dataset) and where the PDF and the HTML report
+BatchNorm against the linear reference on each dataset) and where the PDF and the HTML report
 are. `failure` reads Snakemake's own log of the run and names every failed job with its log
 file and that file's last lines. The Snakefile's onsuccess/onerror handlers call them.
 """
@@ -32,21 +32,23 @@ def _macros(path: Path) -> dict:
     )
 
 
-def headline(comparisons) -> list[str]:
-    """One line per E1 setting: identity + BatchNorm against the linear baseline."""
-    from bnstudy.formats import points
+def headline(shares) -> list[str]:
+    """One line per E1 setting: identity + BatchNorm against the linear reference and ReLU +
+    BatchNorm, with the share of the gap it recovers and its verdict."""
     from bnstudy.names import label
 
-    a, b = ("+".join(vocab.BN_ONLY), "+".join(vocab.LINEAR))
-    rows = comparisons[
-        (comparisons["experiment"] == "E1") & (comparisons["a"] == a) & (comparisons["b"] == b)
-    ]
+    rows = shares[(shares["activation"] == vocab.BN_ONLY[0]) & (shares["norm"] == vocab.BN_ONLY[1])]
     return [
-        f"  {label(r.dataset):<14} identity + BatchNorm {100 * r.mean_a:5.1f}%   linear {100 * r.mean_b:5.1f}%"
-        f"   difference {points(r.diff, '+')} points [{points(r.diff_lo, '+')}, {points(r.diff_hi, '+')}]:"
-        f" {r.verdict}"
+        f"  {label(r.dataset):<10} identity + BatchNorm {100 * r.mean_acc:5.1f}%   linear reference "
+        f"{100 * r.mean_reference:5.1f}%   ReLU + BatchNorm {100 * r.mean_nonlinear:5.1f}%   "
+        f"share of the gap {_percent(r.share)} [{_percent(r.share_lo)}, {_percent(r.share_hi)}]: "
+        f"{r.verdict}"
         for r in rows.itertuples()
     ]
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.0f}%" if abs(x) != float("inf") and x == x else str(x)
 
 
 def success(root: str | Path = ".") -> str:
@@ -61,13 +63,14 @@ def success(root: str | Path = ".") -> str:
             "Can BatchNorm alone serve as the nonlinearity?  " + plain(m["AnswerSentence"]),
             plain(m.get("Recommendation", "")),
         ]
-    comparisons = root / grid.STUDY_FILES["comparisons"]
-    if comparisons.is_file():
-        rows = headline(pd.read_csv(comparisons))
+    shares = root / grid.STUDY_FILES["shares"]
+    if shares.is_file():
+        rows = headline(pd.read_csv(shares))
         if rows:
             lines += [
                 "",
-                "Test accuracy, mean over seeds (paired t interval of the difference):",
+                "Test accuracy, mean over seeds; share of the nonlinearity gap (ReLU + BatchNorm"
+                " minus the linear reference) recovered, with its Fieller 95% interval:",
                 *rows,
             ]
     paper = root / grid.PAPER

@@ -12,8 +12,19 @@ import numpy as np
 import pandas as pd
 
 from bnstudy import grid, stats, vocab
-from bnstudy.formats import acc_cell, acc_ci, diff_ci, pct, pvalue, sci, seconds, tex_escape
-from bnstudy.names import canonical, comparison_label, composition, label, network, ordered
+from bnstudy.formats import (
+    acc_cell,
+    acc_ci,
+    diff_ci,
+    p_equals,
+    pct,
+    pvalue,
+    sci,
+    seconds,
+    share_ci,
+    tex_escape,
+)
+from bnstudy.names import canonical, composition, label, network, ordered
 
 
 def tabular(header: list[str], rows: list[list[str]], align: str, rules_before=()) -> str:
@@ -62,12 +73,29 @@ MAIN_CELLS = (
 )
 
 
-def main(summary: pd.DataFrame, experiment: str = "E1") -> str:
-    """E1 key compositions (rows) by dataset (columns): mean test accuracy with its interval."""
+def _reference_row(reference: pd.DataFrame, cols: pd.DataFrame, column: str) -> list[str]:
+    """The mean [t interval] over seeds of `column` of the linear reference, per dataset column."""
+    row = []
+    for c in cols.itertuples():
+        values = (
+            reference.loc[reference["dataset"] == c.dataset, column] if column in reference else []
+        )
+        row.append(acc_cell(*stats.t_interval(values)) if len(values) else "--")
+    return row
+
+
+def main(summary: pd.DataFrame, reference: pd.DataFrame, experiment: str = "E1") -> str:
+    """E1: the linear reference (and on 2-D sets the best half-plane), then the key compositions
+    (rows), by dataset (columns): mean test accuracy with its interval over seeds."""
     s = summary[summary["experiment"] == experiment]
     cols = canonical(s[list(vocab.SETTING_KEYS)].drop_duplicates(), vocab.SETTING_KEYS)
     header = ["Network"] + [_dataset_label(cols, c) for c in cols.itertuples()]
-    rows = []
+    rows = [
+        ["linear reference (logistic regression)", *_reference_row(reference, cols, "test_acc")]
+    ]
+    if "halfplane_test_acc" in reference and reference["halfplane_test_acc"].notna().any():
+        rows.append(["best half-plane", *_reference_row(reference, cols, "halfplane_test_acc")])
+    first_network = len(rows)
     for act, norm in MAIN_CELLS:
         cells = s[_is(s, activation=act, norm=norm)]
         if cells.empty:
@@ -77,38 +105,92 @@ def main(summary: pd.DataFrame, experiment: str = "E1") -> str:
             m = cells[_is(cells, **{k: getattr(c, k) for k in vocab.SETTING_KEYS})]
             row.append("--" if m.empty else acc_cell(*m[["mean", "ci_lo", "ci_hi"]].iloc[0]))
         rows.append(row)
-    return tabular(header, rows, "l" + "c" * len(cols))
+    return tabular(header, rows, "l" + "c" * len(cols), [first_network])
 
 
-def comparisons(comparisons: pd.DataFrame) -> str:
-    """One row per comparison: mean per-seed difference [t CI] in points, Holm p-values, verdict."""
-    header = [
-        "Exp.",
-        "Dataset",
-        "A",
-        "B",
-        "$\\Delta$ (points)",
-        "$p$ (Holm)",
-        "$p_{\\mathrm{TOST}}$ (Holm)",
-        "Verdict",
-    ]
-    comp = canonical(comparisons, ["experiment", *vocab.SETTING_KEYS])
-    rows = [
-        [
-            r.experiment,
-            _dataset_label(comp, r),
-            comparison_label(r.a),
-            comparison_label(r.b),
-            diff_ci(r.diff, r.diff_lo, r.diff_hi),
-            pvalue(r.p_diff_holm),
-            pvalue(r.p_tost_holm),
-            r.verdict,
+def claims(gaps: pd.DataFrame, shares: pd.DataFrame) -> str:
+    """E1, per setting: the nonlinearity gap (ReLU + BatchNorm minus the linear reference, points
+    [t interval], Holm-corrected one-sided p), then every identity network: test accuracy, the
+    share of the gap it recovers (% [Fieller interval]) and its verdict."""
+    header = ["Dataset", "Gap (points)", "Network", "Acc. (\\%)", "Share of gap (\\%)", "Verdict"]
+    rows, starts = [], []
+    for g in canonical(gaps, vocab.SETTING_KEYS).itertuples():
+        mine = shares[_is(shares, **{k: getattr(g, k) for k in vocab.SETTING_KEYS})]
+        mine = canonical(mine[mine["activation"] == "identity"], ["norm"])
+        starts.append(len(rows))
+        gap = [
+            _dataset_label(gaps, g),
+            f"\\makecell[tl]{{{diff_ci(g.gap, g.gap_lo, g.gap_hi)}\\\\{{\\scriptsize {pvalue_text(g.p_gap_holm)}}}}}",
         ]
-        for r in comp.itertuples()
-    ]
-    return tabular(
-        header, rows, "llllrrrl", _changes(list(zip(comp["experiment"], comp["dataset"])))
-    )
+        for i, r in enumerate(mine.itertuples()):
+            rows.append(
+                [
+                    *(gap if i == 0 else ["", ""]),
+                    network(r.activation, r.norm),
+                    pct(r.mean_acc),
+                    share_ci(r.share, r.share_lo, r.share_hi),
+                    r.verdict,
+                ]
+            )
+    return tabular(header, rows, "llllll", starts)
+
+
+def pvalue_text(p: float) -> str:
+    """'$p < 0.001$' style text of a Holm-corrected p for a table cell."""
+    return p_equals(p, "p_{\\mathrm{Holm}}")
+
+
+def anchors(
+    summary: pd.DataFrame, reference: pd.DataFrame, layers: pd.DataFrame, metrics: pd.DataFrame
+) -> str:
+    """Each published figure the study reproduces (vocab.ANCHORS) beside this run's value and its
+    interval over seeds: MNIST-1D's logistic regression and ReLU MLP, and the per-layer growth of
+    the input layer's gradient norm at initialization (E4)."""
+    header = ["Quantity", "Published", "This run", "Source"]
+    rows = []
+    ref = reference[reference["dataset"] == "mnist1d"]["test_acc"] if len(reference) else []
+    e0 = summary[(summary["experiment"] == "E0") & (summary["dataset"] == "mnist1d")]
+    mlp = e0[_is(e0, activation=vocab.ANCHOR_MLP[0], norm=vocab.ANCHOR_MLP[1])]
+    mlp = mlp.sort_values("width").tail(1)
+    what = {
+        "mnist1d_logistic": "MNIST-1D, logistic regression: test acc. (\\%)",
+        "mnist1d_mlp": "MNIST-1D, ReLU MLP"
+        + (
+            f" (depth {int(mlp['depth'].iloc[0])}, width {int(mlp['width'].iloc[0])})"
+            if len(mlp)
+            else ""
+        )
+        + ": test acc. (\\%)",
+        "grad_growth_relu_bn": "ReLU + BatchNorm: gradient growth per layer at init.",
+        "grad_growth_relu": "ReLU, no norm, LeCun-normal init.: gradient growth per layer",
+    }
+    measured = {
+        "mnist1d_logistic": acc_ci(*stats.t_interval(ref)) if len(ref) else "--",
+        "mnist1d_mlp": acc_ci(*mlp[["mean", "ci_lo", "ci_hi"]].iloc[0]) if len(mlp) else "--",
+        "grad_growth_relu_bn": growth_text(depth_growth(layers, vocab.RELU_BN)),
+        "grad_growth_relu": growth_text(depth_growth(layers, ("relu", "none"))),
+    }
+    for key, (value, source) in vocab.ANCHORS.items():
+        published = pct(value, 0) if key.startswith("mnist1d") else f"{value:.2f}"
+        rows.append([what[key], published, measured[key], f"\\citet{{{source}}}"])
+    return tabular(header, rows, "lrrl")
+
+
+def depth_growth(layers: pd.DataFrame, cell, experiment: str = "E4") -> dict:
+    """`stats.depth_growth_by_seed` of the input layer's gradient norm at initialization of one
+    (activation, norm) in `experiment`, over its depths."""
+    first = stats.selected(layers, experiment)
+    first = first[_is(first, layer=0, activation=cell[0], norm=cell[1])]
+    return stats.depth_growth_by_seed(first.rename(columns={"grad_norm_init": "grad"}))
+
+
+def growth_text(fit: dict) -> str:
+    """'1.22 [1.21, 1.23]' from a depth-growth fit; '--' when it could not be fitted."""
+    if not np.isfinite(fit["factor"]):
+        return "--"
+    if not np.isfinite(fit["factor_lo"]):
+        return f"{fit['factor']:.2f}"
+    return f"{fit['factor']:.2f} [{fit['factor_lo']:.2f}, {fit['factor_hi']:.2f}]"
 
 
 def fold(metrics: pd.DataFrame, experiment: str = "E2") -> str:

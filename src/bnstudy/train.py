@@ -2,7 +2,8 @@
 
 Models are stacked along a leading axis (seed-major: model m = seeds[m // L], lrs[m % L]) and
 trained together with `jax.vmap`; an epoch is a `jax.lax.scan` over steps, and a block of
-epochs is a `jax.lax.scan` over epochs. The dataset lives on the device; each model shuffles it
+epochs is a `jax.lax.scan` over epochs. The data live on the device, one split per seed
+(stacked; or one split shared by every seed); each model shuffles its seed's training split
 with its own key every epoch. Python only loops over epoch blocks, to log progress.
 
 Randomness: a model's initialization and data order depend on its seed only, so the learning
@@ -201,20 +202,21 @@ def kernel_norms(grads) -> jax.Array:
 
 
 def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
-    """One epoch of every model (vmapped), then their inference-mode validation metrics."""
-    x_train, y_train, x_val, y_val = data
-    n = x_train.shape[0]
+    """One epoch of every model (vmapped), then their inference-mode validation metrics.
+    `data`: the splits stacked over seeds, and each model's split (models,)."""
+    x_train, y_train, x_val, y_val, split = data
+    n = x_train.shape[1]
     steps = n // batch_size
     perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(data_keys)
     batches = perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
 
     def step(state, idx):  # idx: (models, batch)
-        xb, yb = x_train[idx], y_train[idx]
+        xb, yb = x_train[split[:, None], idx], y_train[split[:, None], idx]
         return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
 
     state, (losses, accs, grad_norms) = jax.lax.scan(step, state, batches)
-    val_loss, val_acc = jax.vmap(lambda p, s: evaluate(graphdef, p, s, x_val, y_val))(
-        state.params, state.stats
+    val_loss, val_acc = jax.vmap(lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k]))(
+        state.params, state.stats, split
     )
     # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
     return state, dict(
@@ -264,9 +266,18 @@ def train(
 ) -> TrainResult:
     """Train all seeds x learning rates of one cell, or of every member of a family (spec with
     several activations: models activation-major, then seed, then learning rate), in one
-    compiled program; returns the final stacked models."""
+    compiled program; returns the final stacked models.
+
+    The data: one split shared by every seed (x of shape (n, d)), or one split per seed of
+    `cfg.seeds`, stacked in that order (x of shape (seeds, n, d); y (seeds, n))."""
     start = time.perf_counter()
-    n = x_train.shape[0]
+    if np.ndim(x_train) == 2:  # one split for every seed
+        x_train, y_train, x_val, y_val = (
+            np.asarray(a)[None] for a in (x_train, y_train, x_val, y_val)
+        )
+    elif len(x_train) != len(cfg.seeds):
+        raise ValueError(f"{len(x_train)} stacked splits for {len(cfg.seeds)} seeds")
+    n = x_train.shape[1]
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     k = len(spec.activations)
@@ -284,7 +295,9 @@ def train(
         jnp.full(m, -1, jnp.int32),
         jnp.zeros(m, jnp.int32),
     )
-    data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val))
+    position = {s: i for i, s in enumerate(cfg.seeds)} if len(x_train) > 1 else {}
+    split = np.array([position.get(s, 0) for s in seeds], np.int32)  # each model's split
+    data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val, split))
     _, data_keys = jax.jit(model_keys)(jnp.asarray(seeds))
     lrs_dev = jnp.asarray(lrs)
 

@@ -7,16 +7,22 @@
 rule stats:
     input:
         metrics=grid.STUDY_FILES["metrics"],
+        reference=grid.STUDY_FILES["reference"],
     output:
         summary=report(
             grid.STUDY_FILES["summary"],
             category="Statistical tests",
             caption="../../paper/report/summary.rst",
         ),
-        comparisons=report(
-            grid.STUDY_FILES["comparisons"],
+        gaps=report(
+            grid.STUDY_FILES["gaps"],
             category="Statistical tests",
-            caption="../../paper/report/comparisons.rst",
+            caption="../../paper/report/gaps.rst",
+        ),
+        shares=report(
+            grid.STUDY_FILES["shares"],
+            category="Statistical tests",
+            caption="../../paper/report/shares.rst",
         ),
         placement=report(
             grid.STUDY_FILES["placement"],
@@ -32,9 +38,10 @@ rule stats:
     params:
         analysis=grid.analysis(config),
     shell:
-        "bnstudy stats --metrics {input.metrics} --summary {output.summary}"
-        " --comparisons {output.comparisons} --placement {output.placement}"
-        " --alpha {params.analysis[alpha]} --margin {params.analysis[margin]} > {log} 2>&1"
+        "bnstudy stats --metrics {input.metrics} --reference {input.reference}"
+        " --summary {output.summary} --gaps {output.gaps} --shares {output.shares}"
+        " --placement {output.placement}"
+        " --alpha {params.analysis[alpha]} --gap-fraction {params.analysis[gap_fraction]} > {log} 2>&1"
 
 
 rule figure:
@@ -101,6 +108,6 @@ rule macros:
         config=shlex.quote(json.dumps(config)),  # a changed config reruns this rule
     shell:
         "bnstudy macros {params.inputs} --alpha {params.analysis[alpha]}"
-        " --margin {params.analysis[margin]} --experiments {params.experiments}"
+        " --gap-fraction {params.analysis[gap_fraction]} --experiments {params.experiments}"
         " --config-json {params.config} --out {output.macros} --sections-out {output.sections}"
         " --config-out {output.config} > {log} 2>&1"

@@ -8,12 +8,14 @@ rule collect:
         history=grid.paths(CELLS, grid.HISTORY),
         batchstats=grid.paths(CELLS, grid.BATCHSTATS),
         layers=grid.paths(CELLS, grid.LAYERS),
+        reference=[grid.REFERENCE.format(dataset=d) for d in grid.datasets(config)],
     output:
         metrics=grid.STUDY_FILES["metrics"],
         csv=grid.METRICS_CSV,
         history=grid.STUDY_FILES["history"],
         batchstats=grid.STUDY_FILES["batchstats"],
         layers=grid.STUDY_FILES["layers"],
+        reference=grid.STUDY_FILES["reference"],
     log:
         "results/logs/collect.log",
     benchmark:
@@ -26,6 +28,8 @@ rule collect:
     shell:
         "bnstudy collect --experiments {params.experiments} --run-files {input.run}"
         " --history-files {input.history} --batchstats-files {input.batchstats}"
-        " --layers-files {input.layers} --metrics {output.metrics} --csv {output.csv}"
-        " --history {output.history} --batchstats {output.batchstats} --layers {output.layers}"
+        " --layers-files {input.layers} --reference-files {input.reference}"
+        " --metrics {output.metrics} --csv {output.csv} --history {output.history}"
+        " --batchstats {output.batchstats} --layers {output.layers}"
+        " --reference {output.reference}"
         " > {log} 2>&1"

@@ -27,6 +27,7 @@ localrules:
     all,
     prepare_data,
     collect,
+    reference,
 
 
 onstart:

@@ -1,4 +1,5 @@
-# Stage 1: one dataset file per dataset the grid uses (generated, bundled or downloaded).
+# Stage 1: one dataset file per dataset the grid uses (generated, bundled or downloaded; each
+# training seed draws its own split from it), and the convex linear reference on each seed's split.
 
 
 rule prepare_data:
@@ -14,3 +15,20 @@ rule prepare_data:
         options=lambda wc: grid.prepare_options(config, wc.dataset),
     shell:
         "bnstudy prepare-data {wildcards.dataset} --out {output} {params.options} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        data=grid.DATA,
+    output:
+        grid.REFERENCE,
+    log:
+        grid.REFERENCE_LOG,
+    benchmark:
+        "results/benchmarks/reference/{dataset}.tsv"
+    conda:
+        "../envs/bnstudy.yaml"
+    params:
+        seeds=lambda wc: " ".join(map(str, grid.training(config, wc.dataset)["seeds"])),
+    shell:
+        "bnstudy reference --data {input.data} --seeds {params.seeds} --out {output} > {log} 2>&1"
