@@ -112,6 +112,20 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     assert all(np.isnan(rec["accuracy"]).all() and rec["batch_size"] == 512 for rec in big)
 
 
+@pytest.mark.parametrize("n, size", [(400, 256), (10, 4), (12, 4), (5, 5)])
+def test_batch_statistics_score_every_test_example_once_in_full_batches(n, size):
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    for batches in (probes.random_batches(n, size, rng), probes.class_batches(y, size // 2, rng)):
+        width = len(batches[0])
+        assert all(len(b) == width for b in batches)  # every batch has its full size
+        idx, mask = probes._pad_rows(batches, len(batches), width)
+        preds = np.arange(idx.size).reshape(1, *idx.shape)  # a distinct "prediction" per slot
+        scored = probes._per_example(preds, idx, mask, n)
+        assert (scored >= 0).all()  # every example scored (no dropped remainder) ...
+        assert len(np.unique(scored)) == n  # ... each from one batch position of its own
+
+
 @pytest.mark.parametrize("norm", ["none", "batchnorm"])
 def test_a_cell_trains_to_the_same_numbers_alone_or_in_its_family(mnist1d, norm):
     family, f = fit(mnist1d, ("identity", "relu", "tanh"), norm, lrs=(1e-3, 1e-2), epochs=5)

@@ -93,26 +93,45 @@ def _pad_rows(batches: list[np.ndarray], rows: int, width: int):
     return idx, mask
 
 
+def _batches(ids: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`ids` (already shuffled) in batches of `size`, every one scored: the remainder's batch is
+    filled up with batch-mates drawn from the other ids, which are not scored there (a batch's
+    first entries are the scored ones; `_per_example` keeps each example's first score)."""
+    full = [ids[i : i + size] for i in range(0, len(ids) - size + 1, size)]
+    rest = ids[len(full) * size :]
+    if len(rest):
+        mates = rng.choice(ids[: len(full) * size], size - len(rest), replace=False)
+        full.append(np.concatenate([rest, mates]))
+    return full
+
+
 def random_batches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A random partition of range(n) into batches of `size` (the remainder is dropped)."""
-    perm = rng.permutation(n)
-    return [perm[i : i + size] for i in range(0, n - size + 1, size)]
+    """range(n) in random batches of `size`; every example is scored once (see `_batches`)."""
+    if size > n:
+        return []
+    return _batches(rng.permutation(n), size, rng)
 
 
 def class_batches(y: np.ndarray, size: int | None, rng: np.random.Generator) -> list[np.ndarray]:
-    """Batches holding one class each; size None puts each whole class in one batch."""
+    """Batches holding one class each, every example scored once; size None puts each whole class
+    in one batch. A class with fewer examples than `size` cannot fill a batch and is left out."""
     out = []
     for c in np.unique(y):
         ids = rng.permutation(np.flatnonzero(y == c))
         step = len(ids) if size is None else size
-        out += [ids[i : i + step] for i in range(0, len(ids) - step + 1, step)]
+        if len(ids) >= step:
+            out += _batches(ids, step, rng)
     return out
 
 
 def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
-    """(models, n) predictions, -1 for examples that were in no batch."""
+    """(models, n) predictions, each example's from the first batch position that holds it in
+    row-major order (a filled-up remainder batch lists its own examples first and comes last);
+    -1 for examples that were in no batch."""
     out = np.full((preds.shape[0], n), -1, np.int64)
-    out[:, idx[mask]] = preds[:, mask]
+    rows = idx[mask]
+    _, first = np.unique(rows, return_index=True)
+    out[:, rows[first]] = preds[:, mask][:, first]
     return out
 
 
