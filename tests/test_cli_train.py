@@ -172,6 +172,32 @@ def test_non_batchnorm_cells_have_nan_batch_probes_and_no_fold(spirals_file, tmp
     assert runs.affine_gap.notna().all()
 
 
+def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, tmp_path):
+    """Rates far too small: ReLU selects the largest, so the family trains at the next rates of
+    the grid's progression above it (and again, while it still selects the largest)."""
+    out = tmp_path / "cell.parquet"
+    args = ["train", "--data", "mnist1d", "--activation", "relu", "--norm", "none"]
+    args += ["--width", 16, "--epochs", 3, "--seeds", 0, 1, "--lrs", 1e-5, 1e-4]
+    r = bnstudy(*args, "--out", out)
+    assert r.returncode == 0, r.stderr
+    runs = pd.read_parquet(out)
+    lrs = sorted({float(np.float32(x)) for x in runs.lr.round(9)})
+    # measured: 1e-2 is the best after the first extension, 1e-2 again (not 1.0) after the second
+    np.testing.assert_allclose(lrs, [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], rtol=1e-6)
+    assert len(runs) == 2 * 6 and not runs.duplicated(["seed", "lr"]).any()
+    assert r.stderr.count("selected an edge") == 2
+    bound = tmp_path / "b.npz"  # the boundary grids hold the lowest seed's model at every rate
+    args = ["train", "--data", spirals_file, "--activation", "relu", "--norm", "none"]
+    args += ["--width", 16, "--epochs", 3, "--seeds", 0, 1, "--lrs", 1e-5, 1e-4]
+    r = bnstudy(*args, "--out", tmp_path / "s.parquet", "--boundary", bound)
+    assert r.returncode == 0, r.stderr
+    n = pd.read_parquet(tmp_path / "s.parquet").lr.nunique()
+    with np.load(bound) as b:
+        assert n > 2 and len(b["lrs"]) == n and b["pred_inference"].shape[0] == n
+    none = bnstudy(*args, "--extend-edges", 0, "--out", tmp_path / "none.parquet")
+    assert none.returncode == 0 and len(pd.read_parquet(tmp_path / "none.parquet")) == 4
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

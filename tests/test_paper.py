@@ -106,7 +106,7 @@ def _study(synthetic, metrics) -> dict:
 def test_verdict_sentence_follows_the_data(synthetic):
     m = all_macros(synthetic)
     assert m["AnswerWord"] == "no"
-    assert m["VerdictBN"] == "no better than linear on 2 of the 2 datasets with a gap"
+    assert m["VerdictBN"] == "no better than linear on 1 of the 1 datasets with a gap"
 
     lift = (synthetic["metrics"]["activation"] == "identity") & (
         synthetic["metrics"]["norm"].isin(["batchnorm", "zscore"])
@@ -116,7 +116,7 @@ def test_verdict_sentence_follows_the_data(synthetic):
     better.loc[lift, "test_acc"] += better.loc[lift, "dataset"].map(half_gap)
     b = _study(synthetic, better)
     assert b["AnswerWord"] == "yes" and b["AnswerSentence"] != m["AnswerSentence"]
-    assert b["VerdictBN"] == "nonlinear on 2 of the 2 datasets with a gap"
+    assert b["VerdictBN"] == "nonlinear on 1 of the 1 datasets with a gap"
 
     noisy = synthetic["metrics"].copy()  # seeds too noisy to tell
     rng = np.random.default_rng(0)

@@ -147,6 +147,13 @@ def _add_train(sub) -> None:
         "--layers", default=None, help="output Parquet file: one row per seed x lr x layer"
     )
     p.add_argument(
+        "--extend-edges",
+        type=int,
+        default=vocab.TRAINING_DEFAULTS["extend_edges"],
+        help="times the family trains again at the next learning rates beyond an edge of the "
+        "grid that a cell selected (0: never)",
+    )
+    p.add_argument(
         "--boundary",
         default=None,
         help="output .npz of decision-boundary grids of the lowest seed's models, on its split "
@@ -200,6 +207,7 @@ def _process_age() -> float:
 
 
 def _run_train(args) -> None:
+    import dataclasses
     import json
     import time
 
@@ -218,6 +226,8 @@ def _run_train(args) -> None:
         momentum=args.momentum,
         schedule=args.schedule,
     )
+    if args.extend_edges < 0:
+        raise ValueError(f"--extend-edges must be >= 0, got {args.extend_edges}")
     pool = data.get_pool(args.data)
     splits = {s: data.split(pool, s) for s in cfg.seeds}  # each seed's own split
     ds = splits[min(cfg.seeds)]
@@ -238,6 +248,7 @@ def _run_train(args) -> None:
 
     import jax
     import numpy as np
+    import pandas as pd
 
     from bnstudy import probes, results
 
@@ -252,62 +263,81 @@ def _run_train(args) -> None:
         k: np.stack([getattr(splits[s], k) for s in cfg.seeds])
         for k in ("x_train", "y_train", "x_val", "y_val")
     }
-    result = train.train(spec, cfg, **stacked)
-    phases.update(result.seconds)
-    mark = time.perf_counter()
-    scalars, batch, grads = probes.measure(spec, result, splits, sizes)
-    ident = dict(
-        dataset=ds.name,
-        activation=result.activations,
-        norm=spec.norm,
-        placement=spec.placement,
-        depth=spec.depth,
-        width=spec.width,
-        groups=spec.groups,
-    )
-    lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(result.seeds) // len(cfg.lrs))  # as given
-    n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
-    scalars = {
-        "optimizer": cfg.optimizer,
-        "schedule": cfg.schedule,
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        **scalars,
-        "n_params": n_params,
-        "device": device,
-        "train_seconds": time.perf_counter() - start,
-    }
-    tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
-    first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
-    grids = (
-        probes.boundary(
-            result.graphdef,
-            probes.unstack(result.params, first),
-            probes.unstack(result.stats, first),
-            ds.x_train,
+
+    def train_round(cfg):
+        """Train and measure the family at cfg.lrs: its tables and (2-D) boundary pieces."""
+        result = train.train(spec, cfg, **stacked)
+        for k, v in result.seconds.items():
+            phases[k] = phases.get(k, 0.0) + v
+        mark = time.perf_counter()
+        scalars, batch, grads = probes.measure(spec, result, splits, sizes)
+        ident = dict(
+            dataset=ds.name,
+            activation=result.activations,
+            norm=spec.norm,
+            placement=spec.placement,
+            depth=spec.depth,
+            width=spec.width,
+            groups=spec.groups,
         )
-        if args.boundary
-        else None
-    )
-    phases["probes"] = time.perf_counter() - mark
+        lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(result.seeds) // len(cfg.lrs))
+        n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
+        scalars = {
+            "optimizer": cfg.optimizer,
+            "schedule": cfg.schedule,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            **scalars,
+            "n_params": n_params,
+            "device": device,
+            "train_seconds": time.perf_counter() - start,
+        }
+        tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
+        first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
+        grids = {}
+        if args.boundary:
+            grids = probes.boundary(
+                result.graphdef,
+                probes.unstack(result.params, first),
+                probes.unstack(result.stats, first),
+                ds.x_train,
+            )
+            grids |= dict(
+                seeds=result.seeds[first], lrs=lrs[first], activations=result.activations[first]
+            )
+        phases["probes"] = phases.get("probes", 0.0) + time.perf_counter() - mark
+        return tables, grids
+
+    # A cell whose selected rate is an edge of the rates trained so far: the family trains again
+    # at the next rates beyond that edge (results.edge_extension), up to --extend-edges times.
+    rounds = [train_round(cfg)]
+    tried = list(cfg.lrs)
+    for _ in range(args.extend_edges):
+        run = pd.concat([t["run"] for t, _ in rounds], ignore_index=True)
+        more = results.edge_extension(run, tried)
+        if not more:
+            break
+        print(f"a cell selected an edge of {sorted(tried)}: training at {more}", file=sys.stderr)
+        rounds.append(train_round(dataclasses.replace(cfg, lrs=tuple(more))))
+        tried += more
+    tables = {
+        name: pd.concat([t[name] for t, _ in rounds], ignore_index=True) for name in rounds[0][0]
+    }
     mark = time.perf_counter()
     for name in LONG_TABLES:
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
-        results.write_npz(
-            args.boundary,
-            seeds=result.seeds[first],
-            lrs=lrs[first],
-            activations=result.activations[first],
-            x_train=ds.x_train,
-            y_train=ds.y_train,
-            **grids,
-        )
+        grids = {
+            k: (rounds[0][1][k] if k in ("xx", "yy") else np.concatenate([g[k] for _, g in rounds]))
+            for k in rounds[0][1]
+        }
+        results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **grids)
     results.write_parquet(tables["run"], args.out)  # last: its existence means the job is complete
     phases["write"] = time.perf_counter() - mark
     print(
-        f"wrote {args.out} ({len(lrs)} runs, {time.perf_counter() - start:.1f}s)", file=sys.stderr
+        f"wrote {args.out} ({len(tables['run'])} runs, {time.perf_counter() - start:.1f}s)",
+        file=sys.stderr,
     )
     print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
 
@@ -408,6 +438,12 @@ def _add_analysis(p) -> None:
         help="margin of 'no better than linear': recovers less than this share of the gap "
         "between the linear reference and ReLU + BatchNorm",
     )
+    p.add_argument(
+        "--min-gap",
+        type=float,
+        default=d["min_gap"],
+        help="a dataset discriminates when its gap is significantly larger than this (accuracy)",
+    )
 
 
 def _add_stats(sub) -> None:
@@ -442,6 +478,7 @@ def _run_stats(args) -> None:
         pd.read_parquet(args.reference),
         f=args.gap_fraction,
         alpha=args.alpha,
+        min_gap=args.min_gap,
     )
     for name, frame in tables.items():
         write_csv(frame, getattr(args, name))
@@ -538,7 +575,9 @@ def _run_macros(args) -> None:
     from bnstudy import macros
     from bnstudy.results import write_text
 
-    m = macros.macros(_inputs(args), gap_fraction=args.gap_fraction, alpha=args.alpha)
+    m = macros.macros(
+        _inputs(args), gap_fraction=args.gap_fraction, alpha=args.alpha, min_gap=args.min_gap
+    )
     write_text(macros.render(m, args.experiments), args.out)
     write_text(macros.sections(args.experiments), args.sections_out)
     config = json.loads(args.config_json)

@@ -15,7 +15,7 @@ VERDICT_PHRASES = {  # the share verdicts of bnstudy.stats, as the prose says th
     "linear": "no better than linear",
     "nonlinear": "nonlinear",
     "inconclusive": "inconclusive",
-    "cannot discriminate": "not testable (no significant gap)",
+    "cannot discriminate": "not testable (gap too small)",
 }
 MISSING = "--"  # a number the configuration did not produce
 

@@ -198,6 +198,7 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
         "momentum": repr(float(s["momentum"])),
         "schedule": s["schedule"],
         "test_batch_sizes": " ".join(str(x) for x in s["test_batch_sizes"]),
+        "extend_edges": str(s["extend_edges"]),
         "groups": f"--groups {s['groups']}" if wildcards.norm == "groupnorm" else "",
     }
 

@@ -195,6 +195,25 @@ def select_lr(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(key.isin(pd.MultiIndex.from_frame(best)), index=runs.index, name="selected")
 
 
+def edge_extension(run: pd.DataFrame, tried, steps: int = 2) -> list[float]:
+    """The learning rates to try next for a family whose runs are `run` (the `bnstudy train`
+    table; every rate in `tried`): for each cell whose selected rate (`select_lr`) is the largest
+    tried, the next `steps` rates of the grid's geometric progression above it (ratio: the two
+    largest rates; 3 if only one was tried); likewise below the smallest. Sorted, without rates
+    already tried; [] when no cell selected an edge."""
+    grid = sorted({float(x) for x in tried})
+    up = grid[-1] / grid[-2] if len(grid) > 1 else 3.0
+    down = grid[1] / grid[0] if len(grid) > 1 else 3.0
+    chosen = _decimal_lr(run)[select_lr(_decimal_lr(run)).to_numpy()]
+    picked = set(chosen.drop_duplicates(CELL_KEYS)["lr"])
+    more = set()
+    if any(np.isclose(lr, grid[-1]) for lr in picked):
+        more |= {float(f"{grid[-1] * up**k:.3g}") for k in range(1, steps + 1)}
+    if any(np.isclose(lr, grid[0]) for lr in picked):
+        more |= {float(f"{grid[0] / down**k:.3g}") for k in range(1, steps + 1)}
+    return sorted(lr for lr in more if not any(np.isclose(lr, t) for t in grid))
+
+
 def _decimal_lr(df: pd.DataFrame) -> pd.DataFrame:
     """Learning rates as the float64 of their shortest decimal: the trainer stores float32, whose
     0.003 is 0.0030000000260770321 in float64; the config's 0.003 is what the tables show."""

@@ -114,11 +114,13 @@ TRAINING_DEFAULTS = {
     "schedule": "constant",
     "groups": 8,
     "test_batch_sizes": [2, 8, 32, 256, FULL],
+    "extend_edges": 2,  # rounds of learning rates beyond an edge a cell selected
 }
 # Defaults of the `analysis:` settings.
 ANALYSIS_DEFAULTS = {
     "alpha": 0.05,  # level of the gap tests (Holm over datasets); intervals are 1 - alpha
     "gap_fraction": 0.2,  # "no better than linear": recovers less than this share of the gap
+    "min_gap": 0.05,  # a dataset discriminates when its gap is significantly above this
 }
 CONFIDENCE_LEVEL = 0.95
 

@@ -41,7 +41,8 @@ rule stats:
         "bnstudy stats --metrics {input.metrics} --reference {input.reference}"
         " --summary {output.summary} --gaps {output.gaps} --shares {output.shares}"
         " --placement {output.placement}"
-        " --alpha {params.analysis[alpha]} --gap-fraction {params.analysis[gap_fraction]} > {log} 2>&1"
+        " --alpha {params.analysis[alpha]} --gap-fraction {params.analysis[gap_fraction]}"
+        " --min-gap {params.analysis[min_gap]} > {log} 2>&1"
 
 
 rule figure:
@@ -108,6 +109,7 @@ rule macros:
         config=shlex.quote(json.dumps(config)),  # a changed config reruns this rule
     shell:
         "bnstudy macros {params.inputs} --alpha {params.analysis[alpha]}"
-        " --gap-fraction {params.analysis[gap_fraction]} --experiments {params.experiments}"
+        " --gap-fraction {params.analysis[gap_fraction]}"
+        " --min-gap {params.analysis[min_gap]} --experiments {params.experiments}"
         " --config-json {params.config} --out {output.macros} --sections-out {output.sections}"
         " --config-out {output.config} > {log} 2>&1"

@@ -36,6 +36,7 @@ rule train:
         " --batch-size {params.opts[batch_size]} --optimizer {params.opts[optimizer]}"
         " --momentum {params.opts[momentum]} --schedule {params.opts[schedule]}"
         " --test-batch-sizes {params.opts[test_batch_sizes]}"
+        " --extend-edges {params.opts[extend_edges]}"
         " --out {output.run} --history {output.history} --batchstats {output.batchstats}"
         " --layers {output.layers} {params.boundary} > {log} 2>&1"
 
