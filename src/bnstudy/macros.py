@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy import stats, vocab
+from bnstudy.data import NUM_CLASSES
 from bnstudy.formats import (
     MISSING,
     VERDICT_PHRASES,
@@ -343,9 +344,17 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
         )
     }
     m["FlipTrend"] = "could not be measured (no batch-statistics evaluations)"
+    m["ClassCollapse"] = "not measured"
     measured = bs[bs["flip_rate"].notna()]
     if measured.empty:
         return m
+    one_class = bs[bs["composition"] == "class"].groupby("dataset")["accuracy"].max()
+    m["ClassCollapse"] = join_words(
+        [
+            f"{pct(one_class[d])}\\% on {label(d)} (chance: {pct(1 / NUM_CLASSES[d], 0)}\\%)"
+            for d in ordered(one_class.index, vocab.DATASETS)
+        ]
+    )
     per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "batch_size", "composition"])[
         ["accuracy", "flip_rate"]
     ].mean()
