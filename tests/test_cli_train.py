@@ -81,13 +81,13 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
         "placement",
         "depth",
         "width",
+        "batch_size",
         "groups",
         "seed",
         "lr",
         "optimizer",
         "schedule",
         "epochs",
-        "batch_size",
         "train_loss",
         "train_acc",
         "val_loss",
@@ -118,7 +118,7 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
     bs = pd.read_parquet(bstats)  # one row per model x test batch size x composition
     assert len(bs) == 6 * 3 * 2 and set(bs.composition) == {"random", "class"}
     assert bs.accuracy.notna().all()
-    assert set(bs[bs.full].batch_size) == {
+    assert set(bs[bs.full].test_batch_size) == {
         len(data.load(spirals_file).y_test)
     }  # the whole test set
     assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()

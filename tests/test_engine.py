@@ -90,9 +90,11 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
         r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test, [2, 8, 32, "full"], seed=0
     )
     out = {
-        (rec["composition"], "full" if rec["full"] else rec["batch_size"]): rec for rec in records
+        (rec["composition"], "full" if rec["full"] else rec["test_batch_size"]): rec
+        for rec in records
     }
-    assert len(records) == 4 * 2 and out[("random", "full")]["batch_size"] == len(mnist1d.y_test)
+    assert len(records) == 4 * 2
+    assert out[("random", "full")]["test_batch_size"] == len(mnist1d.y_test)
     flip = lambda b: out[("random", b)]["flip_rate"]  # noqa: E731
     acc = lambda comp, b: out[(comp, b)]["accuracy"]  # noqa: E731
     assert np.all(flip(2) > 0.1), flip(2)
@@ -109,7 +111,7 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     big = probes.batch_stat_probe(
         r.graphdef, r.params, r.stats, mnist1d.x_test[:100], mnist1d.y_test[:100], [512], seed=0
     )
-    assert all(np.isnan(rec["accuracy"]).all() and rec["batch_size"] == 512 for rec in big)
+    assert all(np.isnan(rec["accuracy"]).all() and rec["test_batch_size"] == 512 for rec in big)
 
 
 @pytest.mark.parametrize("n, size", [(400, 256), (10, 4), (12, 4), (5, 5)])

@@ -39,7 +39,21 @@ def _true_acc(dataset, activation, norm):
     )
 
 
-def _row(rng, experiment, dataset, activation, norm, placement, depth, width, seed, lr, best_lr):
+def _row(
+    rng,
+    experiment,
+    dataset,
+    activation,
+    norm,
+    placement,
+    depth,
+    width,
+    seed,
+    lr,
+    best_lr,
+    batch_size=64,
+    groups=8,
+):
     acc = (
         _true_acc(dataset, activation, norm) + rng.normal(0, 0.003) - (0.05 if lr != best_lr else 0)
     )
@@ -53,13 +67,13 @@ def _row(rng, experiment, dataset, activation, norm, placement, depth, width, se
         "placement": placement,
         "depth": depth,
         "width": width,
-        "groups": 8,
+        "batch_size": batch_size,
+        "groups": groups,
         "seed": seed,
         "lr": lr,
         "optimizer": "adam",
         "schedule": "constant",
         "epochs": 5,
-        "batch_size": 64,
         "train_loss": 1 - acc,
         "train_acc": acc + 0.01,
         "val_loss": 1 - acc,
@@ -79,12 +93,12 @@ def _row(rng, experiment, dataset, activation, norm, placement, depth, width, se
         "train_seconds": 12.5,
     }
     batch = []
-    for b in (*BATCHES, "full"):
+    for b in [*sorted({*BATCHES, batch_size}), "full"]:
         small = 0.3 / np.sqrt(b) if b != "full" else 0.0
         for comp, drop in (("random", small), ("class", 3 * small)):
             batch.append(
                 {
-                    "batch_size": 400 if b == "full" else b,
+                    "test_batch_size": 400 if b == "full" else b,
                     "full": b == "full",
                     "composition": comp,
                     "accuracy": acc - drop,
@@ -131,6 +145,38 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
         for n in ("none", "batchnorm", "layernorm")
     ]
     rows = [_row(rng, *cell, seed, lr, lrs[0]) for cell in plan for seed in seeds for lr in lrs]
+    # E8: batch sizes 4 and 64 (spirals); E9: groupnorm over its groups (digits)
+    for b in (4, 64):
+        for a, n in (("identity", "batchnorm"), ("relu", "batchnorm"), ("identity", "zscore")):
+            for seed in seeds:
+                for lr in lrs:
+                    r = _row(rng, "E8", "spirals", a, n, "pre", 2, 32, seed, lr, lrs[0], b)
+                    r["cond_test_acc"] = r["test_acc"] + (0.05 if b == 4 else 0.0)
+                    r["cond_affine_gap"] = 0.3 if b == 4 else 0.01
+                    rows.append(r)
+    for g in (1, 4, 32):
+        for seed in seeds:
+            for lr in lrs:
+                rows.append(
+                    _row(
+                        rng,
+                        "E9",
+                        "digits",
+                        "identity",
+                        "groupnorm",
+                        "pre",
+                        2,
+                        32,
+                        seed,
+                        lr,
+                        lrs[0],
+                        groups=g,
+                    )
+                )
+    for a, n in (("identity", "layernorm"), ("relu", "batchnorm")):
+        for seed in seeds:
+            for lr in lrs:
+                rows.append(_row(rng, "E9", "digits", a, n, "pre", 2, 32, seed, lr, lrs[0]))
     batch = pd.DataFrame([x for r in rows for x in r.pop("_batch")])
     layers = pd.DataFrame([x for r in rows for x in r.pop("_layers")])
     metrics = pd.DataFrame(rows)
@@ -228,6 +274,9 @@ def test_every_figure_is_a_one_page_vector_pdf(synthetic, tmp_path, fig):
         "e5_placement": "post",
         "e6_boundaries": "spirals",
         "e7_dynamics": "training loss",
+        "e8_batch_size": "batch size",
+        "e8_saturation": "closed form",
+        "e9_groups": "groups",
     }[fig]
     assert expected in text
     assert "missing" not in text
@@ -279,8 +328,8 @@ def test_main_table_quotes_means_and_intervals(synthetic):
 
 def test_compute_table_reads_the_benchmark_files_of_the_cells(synthetic, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cell = grid.Cell("digits", "relu", "none", "pre", 16, 32)
-    other = grid.Cell("digits", "relu", "none", "pre", 16, 64)  # not a cell of this run
+    cell = grid.Cell("digits", "relu", "none", "pre", 16, 32, 64, 8)
+    other = grid.Cell("digits", "relu", "none", "pre", 16, 64, 64, 8)  # not a cell of this run
     for c, s in ((cell, 3600.0), (other, 7200.0)):
         path = Path(c.path(grid.TRAIN_BENCHMARK))
         path.parent.mkdir(parents=True, exist_ok=True)

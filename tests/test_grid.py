@@ -68,7 +68,7 @@ def test_cells_are_the_union_of_block_products_each_trained_once():
         }
     )
     cells = grid.cells(config)
-    C = lambda a, n, d: grid.Cell("mnist1d", a, n, "pre", d, 16)  # noqa: E731
+    C = lambda a, n, d: grid.Cell("mnist1d", a, n, "pre", d, 16, 32, 8)  # noqa: E731
     assert cells == {
         C("identity", "none", 2): ("E1",),
         C("identity", "batchnorm", 2): ("E1",),
@@ -81,19 +81,19 @@ def test_cells_are_the_union_of_block_products_each_trained_once():
 
 
 def test_cell_paths_are_those_of_its_family():
-    cell = grid.Cell("spirals", "leaky_relu", "groupnorm", "post", 16, 64)
-    sibling = grid.Cell("spirals", "relu", "groupnorm", "post", 16, 64)
-    assert cell.path(grid.RUN) == "results/runs/spirals/groupnorm-post-d16-w64.parquet"
-    assert cell.path(grid.HISTORY).endswith("groupnorm-post-d16-w64.history.parquet")
+    cell = grid.Cell("spirals", "leaky_relu", "groupnorm", "post", 16, 64, 32, 4)
+    sibling = grid.Cell("spirals", "relu", "groupnorm", "post", 16, 64, 32, 4)
+    assert cell.path(grid.RUN) == "results/runs/spirals/groupnorm-post-d16-w64-b32-g4.parquet"
+    assert cell.path(grid.HISTORY).endswith("groupnorm-post-d16-w64-b32-g4.history.parquet")
     assert cell.wildcards["depth"] == "16"
     cells = {
         cell: ("E6",),
         sibling: ("E6",),
-        grid.Cell("mnist1d", "relu", "none", "pre", 2, 8): ("E1", "E6"),
+        grid.Cell("mnist1d", "relu", "none", "pre", 2, 8, 64, 8): ("E1", "E6"),
     }
     assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only, once
     assert grid.paths(cells, grid.RUN, experiment="E1") == [
-        "results/runs/mnist1d/none-pre-d2-w8.parquet"
+        "results/runs/mnist1d/none-pre-d2-w8-b64-g8.parquet"
     ]
 
 
@@ -105,12 +105,18 @@ def test_families_group_the_activations_of_a_cell():
         }
     )
     assert grid.families(config) == {
-        ("mnist1d", "none", "pre", 2, 16): ("identity", "relu"),  # the vocabulary's order
-        ("mnist1d", "batchnorm", "pre", 2, 16): ("identity", "relu", "tanh"),
-        ("mnist1d", "batchnorm", "pre", 4, 16): ("tanh",),
+        ("mnist1d", "none", "pre", 2, 16, 32, 8): ("identity", "relu"),  # the vocabulary's order
+        ("mnist1d", "batchnorm", "pre", 2, 16, 32, 8): ("identity", "relu", "tanh"),
+        ("mnist1d", "batchnorm", "pre", 4, 16, 32, 8): ("tanh",),
     }
     wc = SimpleNamespace(
-        dataset="mnist1d", norm="batchnorm", placement="pre", depth="2", width="16"
+        dataset="mnist1d",
+        norm="batchnorm",
+        placement="pre",
+        depth="2",
+        width="16",
+        batch_size="32",
+        groups="8",
     )
     assert grid.train_options(config, wc)["activations"] == "identity relu tanh"
 
@@ -124,7 +130,9 @@ def test_training_settings_with_per_dataset_override_and_schema_defaults():
     s = grid.training(config, "spirals")
     assert s["epochs"] == 9 and s["lrs"] == [0.5] and s["seeds"] == [0, 1]
     assert s["optimizer"] == "adam" and s["test_batch_sizes"] == [2, 8, 32, 256, "full"]  # defaults
-    family = dict(dataset="spirals", placement="pre", depth="2", width="16")
+    family = dict(
+        dataset="spirals", placement="pre", depth="2", width="16", batch_size="32", groups="8"
+    )
     opts = grid.train_options(config, SimpleNamespace(**family, norm="batchnorm"))
     assert opts["lrs"] == "0.5" and opts["seeds"] == "0 1" and opts["epochs"] == "9"
     assert opts["groups"] == ""  # only groupnorm cells get --groups
@@ -159,7 +167,7 @@ def test_prepare_options_and_resources():
         (lambda c: c["experiments"]["E1"][0].update(depths=[0]), "depths", "minimum of 1"),
         (lambda c: c["experiments"]["E1"][0].update(norms=[]), "norms", "non-empty"),
         (lambda c: c.update(experiments={}), "experiments", "non-empty"),
-        (lambda c: c["experiments"].update(E9=c["experiments"]["E1"]), "E9", "E7"),
+        (lambda c: c["experiments"].update(E10=c["experiments"]["E1"]), "E10", "E9"),
         (lambda c: c["training"].update(schedule="linear"), "schedule", "cosine"),
         (
             lambda c: c["experiments"]["E1"][0].update(activation=["relu"]),
@@ -282,7 +290,7 @@ def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "ful
     }  # wall clock: must not reach metrics
     batch = [
         {
-            "batch_size": 100 if b == "full" else b,
+            "test_batch_size": 100 if b == "full" else b,
             "full": b == "full",
             "composition": c,
             "accuracy": np.full(n, 0.3),
@@ -330,7 +338,7 @@ def collect_files(cells) -> dict:
 
 
 def test_select_lr_mean_over_seeds_divergence_and_ties():
-    cell = grid.Cell("mnist1d", "relu", "none", "pre", 2, 16)
+    cell = grid.Cell("mnist1d", "relu", "none", "pre", 2, 16, 64, 8)
     seeds, lrs = [0, 1], [0.01, 0.1, 1.0]
     # rows seed-major: (s0: .01 .1 1), (s1: .01 .1 1)
     runs = fake_run(
@@ -375,7 +383,7 @@ def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
 
     tables = results.collect(experiments, collect_files(cells))
     metrics, history = tables["metrics"], tables["history"]
-    assert list(metrics.columns[:10]) == results.ROW_KEYS + ["selected"]
+    assert list(metrics.columns[: len(results.ROW_KEYS) + 1]) == results.ROW_KEYS + ["selected"]
     assert "train_seconds" not in metrics.columns
     # only per-run scalars in metrics
     assert all(metrics[c].map(np.isscalar).all() for c in metrics.columns)
@@ -418,7 +426,7 @@ def test_collect_builds_the_study_tables(tmp_path, monkeypatch):
     ).all()
     bs = tables["batchstats"]
     d4 = bs[bs.depth == 4]  # test batch sizes are rows: each cell has the ones it evaluated
-    assert set(d4["batch_size"]) == {8} and set(bs[bs.depth == 2]["full"]) == {False, True}
+    assert set(d4["test_batch_size"]) == {8} and set(bs[bs.depth == 2]["full"]) == {False, True}
     assert set(bs["composition"]) == set(vocab.COMPOSITIONS)
 
 

@@ -92,7 +92,7 @@ def test_claims_recover_the_constructed_truth_of_a_synthetic_study(tmp_path):
     ).all()
     assert stats.claim_answer(shares.loc[shares["claim"], "verdict"]) == "no"
     # one verdict per (setting, network): no comparison is tested twice
-    assert not shares.duplicated([*stats.SETTING, "activation", "norm"]).any()
+    assert not shares.duplicated([*stats.SETTING, "activation", "norm", "groups"]).any()
 
 
 def test_summary_uses_only_the_selected_learning_rate(tmp_path):
@@ -256,6 +256,8 @@ def _claims_tables(seeds=range(8)):
                             "placement": "pre",
                             "depth": 2,
                             "width": 32,
+                            "batch_size": 64,
+                            "groups": 8,
                             "seed": s,
                             "lr": lr,
                             "selected": chosen,
@@ -277,7 +279,7 @@ def test_claims_recover_the_constructed_truth():
     assert g.loc["spirals", "gap"] == pytest.approx(0.25, abs=0.01) and g.loc["digits", "gap"] == 0
     assert (gaps["n"] == 8).all() and (gaps["p_gap_holm"] >= gaps["p_gap"]).all()
 
-    keys = [*stats.SETTING, "activation", "norm"]
+    keys = [*stats.SETTING, "activation", "norm", "groups"]
     assert not shares.duplicated(keys).any() and len(shares) == 8 and (shares["n"] == 8).all()
     v = shares.set_index(["dataset", "activation", "norm"])
     for norm in ("none", "batchnorm", "zscore"):

@@ -194,7 +194,7 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     bn = metrics[metrics.norm.isin(vocab.BATCH_STAT_NORMS)]
     sizes = config["training"]["test_batch_sizes"]
     assert len(bs) == len(bn) * len(sizes) * len(vocab.COMPOSITIONS)
-    assert set(bs[~bs.full].batch_size) == {b for b in sizes if b != vocab.FULL}
+    assert set(bs[~bs.full].test_batch_size) == {b for b in sizes if b != vocab.FULL}
     assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()
     layers = tables["layers"]
     assert len(layers) == (metrics.depth + 1).sum()

@@ -147,6 +147,12 @@ def _add_train(sub) -> None:
         "--layers", default=None, help="output Parquet file: one row per seed x lr x layer"
     )
     p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="batch-statistics networks: also measure the conditional function with batch-size - 1 "
+        "fixed training batch-mates (test accuracy and affinity gap; E8)",
+    )
+    p.add_argument(
         "--extend-edges",
         type=int,
         default=vocab.TRAINING_DEFAULTS["extend_edges"],
@@ -270,7 +276,9 @@ def _run_train(args) -> None:
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
-        scalars, batch, grads = probes.measure(spec, result, splits, sizes)
+        scalars, batch, grads = probes.measure(
+            spec, result, splits, sizes, conditional=cfg.batch_size if args.conditional else None
+        )
         ident = dict(
             dataset=ds.name,
             activation=result.activations,
@@ -278,6 +286,7 @@ def _run_train(args) -> None:
             placement=spec.placement,
             depth=spec.depth,
             width=spec.width,
+            batch_size=cfg.batch_size,
             groups=spec.groups,
         )
         lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(result.seeds) // len(cfg.lrs))
@@ -286,7 +295,6 @@ def _run_train(args) -> None:
             "optimizer": cfg.optimizer,
             "schedule": cfg.schedule,
             "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
             **scalars,
             "n_params": n_params,
             "device": device,
@@ -301,6 +309,7 @@ def _run_train(args) -> None:
                 probes.unstack(result.params, first),
                 probes.unstack(result.stats, first),
                 ds.x_train,
+                mates=probes.draw_mates(ds.x_train, cfg.batch_size),
             )
             grids |= dict(
                 seeds=result.seeds[first], lrs=lrs[first], activations=result.activations[first]
@@ -329,7 +338,11 @@ def _run_train(args) -> None:
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
         grids = {
-            k: (rounds[0][1][k] if k in ("xx", "yy") else np.concatenate([g[k] for _, g in rounds]))
+            k: (
+                rounds[0][1][k]
+                if k in ("xx", "yy", "batch_mates")  # the same in every round
+                else np.concatenate([g[k] for _, g in rounds])
+            )
             for k in rounds[0][1]
         }
         results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **grids)
@@ -389,6 +402,12 @@ def _add_collect(sub) -> None:
         required=True,
         help="the config's `experiments` section as JSON (which cells each experiment uses)",
     )
+    p.add_argument(
+        "--training",
+        default=None,
+        help="the config's `training` section as JSON (the batch size and groups of cells whose "
+        "blocks do not set them; absent: the defaults)",
+    )
     for kind in CELL_FILES:
         p.add_argument(f"--{kind}-files", nargs="*", default=[], help=f"the cells' {kind} files")
     p.add_argument("--metrics", required=True, help="output Parquet file, one row per run")
@@ -413,7 +432,9 @@ def _run_collect(args) -> None:
     from bnstudy import results
 
     files = {kind: getattr(args, f"{kind}_files") for kind in CELL_FILES}
-    tables = results.collect(json.loads(args.experiments), files)
+    tables = results.collect(
+        json.loads(args.experiments), files, json.loads(args.training) if args.training else None
+    )
     for name in LONG_TABLES:
         results.write_parquet(tables[name], getattr(args, name))
     if args.csv:

@@ -117,6 +117,7 @@ def e1_heatmaps(shares: pd.DataFrame, path) -> None:
     """Test accuracy (%, annotated) of every activation x normalization cell, coloured by the share
     of the nonlinearity gap it recovers (0: the linear reference, 1: ReLU + BatchNorm, outlined);
     one panel per setting, titled with the linear reference's accuracy and the gap."""
+    shares = stats.of_experiment(shares, "E1")
     if shares.empty:
         return _empty(path, "no E1 runs")
     settings = canonical(shares[list(vocab.SETTING_KEYS)].drop_duplicates(), vocab.SETTING_KEYS)
@@ -255,9 +256,11 @@ def e3_batch_dependence(metrics: pd.DataFrame, batchstats: pd.DataFrame, path) -
         return _empty(path, "no E3 runs with batch-statistics evaluations")
     runs = _with_labels(stats.selected(metrics, "E3"))
     runs = runs[runs["norm"].isin(vocab.BATCH_STAT_NORMS)]
-    sizes = bs[["full", "batch_size"]].drop_duplicates().sort_values(["full", "batch_size"])
-    ticks = [vocab.FULL if f else str(b) for f, b in zip(sizes["full"], sizes["batch_size"])]
-    bs["batch"] = [vocab.FULL if f else str(b) for f, b in zip(bs["full"], bs["batch_size"])]
+    sizes = (
+        bs[["full", "test_batch_size"]].drop_duplicates().sort_values(["full", "test_batch_size"])
+    )
+    ticks = [vocab.FULL if f else str(b) for f, b in zip(sizes["full"], sizes["test_batch_size"])]
+    bs["batch"] = [vocab.FULL if f else str(b) for f, b in zip(bs["full"], bs["test_batch_size"])]
     panels = [
         ("accuracy,\nrandom batches", bs[bs["composition"] == "random"], "accuracy"),
         ("accuracy,\none-class batches", bs[bs["composition"] == "class"], "accuracy"),
@@ -473,8 +476,8 @@ def _classes(pred) -> np.ndarray:
 
 def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int = 400) -> None:
     """Decision boundaries on the 2-D sets: small multiples over normalization (rows) x activation
-    (columns) in inference mode, plus rows in batch-statistics mode (the whole grid as one batch)
-    for the batch-normalized networks. `boundaries`: the cells' .npz files (grid.BOUNDARY).
+    (columns) in inference mode, plus rows in batch-statistics mode for the batch-normalized
+    networks: the conditional function of each grid point with fixed training batch-mates. `boundaries`: the cells' .npz files (grid.BOUNDARY).
     Each panel shows the selected learning rate's lowest seed; the number is its test accuracy."""
     runs = stats.selected(metrics, "E6")
     given = {Path(f).parts[-2:]: f for f in boundaries}
@@ -526,7 +529,7 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if j == 0:
-                    row_label = label(norm) + ("\n(batch stats)" if mode == "batch" else "")
+                    row_label = label(norm) + ("\n(fixed mates)" if mode == "batch" else "")
                     ax.set_ylabel(row_label, fontsize=7, rotation=0, ha="right", va="center")
                 if i == 0:
                     ax.set_title(label(acts[j]), fontsize=7)
@@ -642,6 +645,161 @@ def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
         ncol=len(labels) if len(datasets) > 1 else 2,
         frameon=False,
     )
+    _save(fig, path)
+
+
+MODE_STYLES = {"inference": "-", "batch": "--", "conditional": ":"}
+
+
+def e8_batch_size(
+    metrics: pd.DataFrame,
+    batchstats: pd.DataFrame,
+    reference: pd.DataFrame,
+    gaps: pd.DataFrame,
+    path,
+) -> None:
+    """E8, one column per dataset. Top: test accuracy against the training batch size of each
+    network in each mode (stats.MODES: line style), the linear reference as a grey band. Bottom:
+    the affinity gap of the conditional function with fixed batch-mates."""
+    sf = stats.strong_form(metrics, batchstats, reference, gaps)
+    if sf.empty:
+        return _empty(path, "no E8 runs")
+    datasets = ordered(sf["dataset"], vocab.DATASETS)
+    fig, axes = plt.subplots(
+        2,
+        len(datasets),
+        figsize=(TEXTWIDTH, 4.4),
+        squeeze=False,
+        sharex=True,
+        height_ratios=[2, 1],
+        layout="constrained",
+    )
+    colours = dict(zip(stats.STRONG_NETWORKS, PALETTE))
+    for j, d in enumerate(datasets):
+        top, bottom = axes[0, j], axes[1, j]
+        ref = reference[reference["dataset"] == d]["test_acc"]
+        if len(ref):
+            mean, lo, hi = stats.t_interval(ref)
+            top.axhspan(100 * lo, 100 * hi, color="0.85", zorder=0)
+            top.axhline(100 * mean, color="0.5", lw=0.8, zorder=0)
+        for (act, norm), colour in colours.items():
+            for mode, style in MODE_STYLES.items():
+                r = sf[
+                    (sf["dataset"] == d)
+                    & (sf["activation"] == act)
+                    & (sf["norm"] == norm)
+                    & (sf["mode"] == mode)
+                ].sort_values("batch_size")
+                if r.empty:
+                    continue
+                top.plot(r["batch_size"], 100 * r["mean"], style, color=colour, marker=".", ms=3)
+                top.fill_between(
+                    r["batch_size"], 100 * r["ci_lo"], 100 * r["ci_hi"], color=colour, alpha=0.15
+                )
+                if mode == "conditional" and r["cond_affine_gap"].notna().any():
+                    bottom.plot(
+                        r["batch_size"], r["cond_affine_gap"], ":", color=colour, marker=".", ms=3
+                    )
+        top.set_title(label(d))
+        top.set_xscale("log", base=2)
+        bottom.set_yscale("log")
+        bottom.set_xlabel("training batch size $m$")
+        if j == 0:
+            top.set_ylabel("test accuracy (%)")
+            bottom.set_ylabel("affinity gap,\nfixed mates")
+    handles = [
+        matplotlib.lines.Line2D([], [], color=c, label=composition(*cell))
+        for cell, c in colours.items()
+    ]
+    handles += [
+        matplotlib.lines.Line2D([], [], color="0.3", ls=ls, label=mode)
+        for mode, ls in MODE_STYLES.items()
+    ]
+    handles.append(matplotlib.patches.Patch(color="0.85", label="linear reference"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7)
+    _save(fig, path)
+
+
+def e8_saturation(path, sizes=(2, 4, 16, 64), epsilon: float | None = None) -> None:
+    """Proposition 3 measured: one unit of the study's BatchNorm layer (training mode, unit scale,
+    zero shift) as a function of the example's own pre-activation z, with m - 1 batch-mates fixed
+    (standard normal draws), against the closed form g(z) and the bound sqrt(m - 1)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from bnstudy import models
+
+    eps = models.BN_EPSILON if epsilon is None else epsilon
+    z = np.linspace(-12, 12, 241, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(TEXTWIDTH, 1.9), layout="constrained")
+    for ax, m in zip(axes, sizes):
+        mates = rng.normal(size=m - 1).astype(np.float32)
+        layer = models.make_norm(
+            models.ModelSpec(1, 2, "identity", "batchnorm", "pre", 1, 1), nnx.Rngs(0)
+        )
+        batch = np.concatenate(
+            [z[:, None, None], np.broadcast_to(mates[None, :, None], (len(z), m - 1, 1))], 1
+        )
+        measured = np.array(
+            [float(layer(jnp.asarray(b), use_running_average=False)[0, 0]) for b in batch]
+        )
+        t = z - mates.mean()
+        a = m * ((mates - mates.mean()) ** 2).sum() + m**2 * eps
+        closed = (m - 1) * t / np.sqrt(a + (m - 1) * t**2)
+        bound = np.sqrt(m - 1)
+        ax.plot(z, closed, color=PALETTE[0], lw=1.2, label="closed form $g(z)$")
+        ax.plot(z[::10], measured[::10], "o", ms=2.5, color=PALETTE[1], label="BatchNorm layer")
+        for sign in (-1, 1):
+            ax.axhline(sign * bound, color="0.5", ls="--", lw=0.8)
+        ax.set_title(f"$m = {m}$, bound $\\pm{bound:.2g}$")
+        ax.set_xlabel("own pre-activation $z$")
+    axes[0].set_ylabel("normalized output")
+    axes[0].legend(fontsize=6, loc="upper left")
+    _save(fig, path)
+
+
+def e9_groups(shares: pd.DataFrame, path) -> None:
+    """E9: the share of the nonlinearity gap identity + GroupNorm recovers against its number of
+    groups (Fieller intervals), one panel per dataset; LayerNorm and RMSNorm as horizontal lines."""
+    e9 = stats.of_experiment(shares, "E9")
+    e9 = e9[e9["activation"] == "identity"]
+    if e9.empty:
+        return _empty(path, "no E9 runs")
+    datasets = ordered(e9["dataset"], vocab.DATASETS)
+    fig, axes = _grid(len(datasets), 3, TEXTWIDTH / 3, 2.2, layout="constrained", sharey=True)
+    for ax, d in zip(axes, datasets):
+        r = e9[e9["dataset"] == d]
+        gn = r[r["norm"] == "groupnorm"].sort_values("groups")
+        lo = (gn["share"] - gn["share_lo"].clip(lower=-1)).clip(lower=0)
+        hi = (gn["share_hi"].clip(upper=2) - gn["share"]).clip(lower=0)
+        ax.errorbar(
+            gn["groups"],
+            100 * gn["share"],
+            yerr=100 * np.vstack([lo, hi]),
+            fmt="o-",
+            color=PALETTE[0],
+            ms=3,
+            capsize=2,
+            label="GroupNorm",
+        )
+        for k, norm in enumerate(vocab.PER_EXAMPLE_NORMS):
+            row = r[r["norm"] == norm]
+            if len(row):
+                ax.axhline(
+                    100 * row["share"].iloc[0],
+                    color=PALETTE[k + 1],
+                    ls="--",
+                    lw=1,
+                    label=label(norm),
+                )
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.axhline(100, color="0.5", lw=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_title(label(d))
+        ax.set_xlabel("groups (units per group = width / groups)")
+    axes[0].set_ylabel("share of the gap (%)")
+    axes[0].legend(fontsize=6)
     _save(fig, path)
 
 

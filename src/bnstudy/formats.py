@@ -58,16 +58,21 @@ def points(x: float, sign: str = "") -> str:
     return text.replace("-0.0", "0.0") if text.lstrip("+-") == "0.0" else text
 
 
-def share_ci(share: float, lo: float, hi: float) -> str:
+def share_ci(share: float, lo: float, hi: float, unit: str = "") -> str:
     """A share of the gap in percent with its (possibly unbounded) interval, LaTeX text:
-    '$3$ [$-4$, $10$]'; the interval is left out when it cannot be computed."""
+    '$3$ [$-4$, $10$]' (with unit "\\%": '$3$\\% [$-4$, $10$]'); never '-0'; the interval is
+    left out when it cannot be computed."""
     if share is None or not np.isfinite(share):
         return "--"
 
     def num(x):
-        return "$-\\infty$" if x == -np.inf else "$\\infty$" if x == np.inf else f"${100 * x:.0f}$"
+        if np.isinf(x):
+            return "$-\\infty$" if x < 0 else "$\\infty$"
+        text = f"{100 * x:.0f}"
+        return f"${'0' if text == '-0' else text}$"
 
-    return num(share) if np.isnan(lo) or np.isnan(hi) else f"{num(share)} [{num(lo)}, {num(hi)}]"
+    head = num(share) + unit
+    return head if np.isnan(lo) or np.isnan(hi) else f"{head} [{num(lo)}, {num(hi)}]"
 
 
 def diff_ci(diff: float, lo: float, hi: float) -> str:

@@ -19,6 +19,7 @@ imports this module, so it must stay cheap. `check` holds the rules the schema c
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -28,10 +29,11 @@ from dataclasses import dataclass
 from bnstudy import vocab
 
 TRAINING_KEYS = tuple(vocab.TRAINING_DEFAULTS)
+NO_GROUPS = vocab.TRAINING_DEFAULTS["groups"]  # the `groups` of a cell whose norm is not groupnorm
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
 # File layout of one cell (paths relative to the working directory, the repository root).
-FAMILY = "{norm}-{placement}-d{depth}-w{width}"
+FAMILY = "{norm}-{placement}-d{depth}-w{width}-b{batch_size}-g{groups}"
 RUN = "results/runs/{dataset}/" + FAMILY + ".parquet"  # one row per cell x seed x lr: scalars
 HISTORY = "results/runs/{dataset}/" + FAMILY + ".history.parquet"  # ... x epoch
 BATCHSTATS = "results/runs/{dataset}/" + FAMILY + ".batchstats.parquet"  # ... x test batch
@@ -67,6 +69,8 @@ WILDCARDS = {
     "placement": "|".join(vocab.PLACEMENTS),
     "depth": r"[1-9][0-9]*",
     "width": r"[1-9][0-9]*",
+    "batch_size": r"[1-9][0-9]*",
+    "groups": r"[1-9][0-9]*",
 }
 
 
@@ -82,6 +86,8 @@ class Cell:
     placement: str
     depth: int
     width: int
+    batch_size: int
+    groups: int  # groupnorm's group count; vocab's default for every other norm
 
     def path(self, pattern: str = RUN) -> str:
         """The file `pattern` of this cell (of its family, for the family patterns above)."""
@@ -107,45 +113,61 @@ def same_network(activation: str, norm: str) -> bool:
 
 def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
     """Every cell the config asks for -> the experiments that use it (sorted, deduplicated).
+
+    A block's optional `batch_sizes` and `groups` default to the dataset's training settings;
+    `groups` applies to groupnorm only (other norms carry vocab's default, so they are one cell).
     A cell whose placements are the same network (`same_network`) is listed once, as "pre"."""
     members: dict[Cell, set[str]] = {}
     for _, name, b in _blocks(config):
-        for dataset in b["datasets"]:
-            for activation in b["activations"]:
-                for norm in b["norms"]:
-                    for placement in b["placements"]:
-                        for depth in b["depths"]:
-                            for width in b["widths"]:
-                                where = "pre" if same_network(activation, norm) else placement
-                                cell = Cell(
-                                    dataset, activation, norm, where, int(depth), int(width)
-                                )
-                                members.setdefault(cell, set()).add(name)
+        for dataset, activation, norm, placement, depth, width in itertools.product(
+            b["datasets"], b["activations"], b["norms"], b["placements"], b["depths"], b["widths"]
+        ):
+            settings = training(config, dataset)
+            where = "pre" if same_network(activation, norm) else placement
+            groups = b.get("groups", [settings["groups"]]) if norm == "groupnorm" else [NO_GROUPS]
+            for batch_size in b.get("batch_sizes", [settings["batch_size"]]):
+                for g in groups:
+                    cell = Cell(
+                        dataset,
+                        activation,
+                        norm,
+                        where,
+                        int(depth),
+                        int(width),
+                        int(batch_size),
+                        int(g),
+                    )
+                    members.setdefault(cell, set()).add(name)
     return {
         cell: tuple(sorted(members[cell], key=list(vocab.EXPERIMENTS).index))
         for cell in sorted(members)
     }
 
 
+FAMILY_KEYS = tuple(k for k in vocab.CELL_KEYS if k != "activation")
+
+
 def families(config: dict) -> dict[tuple, tuple[str, ...]]:
-    """Every family (dataset, norm, placement, depth, width) -> its activations, in the
+    """Every family (the cell keys but the activation, FAMILY_KEYS) -> its activations, in the
     vocabulary's order."""
     out: dict[tuple, set[str]] = {}
     for c in cells(config):
-        out.setdefault((c.dataset, c.norm, c.placement, c.depth, c.width), set()).add(c.activation)
+        out.setdefault(tuple(getattr(c, k) for k in FAMILY_KEYS), set()).add(c.activation)
     return {k: tuple(a for a in vocab.ACTIVATIONS if a in acts) for k, acts in out.items()}
+
+
+def _family_key(wildcards) -> tuple:
+    return tuple(
+        getattr(wildcards, k)
+        if k in ("dataset", "norm", "placement")
+        else int(getattr(wildcards, k))
+        for k in FAMILY_KEYS
+    )
 
 
 def family_activations(config: dict, wildcards) -> tuple[str, ...]:
     """The activations of the family named by a training rule's wildcards."""
-    key = (
-        wildcards.dataset,
-        wildcards.norm,
-        wildcards.placement,
-        int(wildcards.depth),
-        int(wildcards.width),
-    )
-    return families(config)[key]
+    return families(config)[_family_key(wildcards)]
 
 
 def datasets(config: dict) -> list[str]:
@@ -157,7 +179,7 @@ def datasets(config: dict) -> list[str]:
 def training(config: dict, dataset: str) -> dict:
     """The training settings of `dataset`: the defaults (vocab.TRAINING_DEFAULTS), the
     `training:` section over them, and its per-dataset override over that."""
-    section = config["training"]
+    section = config.get("training", {})
     settings = dict(vocab.TRAINING_DEFAULTS)
     settings.update({k: v for k, v in section.items() if k in TRAINING_KEYS})
     settings.update(section.get("per_dataset", {}).get(dataset, {}))
@@ -182,24 +204,44 @@ def resources(config: dict, dataset: str) -> dict:
     return res
 
 
+def family_experiments(config: dict, wildcards) -> set[str]:
+    """The experiments that use any cell of the family named by a rule's wildcards."""
+    key = _family_key(wildcards)
+    return {
+        e
+        for c, members in cells(config).items()
+        if tuple(getattr(c, k) for k in FAMILY_KEYS) == key
+        for e in members
+    }
+
+
 def train_options(config: dict, wildcards) -> dict[str, str]:
     """The `bnstudy train` option values of one family, as strings for the rule's shell command.
 
-    `groups` is passed only to groupnorm families, so changing it retrains only those.
+    The batch size and groupnorm's groups are the family's own (its wildcards). A batch-statistics
+    family of the strong-form experiment (vocab.BATCH_SIZE_EXPERIMENT) is also evaluated at its
+    own training batch size and as the conditional function of fixed batch-mates.
     """
     s = training(config, wildcards.dataset)
+    strong = (
+        vocab.BATCH_SIZE_EXPERIMENT in family_experiments(config, wildcards)
+        and wildcards.norm in vocab.BATCH_STAT_NORMS
+    )
+    sizes = list(s["test_batch_sizes"])
+    if strong and int(wildcards.batch_size) not in sizes:
+        sizes.insert(0, int(wildcards.batch_size))
     return {
         "activations": " ".join(family_activations(config, wildcards)),
         "seeds": " ".join(str(x) for x in s["seeds"]),
         "lrs": " ".join(repr(float(x)) for x in s["lrs"]),
         "epochs": str(s["epochs"]),
-        "batch_size": str(s["batch_size"]),
         "optimizer": s["optimizer"],
         "momentum": repr(float(s["momentum"])),
         "schedule": s["schedule"],
-        "test_batch_sizes": " ".join(str(x) for x in s["test_batch_sizes"]),
+        "test_batch_sizes": " ".join(str(x) for x in sizes),
         "extend_edges": str(s["extend_edges"]),
-        "groups": f"--groups {s['groups']}" if wildcards.norm == "groupnorm" else "",
+        "groups": f"--groups {wildcards.groups}" if wildcards.norm == "groupnorm" else "",
+        "conditional": "--conditional" if strong else "",
     }
 
 
@@ -305,16 +347,21 @@ def check(config: dict) -> None:
         for dataset in b["datasets"]:
             per = config["training"].get("per_dataset", {}).get(dataset, {})
             gkey = (
-                f"training.per_dataset.{dataset}.groups" if "groups" in per else "training.groups"
+                f"{key}.groups"
+                if "groups" in b
+                else f"training.per_dataset.{dataset}.groups"
+                if "groups" in per
+                else "training.groups"
             )
-            groups = training(config, dataset)["groups"]
-            for width in b["widths"]:
-                if width % groups:
-                    raise ConfigError(
-                        f"{key}.widths: groupnorm splits each layer's {width} units into {gkey} = "
-                        f"{groups} groups, which must divide the width; allowed widths are "
-                        f"multiples of {groups} (or set {gkey} to a divisor of {width})"
-                    )
+            for groups in b.get("groups", [training(config, dataset)["groups"]]):
+                for width in b["widths"]:
+                    if width % groups:
+                        raise ConfigError(
+                            f"{key}.widths: groupnorm splits each layer's {width} units into "
+                            f"{gkey} = {groups} groups, which must divide the width; allowed "
+                            f"widths are multiples of {groups} (or set {gkey} to a divisor of "
+                            f"{width})"
+                        )
     for dataset, over in config["training"].get("per_dataset", {}).items():
         for k in over:
             if k not in TRAINING_KEYS:  # the schema checks this too; kept for direct callers

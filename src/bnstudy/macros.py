@@ -24,13 +24,16 @@ from bnstudy.formats import (
     diff_ci,
     p_equals,
     pct,
+    points,
     sci,
     seconds,
     share_ci,
     tex_escape,
 )
-from bnstudy.names import join_words, label, network, ordered
+from bnstudy.names import composition, join_words, label, network, ordered
 from bnstudy.tables import first_epoch_loss
+
+PERCENT = "\\%"  # LaTeX's percent sign, after a number
 
 NUMBER_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
@@ -123,9 +126,8 @@ def share_list(gaps: pd.DataFrame, shares: pd.DataFrame, cell) -> str:
         r = r[(r["activation"] == cell[0]) & (r["norm"] == cell[1])]
         if len(r):
             r = r.iloc[0]
-            parts.append(
-                f"{share_ci(r['share'], r['share_lo'], r['share_hi'])} on {_setting_name(gaps, _setting(g))}"
-            )
+            share = share_ci(r["share"], r["share_lo"], r["share_hi"], unit=PERCENT)
+            parts.append(f"{share} on {_setting_name(gaps, _setting(g))}")
     return join_words(parts) if parts else MISSING
 
 
@@ -151,7 +153,8 @@ def verdict_words(gaps: pd.DataFrame, shares: pd.DataFrame, cell) -> str:
 def claim_macros(
     summary: pd.DataFrame, reference: pd.DataFrame, gaps: pd.DataFrame, shares: pd.DataFrame, df
 ) -> dict:
-    """The verdict: the gap per setting, the share each identity network recovers, the answer."""
+    """The verdict: the gap per E1 setting, the share each identity network recovers, the answer."""
+    gaps, shares = stats.of_experiment(gaps, "E1"), stats.of_experiment(shares, "E1")
     m = {
         "NumSettings": str(len(gaps)),
         "SettingNoun": "datasets" if gaps["dataset"].is_unique else "settings",
@@ -174,12 +177,12 @@ def claim_macros(
         f"Every dataset had a gap significantly above {floor} points, so every one of them can "
         "discriminate."
         if without.empty
-        else join_words([_setting_name(gaps, _setting(g)) for g in without.itertuples()])
-        + (" has" if len(without) == 1 else " have")
-        + f" no gap significantly above {floor} points ("
+        else "On "
+        + join_words([_setting_name(gaps, _setting(g)) for g in without.itertuples()])
+        + f" the gap was not significantly above {floor} points ("
         + "; ".join(
             f"{_setting_name(gaps, _setting(g))}: {diff_ci(g.gap, g.gap_lo, g.gap_hi)} points, "
-            f"{p_equals(g.p_gap_holm)}"
+            f"{p_equals(g.p_gap_holm)} for a gap above {floor}"
             for g in without.itertuples()
         )
         + "): a nonlinearity buys too little there to tell how much of it a network recovers, so "
@@ -210,7 +213,9 @@ def claim_macros(
             r = here[(here["activation"] == cell[0]) & (here["norm"] == cell[1])]
             if len(r):
                 r = r.iloc[0]
-                m[f"HeadShare{tag}"] = share_ci(r["share"], r["share_lo"], r["share_hi"])
+                m[f"HeadShare{tag}"] = share_ci(
+                    r["share"], r["share_lo"], r["share_hi"], unit=PERCENT
+                )
                 if tag == "BN":
                     m["HeadVerdictBN"] = VERDICT_PHRASES[r["verdict"]]
 
@@ -269,6 +274,82 @@ def edge_macros(df: pd.DataFrame) -> dict:
         "EdgeBottom": str(int(bottom.sum())),
         "EdgeShare": f"{100 * (top | bottom).mean():.0f}" if n else MISSING,
     }
+
+
+def strong_macros(df, batchstats, reference, gaps, f: float) -> dict:
+    """E8: does any training batch size let BatchNorm alone, used with batch statistics, beat the
+    linear reference; how the batch-mode gain and the conditional affinity gap fade with m."""
+    keys = ("EEightSizes", "EEightBest", "EEightModeGapSmall", "EEightModeGapLarge")
+    m = {k: MISSING for k in (*keys, "EEightCondGapSmall", "EEightCondGapLarge")}
+    m["EEightVerdict"] = "was not run"
+    sf = stats.strong_form(df, batchstats, reference, gaps, f)
+    if sf.empty:
+        return m
+    alone = sf[sf["activation"] == "identity"]
+    sizes = sorted(alone["batch_size"].unique())
+    m["EEightSizes"] = join_words([str(int(b)) for b in sizes])
+    batch = alone[alone["mode"] == "batch"]
+    tested = batch[batch["verdict"] != "cannot discriminate"]
+    if len(tested):
+        best = tested.loc[tested["share"].idxmax()]
+        m["EEightBest"] = (
+            f"{share_ci(best['share'], best['share_lo'], best['share_hi'], unit=PERCENT)} of the gap "
+            f"({composition(best['activation'], best['norm'])}, $m = {int(best['batch_size'])}$, "
+            f"{label(best['dataset'])})"
+        )
+        words = [
+            f"{VERDICT_PHRASES[w]} in {int((tested['verdict'] == w).sum())}"
+            for w in stats.SHARE_VERDICTS
+            if (tested["verdict"] == w).any()
+        ]
+        m["EEightVerdict"] = (
+            f"was, over the {len(tested)} tests with a gap large enough to tell, "
+            + join_words(words)
+        )
+    pivot = alone.pivot_table(
+        index=["dataset", "activation", "norm", "batch_size"], columns="mode", values="mean"
+    )
+    if {"batch", "inference"} <= set(pivot.columns):
+        diff = (pivot["batch"] - pivot["inference"]).groupby(level="batch_size").mean()
+        m["EEightModeGapSmall"] = points(diff.iloc[0], "+")
+        m["EEightModeGapLarge"] = points(diff.iloc[-1], "+")
+    cond = alone[alone["mode"] == "conditional"].groupby("batch_size")["cond_affine_gap"].median()
+    if len(cond):
+        m["EEightCondGapSmall"] = f"${sci(cond.iloc[0])}$"
+        m["EEightCondGapLarge"] = f"${sci(cond.iloc[-1])}$"
+    return m
+
+
+def groups_macros(gaps: pd.DataFrame, shares: pd.DataFrame) -> dict:
+    """E9: how much of the gap per-example normalization recovers without an activation."""
+    e9 = stats.of_experiment(shares, "E9")
+    e9 = e9[
+        (e9["activation"] == "identity") & e9["norm"].isin(vocab.PER_EXAMPLE_NORMS + ("groupnorm",))
+    ]
+    m = {"ENineBest": MISSING, "ENineVerdict": "was not run", "ENineGroups": MISSING}
+    if e9.empty:
+        return m
+    gn = e9[e9["norm"] == "groupnorm"]
+    m["ENineGroups"] = join_words([str(int(g)) for g in sorted(gn["groups"].unique())])
+    parts = []
+    for d in ordered(e9["dataset"], vocab.DATASETS):
+        r = gn[gn["dataset"] == d]
+        if len(r):
+            b = r.loc[r["share"].idxmax()]
+            parts.append(
+                f"{share_ci(b['share'], b['share_lo'], b['share_hi'], unit=PERCENT)} on {label(d)} "
+                f"(with {int(b['groups'])} groups)"
+            )
+    m["ENineBest"] = join_words(parts) if parts else MISSING
+    tested = e9[e9["verdict"] != "cannot discriminate"]
+    if len(tested):
+        words = [
+            f"{VERDICT_PHRASES[w]} in {int((tested['verdict'] == w).sum())}"
+            for w in stats.SHARE_VERDICTS
+            if (tested["verdict"] == w).any()
+        ]
+        m["ENineVerdict"] = f"was, over its {len(tested)} tests, " + join_words(words)
+    return m
 
 
 def anchor_macros(summary: pd.DataFrame, reference: pd.DataFrame) -> dict:
@@ -355,22 +436,26 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
             for d in ordered(one_class.index, vocab.DATASETS)
         ]
     )
-    per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "batch_size", "composition"])[
+    per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "test_batch_size", "composition"])[
         ["accuracy", "flip_rate"]
     ].mean()
     per_cell = per_cell.reset_index()
-    b0, b1 = int(measured["batch_size"].min()), int(measured["batch_size"].max())
+    b0, b1 = int(measured["test_batch_size"].min()), int(measured["test_batch_size"].max())
 
     def at(b, comp):
         """The per-cell means at test batch size b (not the whole set) and composition comp."""
-        sel = ~per_cell["full"] & (per_cell["batch_size"] == b) & (per_cell["composition"] == comp)
+        sel = (
+            ~per_cell["full"]
+            & (per_cell["test_batch_size"] == b)
+            & (per_cell["composition"] == comp)
+        )
         return per_cell[sel]
 
     flip0, flip1 = at(b0, "random")["flip_rate"].max(), at(b1, "random")["flip_rate"].max()
     m.update(
         SmallestBatch=str(b0), LargestBatch=str(b1), FlipSmallest=pct(flip0), FlipLargest=pct(flip1)
     )
-    sizes = sorted(measured["batch_size"].unique())
+    sizes = sorted(measured["test_batch_size"].unique())
     m["BatchSizes"] = join_words(
         [str(b) for b in sizes] + (["the full test set"] if bs["full"].any() else [])
     )
@@ -487,6 +572,10 @@ def boundary_macros(df: pd.DataFrame) -> dict:
             if len(g):
                 parts.append(f"{pct(g['test_acc'].mean())}\\% on {label(d)}")
         m[f"ESixAcc{tag}"] = join_words(parts) if parts else "-- (not run)"
+    g = runs[
+        (runs["dataset"] == "xor") & (runs["activation"] == "tanh") & (runs["norm"] == "zscore")
+    ]
+    m["XorTanhZ"] = f"{pct(g['test_acc'].mean())}\\%" if len(g) else "-- (not run)"
     return m
 
 
@@ -567,6 +656,8 @@ def macros(
     m |= boundary_macros(df)
     m |= dynamics_macros(inputs["history"])
     m |= claim_macros(inputs["summary"], inputs["reference"], inputs["gaps"], inputs["shares"], df)
+    m |= strong_macros(df, inputs["batchstats"], inputs["reference"], inputs["gaps"], gap_fraction)
+    m |= groups_macros(inputs["gaps"], inputs["shares"])
     m |= anchor_macros(inputs["summary"], inputs["reference"])
     m |= collapse_macros(df)
     m |= batch_macros(inputs["batchstats"])

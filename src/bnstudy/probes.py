@@ -139,8 +139,8 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
     """Batch-statistics accuracy per test batch size and composition, and the flip rate per size.
 
     `sizes`: ints and/or vocab.FULL (the whole test set; for the one-class composition, each
-    whole class). Returns one record per (size, composition): batch_size (the whole set's size
-    for FULL), full, composition, and per model (arrays of shape (models,)) accuracy and
+    whole class). Returns one record per (size, composition): test_batch_size (the whole set's
+    size for FULL), full, composition, and per model (arrays of shape (models,)) accuracy and
     flip_rate (random batches of a size smaller than the set only; else NaN). Sizes larger than
     the test set give NaN.
     """
@@ -175,7 +175,7 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
         for comp in vocab.COMPOSITIONS:
             records.append(
                 {
-                    "batch_size": b,
+                    "test_batch_size": b,
                     "full": size == vocab.FULL,
                     "composition": comp,
                     "accuracy": acc[comp],
@@ -190,6 +190,50 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
     as many test examples as the batch size)."""
     count = seen.sum(1)
     return np.where(count > 0, hits.sum(1) / np.maximum(count, 1), np.nan)
+
+
+# ---------------------------------------------------------------- the conditional function
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def _conditional(graphdef, params, stats, x, mates):
+    """Logits (models, n, classes): each row of x normalized with batch statistics in one batch
+    with the fixed rows `mates` (m - 1, features); running statistics are not updated."""
+
+    def one_model(p, s):
+        def one(xi):
+            out, _ = models.apply(graphdef, p, s, jnp.concatenate([xi[None], mates]), train=True)
+            return out[0]
+
+        return jax.lax.map(one, x, batch_size=max(1, CHUNK // (mates.shape[0] + 1)))
+
+    return jax.vmap(one_model)(params, stats)
+
+
+def conditional_logits(graphdef, params, stats, x, mates) -> np.ndarray:
+    """The conditional function x -> f(x; mates) of batch-statistics networks, per model:
+    (models, n, classes). With m - 1 fixed batch-mates, each unit's normalization is the bounded
+    function g of Proposition 3 of the example's own pre-activation."""
+    return np.asarray(
+        _conditional(graphdef, params, stats, jnp.asarray(x, jnp.float32), jnp.asarray(mates))
+    )
+
+
+def draw_mates(x_train, batch_size: int, seed: int = 0) -> np.ndarray:
+    """batch_size - 1 distinct training rows: the fixed batch-mates of the conditional function."""
+    rng = np.random.default_rng(seed)
+    return np.asarray(x_train, np.float32)[rng.choice(len(x_train), batch_size - 1, replace=False)]
+
+
+def conditional_measures(graphdef, params, stats, ds, batch_size: int) -> dict[str, np.ndarray]:
+    """Per model: test accuracy of the conditional function with fixed batch-mates from the
+    training split (`cond_test_acc`) and its affinity gap (`cond_affine_gap`)."""
+    mates = draw_mates(ds.x_train, batch_size)
+    probe_x = affinity_inputs(ds.x_test, pairs=512)
+    f = conditional_logits(graphdef, params, stats, np.concatenate([ds.x_test, probe_x]), mates)
+    n = len(ds.y_test)
+    _, acc = loss_and_accuracy(f[:, :n], ds.y_test)
+    return {"cond_test_acc": acc, "cond_affine_gap": gap_of(f[:, n:])}
 
 
 # ---------------------------------------------------------------- the affine fold
@@ -277,9 +321,13 @@ def gap_of(f: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- decision boundaries
 
 
-def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: float = 0.25) -> dict:
+def boundary(
+    graphdef, params, stats, x_train, mates=None, resolution: int = 200, margin: float = 0.25
+) -> dict:
     """Predictions on a grid over the 2-D data range: inference mode for every model, and for
-    batch-statistics models also with the whole grid as one batch."""
+    batch-statistics models with `mates` given also the conditional function with those fixed
+    batch-mates (`pred_batch`; computed on every other grid point and repeated, to bound the
+    cost, which grows with the batch size)."""
     x_train = np.asarray(x_train)
     if x_train.shape[1] != 2:
         raise ValueError(f"decision boundaries need 2-D inputs, got {x_train.shape[1]} features")
@@ -296,12 +344,12 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
         "pred_inference": logits(graphdef, params, stats, grid).argmax(-1).reshape(m, *xx.shape),
     }
     model = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0))
-    if model.spec.uses_batch_stats:
-        idx = jnp.arange(len(grid))[None]
-        pred = _batch_stat_predict(
-            graphdef, params, stats, jnp.asarray(grid), idx, jnp.ones_like(idx, bool)
-        )
-        out["pred_batch"] = np.asarray(pred).reshape(m, *xx.shape)
+    if model.spec.uses_batch_stats and mates is not None:
+        coarse = np.stack([xx[::2, ::2].ravel(), yy[::2, ::2].ravel()], 1)
+        pred = conditional_logits(graphdef, params, stats, coarse, mates).argmax(-1)
+        pred = pred.reshape(m, *xx[::2, ::2].shape)
+        out["pred_batch"] = pred.repeat(2, 1).repeat(2, 2)[:, : xx.shape[0], : xx.shape[1]]
+        out["batch_mates"] = np.asarray(mates)
     return out
 
 
@@ -309,7 +357,11 @@ def boundary(graphdef, params, stats, x_train, resolution: int = 200, margin: fl
 
 
 def measure(
-    spec: models.ModelSpec, result: train.TrainResult, splits: dict, test_batch_sizes
+    spec: models.ModelSpec,
+    result: train.TrainResult,
+    splits: dict,
+    test_batch_sizes,
+    conditional: int | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
     """Everything measured on one trained cell or family, per model (activation x seed x lr),
     each model on its own seed's split (`splits`: seed -> data.Dataset):
@@ -321,6 +373,9 @@ def measure(
     - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1)
       (recorded by the trainer at its first step).
 
+    `conditional` (a batch size m; batch-statistics networks only): also measure the conditional
+    function with m - 1 fixed batch-mates (`conditional_measures`).
+
     Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
     one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
     """
@@ -329,7 +384,16 @@ def measure(
     batch = []
     for seed in np.unique(result.seeds):
         idx = np.flatnonzero(result.seeds == seed)
-        for name, values in _measure_split(spec, result, idx, splits[int(seed)]).items():
+        part = _measure_split(spec, result, idx, splits[int(seed)])
+        if conditional and spec.uses_batch_stats:
+            part |= conditional_measures(
+                result.graphdef,
+                unstack(result.params, idx),
+                unstack(result.stats, idx),
+                splits[int(seed)],
+                conditional,
+            )
+        for name, values in part.items():
             cols.setdefault(name, np.full(m, np.nan))[idx] = values
         if spec.uses_batch_stats:
             for record in batch_stat_probe(

@@ -137,7 +137,7 @@ def run_tables(
         [_batch_rows(models, r) for r in batch]
         or [
             models.iloc[:0].assign(
-                batch_size=0, full=False, composition="", accuracy=0.0, flip_rate=0.0
+                test_batch_size=0, full=False, composition="", accuracy=0.0, flip_rate=0.0
             )
         ],
         ignore_index=True,
@@ -157,7 +157,7 @@ def run_tables(
     return {
         "run": run,
         "history": _sort(hist, RUN_KEYS + ["epoch"]),
-        "batchstats": _sort(batchstats, RUN_KEYS + ["full", "batch_size", "composition"]),
+        "batchstats": _sort(batchstats, RUN_KEYS + ["full", "test_batch_size", "composition"]),
         "layers": _sort(layers, RUN_KEYS + ["layer"]),
     }
 
@@ -262,10 +262,13 @@ def _read_cells(paths: list[str], cells: dict, complete: bool = True) -> pd.Data
     return pd.concat(frames, ignore_index=True)  # absent columns -> NaN
 
 
-def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+def collect(
+    experiments: dict, files: dict[str, list[str]], training: dict | None = None
+) -> dict[str, pd.DataFrame]:
     """The study's tables from the cell files of the configured experiments.
 
-    `experiments`: the config's section (which experiments use which cells); `files`: kind
+    `experiments`: the config's section (which experiments use which cells); `training`: its
+    training section (the batch size and groups of cells whose blocks do not set them); `files`: kind
     ("run", "history", "batchstats", "layers") -> the files of that kind (one per family).
     Returns "metrics" (one row per experiment x run, the selected learning rate marked) and
     "history", "batchstats", "layers" (the same rows x epoch / test batch / layer). A cell used
@@ -275,7 +278,7 @@ def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.Data
 
     cells = {
         tuple(getattr(c, k) for k in CELL_KEYS): m
-        for c, m in grid.cells({"experiments": experiments}).items()
+        for c, m in grid.cells({"experiments": experiments, "training": training or {}}).items()
     }
     runs = _decimal_lr(_read_cells(files["run"], cells))
     runs = runs.drop(columns=[c for c in WALL_CLOCK if c in runs.columns])
@@ -297,7 +300,7 @@ def collect(experiments: dict, files: dict[str, list[str]]) -> dict[str, pd.Data
     }
     extra = {
         "history": ["epoch"],
-        "batchstats": ["full", "batch_size", "composition"],
+        "batchstats": ["full", "test_batch_size", "composition"],
         "layers": ["layer"],
     }
     for kind, keys in extra.items():

@@ -180,6 +180,7 @@ def placement_effects(
 CLAIM_NETWORKS = (BN_ONLY, ZSCORE_ONLY)  # the networks whose verdicts the answer conjoins
 SHARE_VERDICTS = ("linear", "nonlinear", "inconclusive", "cannot discriminate")
 GAP_COLUMNS = [
+    "experiments",  # those of CLAIM_EXPERIMENTS with cells in the setting, space-separated
     *SETTING,
     "n",
     "mean_reference",
@@ -193,9 +194,11 @@ GAP_COLUMNS = [
     "discriminates",
 ]
 SHARE_COLUMNS = [
+    "experiments",  # those of CLAIM_EXPERIMENTS that use the cell, space-separated
     *SETTING,
     "activation",
     "norm",
+    "groups",
     "n",
     "mean_acc",
     "mean_reference",
@@ -345,37 +348,64 @@ def claim_answer(verdicts) -> str:
     return "mixed" if n_nonlinear else "inconclusive"
 
 
+def _cell_key(setting: dict, activation: str, norm: str, groups) -> tuple:
+    values = {**setting, "activation": activation, "norm": norm, "groups": groups}
+    return tuple(values[k] for k in vocab.CELL_KEYS)
+
+
+def of_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The rows of a "gaps" or "shares" table (cells, settings) that `experiment` uses."""
+    return frame[frame["experiments"].str.split().map(lambda e: experiment in e)]
+
+
+CLAIM_EXPERIMENTS = vocab.CLAIM_EXPERIMENTS
+ANSWER_EXPERIMENT = vocab.ANSWER_EXPERIMENT
+
+
 def claims(
     df: pd.DataFrame,
     ref: pd.DataFrame,
-    experiment: str = "E1",
+    experiments=CLAIM_EXPERIMENTS,
     f: float = GAP_FRACTION,
     alpha: float = ALPHA,
     min_gap: float = MIN_GAP,
+    value: str = "test_acc",
 ) -> dict[str, pd.DataFrame]:
-    """The claims design on the selected runs of `experiment` and the linear reference `ref` (one
-    row per dataset x seed, test_acc): "gaps", one row per setting (`gap` against `min_gap`, Holm
-    over the settings, discriminates iff p_gap_holm < alpha), and "shares", one row per setting x cell (`share` and
-    `share_verdict`, claim True for CLAIM_NETWORKS). Seeds pair the three accuracies."""
-    runs = selected(df, experiment)
+    """The claims design on the selected runs of `experiments` (each cell once, however many of
+    them use it) and the linear reference `ref` (one row per dataset x seed, test_acc): "gaps",
+    one row per setting (`gap` against `min_gap`, Holm over the settings, discriminates iff
+    p_gap_holm < alpha), and "shares", one row per setting x cell (`share` of the cell's `value`
+    and `share_verdict`; claim True for CLAIM_NETWORKS in the settings of ANSWER_EXPERIMENT).
+    Seeds pair the three accuracies; the gap is always that of test accuracy (inference mode)."""
+    all_runs = df[df["selected"].astype(bool) & df["experiment"].isin(list(experiments))]
+    answer_settings = {
+        tuple(k) for k in all_runs[all_runs["experiment"] == ANSWER_EXPERIMENT][SETTING].values
+    }
+    runs = all_runs.drop_duplicates(list(vocab.RUN_KEYS))
+
+    def names(e):
+        return " ".join(sorted(set(e), key=list(vocab.EXPERIMENTS).index))
+
+    member = all_runs.groupby(list(vocab.CELL_KEYS))["experiment"].agg(names)
+    setting_member = all_runs.groupby(SETTING)["experiment"].agg(names)
     reference = {d: g.set_index("seed")["test_acc"] for d, g in ref.groupby("dataset")}
     none = pd.Series(dtype=float)
+    cell = ["activation", "norm", "groups"]
     settings = [
-        (
-            dict(zip(SETTING, key)),
-            {c: x.set_index("seed")["test_acc"] for c, x in g.groupby(["activation", "norm"])},
-        )
+        (dict(zip(SETTING, key)), {c: x.set_index("seed") for c, x in g.groupby(cell)})
         for key, g in runs.groupby(SETTING, sort=True)
     ]
+
+    def nonlinear(cells):
+        found = [x["test_acc"] for (a, n, _), x in cells.items() if (a, n) == RELU_BN]
+        return found[0] if found else none
+
     gaps = pd.DataFrame(
         [
             {
+                "experiments": setting_member[tuple(key.values())],
                 **key,
-                **gap(
-                    cells.get(RELU_BN, none),
-                    reference.get(key["dataset"], none),
-                    min_gap=min_gap,
-                ),
+                **gap(nonlinear(cells), reference.get(key["dataset"], none), min_gap=min_gap),
                 "min_gap": min_gap,
             }
             for key, cells in settings
@@ -386,20 +416,104 @@ def claims(
     gaps["discriminates"] = gaps["p_gap_holm"] < alpha
     rows = []
     for (key, cells), discriminates in zip(settings, gaps["discriminates"]):
-        for cell, acc in cells.items():
-            s = share(acc, cells.get(RELU_BN, none), reference.get(key["dataset"], none), f)
+        for (act, norm, groups), x in cells.items():
+            s = share(x[value], nonlinear(cells), reference.get(key["dataset"], none), f)
             rows.append(
                 {
+                    "experiments": member[_cell_key(key, act, norm, groups)],
                     **key,
-                    "activation": cell[0],
-                    "norm": cell[1],
+                    "activation": act,
+                    "norm": norm,
+                    "groups": groups,
                     **s,
                     "verdict": share_verdict(discriminates, s["share_lo"], s["share_hi"], f),
-                    "claim": cell in CLAIM_NETWORKS,
+                    "claim": (act, norm) in CLAIM_NETWORKS
+                    and tuple(key.values()) in answer_settings,
                     "fraction": f,
                 }
             )
     return {"gaps": gaps, "shares": pd.DataFrame(rows, columns=SHARE_COLUMNS)}
+
+
+MODES = {  # E8: how a batch-statistics network is used, and where its accuracy comes from
+    "inference": "running statistics (metrics.test_acc)",
+    "batch": "batch statistics, random batch-mates, batch = its training batch size (batchstats)",
+    "conditional": "batch statistics, fixed training batch-mates (metrics.cond_test_acc)",
+}
+STRONG_NETWORKS = (BN_ONLY, ZSCORE_ONLY, RELU_BN)  # E8's networks
+
+
+def strong_form(
+    df: pd.DataFrame,
+    batchstats: pd.DataFrame,
+    ref: pd.DataFrame,
+    gaps: pd.DataFrame,
+    f: float = GAP_FRACTION,
+    experiment: str = "E8",
+) -> pd.DataFrame:
+    """E8: per (dataset, training batch size, network, mode), the test accuracy over seeds (mean,
+    t interval) and the share of the setting's nonlinearity gap it recovers (Fieller interval),
+    with the verdict of `share_verdict` (the gap and whether it discriminates come from `gaps`, the
+    study's one gap family). Modes: MODES."""
+    runs = selected(df, experiment)
+    own = selected(batchstats, experiment)
+    own = own[
+        (own["composition"] == "random")
+        & ~own["full"]
+        & (own["test_batch_size"] == own["batch_size"])
+    ]
+    reference = {d: g.set_index("seed")["test_acc"] for d, g in ref.groupby("dataset")}
+    rows = []
+    for key, g in runs.groupby(SETTING, sort=True):
+        setting = dict(zip(SETTING, key))
+        where = gaps
+        for k, v in setting.items():
+            where = where[where[k] == v]
+        discriminates = bool(where["discriminates"].iloc[0]) if len(where) else False
+        relu = g[(g["activation"] == RELU_BN[0]) & (g["norm"] == RELU_BN[1])]
+        nonlinear = relu.set_index("seed")["test_acc"]
+        for act, norm in STRONG_NETWORKS:
+            cell = g[(g["activation"] == act) & (g["norm"] == norm)]
+            if cell.empty:
+                continue
+            b = own
+            for k, v in {**setting, "activation": act, "norm": norm}.items():
+                b = b[b[k] == v]
+            accs = {
+                "inference": cell.set_index("seed")["test_acc"],
+                "batch": b.set_index("seed")["accuracy"],
+                "conditional": cell.set_index("seed")["cond_test_acc"]
+                if "cond_test_acc" in cell
+                else pd.Series(dtype=float),
+            }
+            for mode, acc in accs.items():
+                acc = acc.dropna()
+                if acc.empty:
+                    continue
+                mean, lo, hi = t_interval(acc)
+                s = share(
+                    acc, nonlinear, reference.get(setting["dataset"], pd.Series(dtype=float)), f
+                )
+                rows.append(
+                    {
+                        **setting,
+                        "activation": act,
+                        "norm": norm,
+                        "mode": mode,
+                        "n": len(acc),
+                        "mean": mean,
+                        "ci_lo": lo,
+                        "ci_hi": hi,
+                        "share": s["share"],
+                        "share_lo": s["share_lo"],
+                        "share_hi": s["share_hi"],
+                        "verdict": share_verdict(discriminates, s["share_lo"], s["share_hi"], f),
+                        "cond_affine_gap": float(cell["cond_affine_gap"].mean())
+                        if mode == "conditional" and "cond_affine_gap" in cell
+                        else np.nan,
+                    }
+                )
+    return pd.DataFrame(rows)
 
 
 def depth_growth_by_seed(frame: pd.DataFrame, level: float = LEVEL) -> dict:
@@ -431,9 +545,9 @@ def study(
     min_gap: float = MIN_GAP,
 ) -> dict[str, pd.DataFrame]:
     """The statistics of a metrics table and its linear reference: "summary" (per cell), "gaps"
-    and "shares" (`claims` on E1) and "placement" (E5)."""
+    and "shares" (`claims` on E1, E8 and E9) and "placement" (E5)."""
     return {
         "summary": summarize(df),
-        **claims(df, ref, "E1", f=f, alpha=alpha, min_gap=min_gap),
+        **claims(df, ref, f=f, alpha=alpha, min_gap=min_gap),
         "placement": placement_effects(df, alpha=alpha),
     }

@@ -36,7 +36,9 @@ def headline(shares) -> list[str]:
     """One line per E1 setting: identity + BatchNorm against the linear reference and ReLU +
     BatchNorm, with the share of the gap it recovers and its verdict."""
     from bnstudy.names import label
+    from bnstudy.stats import of_experiment
 
+    shares = of_experiment(shares, "E1")
     rows = shares[(shares["activation"] == vocab.BN_ONLY[0]) & (shares["norm"] == vocab.BN_ONLY[1])]
     return [
         f"  {label(r.dataset):<10} identity + BatchNorm {100 * r.mean_acc:5.1f}%   linear reference "

@@ -112,6 +112,7 @@ def claims(gaps: pd.DataFrame, shares: pd.DataFrame) -> str:
     """E1, per setting: the nonlinearity gap (ReLU + BatchNorm minus the linear reference, points
     [t interval], Holm-corrected one-sided p), then every identity network: test accuracy, the
     share of the gap it recovers (% [Fieller interval]) and its verdict."""
+    gaps, shares = stats.of_experiment(gaps, "E1"), stats.of_experiment(shares, "E1")
     header = ["Dataset", "Gap (points)", "Network", "Acc. (\\%)", "Share of gap (\\%)", "Verdict"]
     rows, starts = [], []
     for g in canonical(gaps, vocab.SETTING_KEYS).itertuples():
@@ -191,6 +192,79 @@ def growth_text(fit: dict) -> str:
     if not np.isfinite(fit["factor_lo"]):
         return f"{fit['factor']:.2f}"
     return f"{fit['factor']:.2f} [{fit['factor_lo']:.2f}, {fit['factor_hi']:.2f}]"
+
+
+def e8(metrics: pd.DataFrame, batchstats: pd.DataFrame, reference: pd.DataFrame, gaps) -> str:
+    """E8, per dataset and training batch size: each BatchNorm-only network's test accuracy in
+    each mode (stats.MODES) and, for batch-statistics mode, the share of the gap it recovers
+    (% [Fieller interval]) and its verdict."""
+    sf = stats.strong_form(metrics, batchstats, reference, gaps)
+    header = [
+        "Dataset",
+        "$m$",
+        "Network",
+        "Inference",
+        "Batch",
+        "Fixed mates",
+        "Share, batch",
+        "Verdict",
+    ]
+    rows, starts = [], []
+    if sf.empty:
+        return tabular(header, [["--"] * len(header)], "l" * len(header))
+    for d in ordered(sf["dataset"], vocab.DATASETS):
+        starts.append(len(rows))
+        for b in sorted(sf[sf["dataset"] == d]["batch_size"].unique()):
+            for i, (act, norm) in enumerate(stats.STRONG_NETWORKS[:2]):
+                r = sf[(sf["dataset"] == d) & (sf["batch_size"] == b)]
+                r = r[(r["activation"] == act) & (r["norm"] == norm)].set_index("mode")
+                if r.empty:
+                    continue
+                acc = {m: pct(r.loc[m, "mean"]) if m in r.index else "--" for m in stats.MODES}
+                batch = r.loc["batch"] if "batch" in r.index else None
+                rows.append(
+                    [
+                        label(d) if not rows or starts[-1] == len(rows) else "",
+                        str(int(b)) if i == 0 else "",
+                        composition(act, norm),
+                        acc["inference"],
+                        acc["batch"],
+                        acc["conditional"],
+                        share_ci(batch["share"], batch["share_lo"], batch["share_hi"])
+                        if batch is not None
+                        else "--",
+                        batch["verdict"] if batch is not None else "--",
+                    ]
+                )
+    return tabular(header, rows, "lrlrrrll", starts)
+
+
+def e9(gaps: pd.DataFrame, shares: pd.DataFrame) -> str:
+    """E9, per dataset: identity + GroupNorm at each number of groups, + LayerNorm and + RMSNorm:
+    test accuracy, share of the gap (% [Fieller interval]) and verdict; the gap in the first row."""
+    gaps, shares = stats.of_experiment(gaps, "E9"), stats.of_experiment(shares, "E9")
+    shares = shares[(shares["activation"] == "identity") & (shares["norm"] != "none")]
+    header = ["Dataset", "Gap (points)", "Network", "Acc. (\\%)", "Share of gap (\\%)", "Verdict"]
+    rows, starts = [], []
+    for g in canonical(gaps, vocab.SETTING_KEYS).itertuples():
+        mine = shares[_is(shares, **{k: getattr(g, k) for k in vocab.SETTING_KEYS})]
+        mine = canonical(mine, ["norm", "groups"])
+        starts.append(len(rows))
+        for i, r in enumerate(mine.itertuples()):
+            name = network(r.activation, r.norm)
+            if r.norm == "groupnorm":
+                name += f", {int(r.groups)} group{'s' if r.groups != 1 else ''}"
+            rows.append(
+                [
+                    _dataset_label(gaps, g) if i == 0 else "",
+                    diff_ci(g.gap, g.gap_lo, g.gap_hi) if i == 0 else "",
+                    name,
+                    pct(r.mean_acc),
+                    share_ci(r.share, r.share_lo, r.share_hi),
+                    r.verdict,
+                ]
+            )
+    return tabular(header, rows or [["--"] * len(header)], "llllll", starts)
 
 
 def fold(metrics: pd.DataFrame, experiment: str = "E2") -> str:

@@ -91,13 +91,19 @@ EXPERIMENTS = {
     "E5": "Normalization before or after the activation",
     "E6": "Decision boundaries",
     "E7": "Nonlinear in W, linear in x",
+    "E8": "The strong form: BatchNorm with batch statistics at small batches",
+    "E9": "Normalization that is a nonlinearity",
 }
 TWO_D_EXPERIMENTS = ("E6",)  # experiments whose datasets must be 2-D
+BATCH_SIZE_EXPERIMENT = "E8"  # its batch-statistics cells are also probed at their own batch size
+CLAIM_EXPERIMENTS = ("E1", "E8", "E9")  # the experiments whose cells bnstudy.stats.claims judges
+ANSWER_EXPERIMENT = "E1"  # the settings whose verdicts the study's answer conjoins
 
-# A cell: one architecture on one dataset, trained once for every seed x learning rate.
-CELL_KEYS = ("dataset", "activation", "norm", "placement", "depth", "width")
+# A cell: one architecture on one dataset at one training batch size (groups: GroupNorm's group
+# count, the default for other norms), trained once for every seed x learning rate.
+CELL_KEYS = ("dataset", "activation", "norm", "placement", "depth", "width", "batch_size", "groups")
 RUN_KEYS = (*CELL_KEYS, "seed", "lr")  # one trained network
-SETTING_KEYS = ("dataset", "placement", "depth", "width")  # what two compared cells share
+SETTING_KEYS = ("dataset", "placement", "depth", "width", "batch_size")  # what compared cells share
 
 FULL = "full"  # test batch size: the whole test set as one batch
 COMPOSITIONS = ("random", "class")  # test batches: drawn at random, or one class per batch
@@ -229,6 +235,32 @@ OUTPUTS = {
             "normalization, z-score and BatchNorm.",
         ),
         Output(
+            "e8_batch_size",
+            "figure",
+            ("E8",),
+            ("metrics", "batchstats", "reference", "gaps"),
+            "E8: test accuracy against the training batch size of networks trained and used with "
+            "batch statistics: inference mode, batch-statistics mode at their own batch size, and "
+            "the conditional function with fixed batch-mates; its affinity gap.",
+        ),
+        Output(
+            "e8_saturation",
+            "figure",
+            ("E8",),
+            (),
+            "E8: the z-score of one unit as a function of the example's own pre-activation, with "
+            "its batch-mates fixed: the study's BatchNorm layer against Proposition 3's closed form "
+            "and its bound sqrt(m - 1).",
+        ),
+        Output(
+            "e9_groups",
+            "figure",
+            ("E9",),
+            ("shares",),
+            "E9: share of the nonlinearity gap that identity + GroupNorm recovers against its "
+            "number of groups, beside identity + LayerNorm and RMSNorm.",
+        ),
+        Output(
             "main",
             "table",
             ("E1",),
@@ -250,6 +282,22 @@ OUTPUTS = {
             ("E0", "E1", "E4"),
             ("summary", "reference", "layers", "metrics"),
             "Checks against published results: each reproduced figure beside its published value.",
+        ),
+        Output(
+            "e8",
+            "table",
+            ("E8",),
+            ("metrics", "batchstats", "reference", "gaps"),
+            "E8: per dataset and training batch size, the accuracy of BatchNorm-only networks in "
+            "each mode and the share of the nonlinearity gap their batch-statistics mode recovers.",
+        ),
+        Output(
+            "e9",
+            "table",
+            ("E9",),
+            ("gaps", "shares"),
+            "E9: per dataset, the share of the nonlinearity gap each per-example normalization "
+            "recovers without an activation, with Fieller intervals and verdicts.",
         ),
         Output(
             "fold",

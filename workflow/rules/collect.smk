@@ -25,8 +25,10 @@ rule collect:
     params:
         # which experiments use which cells
         experiments=shlex.quote(json.dumps(config["experiments"], sort_keys=True)),
+        training=shlex.quote(json.dumps(config["training"], sort_keys=True)),
     shell:
-        "bnstudy collect --experiments {params.experiments} --run-files {input.run}"
+        "bnstudy collect --experiments {params.experiments} --training {params.training}"
+        " --run-files {input.run}"
         " --history-files {input.history} --batchstats-files {input.batchstats}"
         " --layers-files {input.layers} --reference-files {input.reference}"
         " --metrics {output.metrics} --csv {output.csv} --history {output.history}"

@@ -1,5 +1,5 @@
-# Stage 2: one training job per family of cells (dataset, norm, placement, depth, width; the
-# cells differ in their activation): every activation x seed x learning rate of the family in
+# Stage 2: one training job per family of cells (dataset, norm, placement, depth, width, batch
+# size, groups; the cells differ in their activation): every activation x seed x learning rate of the family in
 # one compiled program. The file patterns are those of bnstudy.grid. 2-D datasets also write
 # the decision-boundary grids (rule train_2d).
 
@@ -32,8 +32,9 @@ rule train:
         "bnstudy train --data {input.data} --activation {params.opts[activations]}"
         " --norm {wildcards.norm} --placement {wildcards.placement}"
         " --depth {wildcards.depth} --width {wildcards.width} {params.opts[groups]}"
+        " --batch-size {wildcards.batch_size} {params.opts[conditional]}"
         " --seeds {params.opts[seeds]} --lrs {params.opts[lrs]} --epochs {params.opts[epochs]}"
-        " --batch-size {params.opts[batch_size]} --optimizer {params.opts[optimizer]}"
+        " --optimizer {params.opts[optimizer]}"
         " --momentum {params.opts[momentum]} --schedule {params.opts[schedule]}"
         " --test-batch-sizes {params.opts[test_batch_sizes]}"
         " --extend-edges {params.opts[extend_edges]}"
