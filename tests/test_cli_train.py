@@ -57,6 +57,8 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
         2,
         8,
         "full",
+        "--extend-edges",
+        0,
         "--out",
         out,
         "--history",

@@ -270,8 +270,9 @@ def _run_train(args) -> None:
         for k in ("x_train", "y_train", "x_val", "y_val")
     }
 
-    def train_round(cfg):
-        """Train and measure the family at cfg.lrs: its tables and (2-D) boundary pieces."""
+    def train_round(cfg, spec):
+        """Train and measure the family (or the members `spec` names) at cfg.lrs: its tables
+        and (2-D) boundary pieces."""
         result = train.train(spec, cfg, **stacked)
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
@@ -317,17 +318,24 @@ def _run_train(args) -> None:
         phases["probes"] = phases.get("probes", 0.0) + time.perf_counter() - mark
         return tables, grids
 
-    # A cell whose selected rate is an edge of the rates trained so far: the family trains again
-    # at the next rates beyond that edge (results.edge_extension), up to --extend-edges times.
-    rounds = [train_round(cfg)]
+    # A cell whose selected rate is an edge of the rates trained so far: its activation trains
+    # again at the next rates beyond that edge (results.edge_extension), up to --extend-edges
+    # times. (Its Linear weights are those of the family: they depend on the seed only.)
+    rounds = [train_round(cfg, spec)]
     tried = list(cfg.lrs)
     for _ in range(args.extend_edges):
         run = pd.concat([t["run"] for t, _ in rounds], ignore_index=True)
-        more = results.edge_extension(run, tried)
+        more, members = results.edge_extension(run, tried)
         if not more:
             break
-        print(f"a cell selected an edge of {sorted(tried)}: training at {more}", file=sys.stderr)
-        rounds.append(train_round(dataclasses.replace(cfg, lrs=tuple(more))))
+        print(
+            f"{', '.join(members)} selected an edge of {sorted(tried)}: training at {more}",
+            file=sys.stderr,
+        )
+        sub = dataclasses.replace(
+            spec, activation=members[0] if len(members) == 1 else tuple(members)
+        )
+        rounds.append(train_round(dataclasses.replace(cfg, lrs=tuple(more)), sub))
         tried += more
     tables = {
         name: pd.concat([t[name] for t, _ in rounds], ignore_index=True) for name in rounds[0][0]

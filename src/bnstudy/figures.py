@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from bnstudy import grid, stats, vocab  # noqa: E402
 from bnstudy.names import canonical, composition, label, network, ordered  # noqa: E402
 from bnstudy.results import atomic_output  # noqa: E402
-from bnstudy.tables import DYNAMICS_NORMS  # noqa: E402
+from bnstudy.tables import DYNAMICS_CELLS, DYNAMICS_NORMS  # noqa: E402
 
 TEXTWIDTH = 6.3  # inches: the paper's text width (a4, 2.5 cm margins)
 PALETTE = sns.color_palette("colorblind")
@@ -594,10 +594,10 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
 
 
 def e7_dynamics(metrics: pd.DataFrame, history: pd.DataFrame, path) -> None:
-    """Identity-activation networks with no norm (the linear baseline), z-score and BatchNorm:
-    training loss (top) and validation accuracy (bottom) per epoch, one column per dataset."""
-    h = stats.selected(history, "E7")
-    h = h[(h["activation"] == "identity") & h["norm"].isin(DYNAMICS_NORMS)]
+    """Identity-activation networks with no norm (the deep linear network), z-score and BatchNorm,
+    at the learning rate they share (stats.at_shared_lr): training loss (top) and validation
+    accuracy (bottom) per epoch, one column per dataset."""
+    h = stats.at_shared_lr(history, metrics, "E7", DYNAMICS_CELLS)
     if h.empty:
         return _empty(path, "no E7 history")
     h = _with_labels(h)

@@ -31,7 +31,7 @@ from bnstudy.formats import (
     tex_escape,
 )
 from bnstudy.names import composition, join_words, label, network, ordered
-from bnstudy.tables import first_epoch_loss
+from bnstudy.tables import epoch_loss
 
 PERCENT = "\\%"  # LaTeX's percent sign, after a number
 
@@ -579,10 +579,10 @@ def boundary_macros(df: pd.DataFrame) -> dict:
     return m
 
 
-def dynamics_macros(history: pd.DataFrame) -> dict:
-    """E7: which of none / z-score / BatchNorm (identity activation) had the lowest training loss
-    after the first epoch, on each dataset."""
-    loss = first_epoch_loss(history)
+def dynamics_macros(history: pd.DataFrame, metrics: pd.DataFrame) -> dict:
+    """E7: which of none / z-score / BatchNorm (identity activation), at the learning rate they
+    share, had the lowest training loss after the first epoch, on each dataset."""
+    loss = epoch_loss(history, metrics)
     if loss.empty:
         return {"ESevenFastest": "no training curves were recorded."}
     winners = loss.loc[loss.groupby("dataset")["loss_first"].idxmin()]
@@ -592,9 +592,8 @@ def dynamics_macros(history: pd.DataFrame) -> dict:
         by_norm.setdefault(norm, []).append(label(d))
     parts = [f"of {network('identity', n)} on {join_words(ds)}" for n, ds in by_norm.items()]
     return {
-        "ESevenFastest": "the lowest training loss after the first epoch was that "
-        + " and ".join(parts)
-        + "."
+        "ESevenFastest": "at the learning rate the three networks share, the lowest training loss "
+        "after the first epoch was that " + " and ".join(parts) + "."
     }
 
 
@@ -654,7 +653,7 @@ def macros(
     m |= grid_macros(df)
     m |= edge_macros(df)
     m |= boundary_macros(df)
-    m |= dynamics_macros(inputs["history"])
+    m |= dynamics_macros(inputs["history"], df)
     m |= claim_macros(inputs["summary"], inputs["reference"], inputs["gaps"], inputs["shares"], df)
     m |= strong_macros(df, inputs["batchstats"], inputs["reference"], inputs["gaps"], gap_fraction)
     m |= groups_macros(inputs["gaps"], inputs["shares"])

@@ -24,6 +24,7 @@ from flax import nnx
 from bnstudy import models, train, vocab
 
 CHUNK = 4096  # examples per step of the inference-mode forward pass (bounds memory)
+COARSE = 4  # conditional decision boundaries: every COARSE-th grid point (their cost grows with m)
 
 
 @partial(jax.jit, static_argnames="graphdef")
@@ -229,7 +230,7 @@ def conditional_measures(graphdef, params, stats, ds, batch_size: int) -> dict[s
     """Per model: test accuracy of the conditional function with fixed batch-mates from the
     training split (`cond_test_acc`) and its affinity gap (`cond_affine_gap`)."""
     mates = draw_mates(ds.x_train, batch_size)
-    probe_x = affinity_inputs(ds.x_test, pairs=512)
+    probe_x = affinity_inputs(ds.x_test, pairs=256)
     f = conditional_logits(graphdef, params, stats, np.concatenate([ds.x_test, probe_x]), mates)
     n = len(ds.y_test)
     _, acc = loss_and_accuracy(f[:, :n], ds.y_test)
@@ -326,8 +327,8 @@ def boundary(
 ) -> dict:
     """Predictions on a grid over the 2-D data range: inference mode for every model, and for
     batch-statistics models with `mates` given also the conditional function with those fixed
-    batch-mates (`pred_batch`; computed on every other grid point and repeated, to bound the
-    cost, which grows with the batch size)."""
+    batch-mates (`pred_batch`; computed on every `COARSE`-th grid point and repeated, to bound
+    the cost, which grows with the batch size)."""
     x_train = np.asarray(x_train)
     if x_train.shape[1] != 2:
         raise ValueError(f"decision boundaries need 2-D inputs, got {x_train.shape[1]} features")
@@ -345,10 +346,11 @@ def boundary(
     }
     model = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0))
     if model.spec.uses_batch_stats and mates is not None:
-        coarse = np.stack([xx[::2, ::2].ravel(), yy[::2, ::2].ravel()], 1)
+        c = COARSE
+        coarse = np.stack([xx[::c, ::c].ravel(), yy[::c, ::c].ravel()], 1)
         pred = conditional_logits(graphdef, params, stats, coarse, mates).argmax(-1)
-        pred = pred.reshape(m, *xx[::2, ::2].shape)
-        out["pred_batch"] = pred.repeat(2, 1).repeat(2, 2)[:, : xx.shape[0], : xx.shape[1]]
+        pred = pred.reshape(m, *xx[::c, ::c].shape)
+        out["pred_batch"] = pred.repeat(c, 1).repeat(c, 2)[:, : xx.shape[0], : xx.shape[1]]
         out["batch_mates"] = np.asarray(mates)
     return out
 

@@ -195,23 +195,27 @@ def select_lr(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(key.isin(pd.MultiIndex.from_frame(best)), index=runs.index, name="selected")
 
 
-def edge_extension(run: pd.DataFrame, tried, steps: int = 2) -> list[float]:
-    """The learning rates to try next for a family whose runs are `run` (the `bnstudy train`
-    table; every rate in `tried`): for each cell whose selected rate (`select_lr`) is the largest
-    tried, the next `steps` rates of the grid's geometric progression above it (ratio: the two
-    largest rates; 3 if only one was tried); likewise below the smallest. Sorted, without rates
-    already tried; [] when no cell selected an edge."""
+def edge_extension(run: pd.DataFrame, tried, steps: int = 2) -> tuple[list[float], list[str]]:
+    """What a family whose runs are `run` (the `bnstudy train` table; every rate in `tried`)
+    trains next: for each cell whose selected rate (`select_lr`) is the largest tried, the next
+    `steps` rates of the grid's geometric progression above it (ratio: the two largest rates; 3
+    if only one was tried); likewise below the smallest. Returns (the rates, sorted, without
+    those already tried; the activations of the cells that selected an edge), ([], []) when none
+    did."""
     grid = sorted({float(x) for x in tried})
     up = grid[-1] / grid[-2] if len(grid) > 1 else 3.0
     down = grid[1] / grid[0] if len(grid) > 1 else 3.0
-    chosen = _decimal_lr(run)[select_lr(_decimal_lr(run)).to_numpy()]
-    picked = set(chosen.drop_duplicates(CELL_KEYS)["lr"])
+    chosen = _decimal_lr(run)[select_lr(_decimal_lr(run)).to_numpy()].drop_duplicates(CELL_KEYS)
+    top = chosen[np.isclose(chosen["lr"], grid[-1])]
+    bottom = chosen[np.isclose(chosen["lr"], grid[0])]
     more = set()
-    if any(np.isclose(lr, grid[-1]) for lr in picked):
+    if len(top):
         more |= {float(f"{grid[-1] * up**k:.3g}") for k in range(1, steps + 1)}
-    if any(np.isclose(lr, grid[0]) for lr in picked):
+    if len(bottom):
         more |= {float(f"{grid[0] / down**k:.3g}") for k in range(1, steps + 1)}
-    return sorted(lr for lr in more if not any(np.isclose(lr, t) for t in grid))
+    more = sorted(lr for lr in more if not any(np.isclose(lr, t) for t in grid))
+    activations = list(dict.fromkeys([*top["activation"], *bottom["activation"]]))
+    return (more, activations) if more else ([], [])
 
 
 def _decimal_lr(df: pd.DataFrame) -> pd.DataFrame:

@@ -73,6 +73,36 @@ def selected(df: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
     return out
 
 
+def at_shared_lr(df: pd.DataFrame, metrics: pd.DataFrame, experiment: str, cells) -> pd.DataFrame:
+    """The rows of `df` (metrics or history) of `cells` ((activation, norm) pairs) in
+    `experiment` at one learning rate per setting shared by all of them: the rate, among those
+    every cell was trained at, with the highest validation accuracy averaged over the cells and
+    seeds (E7 compares training curves at the same step size)."""
+    runs = metrics[metrics["experiment"] == experiment]
+    keep = np.zeros(len(runs), bool)
+    for c in cells:
+        keep |= ((runs["activation"] == c[0]) & (runs["norm"] == c[1])).to_numpy()
+    runs = runs[keep]
+    chosen = []
+    for key, g in runs.groupby(SETTING, sort=True):
+        per = (
+            g.groupby(["activation", "norm", "lr"])["val_acc"]
+            .mean()
+            .unstack(["activation", "norm"])
+        )
+        per = per.dropna()
+        if len(per):
+            chosen.append({**dict(zip(SETTING, key)), "lr": per.mean(axis=1).idxmax()})
+    if not chosen:
+        return df.iloc[:0]
+    on = [*SETTING, "lr"]
+    out = df[df["experiment"] == experiment].merge(pd.DataFrame(chosen), on=on, how="inner")
+    mask = np.zeros(len(out), bool)
+    for c in cells:
+        mask |= ((out["activation"] == c[0]) & (out["norm"] == c[1])).to_numpy()
+    return out[mask]
+
+
 def summarize(
     df: pd.DataFrame, value: str = "test_acc", by=("experiment", *vocab.CELL_KEYS)
 ) -> pd.DataFrame:

@@ -329,26 +329,40 @@ def placement(placement: pd.DataFrame) -> str:
 DYNAMICS_NORMS = vocab.AFFINE_NORMS  # E7: identity networks with these norms (one function class)
 
 
-def first_epoch_loss(history: pd.DataFrame, experiment: str = "E7") -> pd.DataFrame:
-    """E7: per dataset and norm (identity networks), the mean training loss after the first
-    epoch, of the selected runs."""
-    h = stats.selected(history, experiment)
-    h = h[(h["activation"] == "identity") & h["norm"].isin(DYNAMICS_NORMS)]
+DYNAMICS_CELLS = tuple(("identity", n) for n in DYNAMICS_NORMS)
+
+
+def epoch_loss(
+    history: pd.DataFrame, metrics: pd.DataFrame, experiment: str = "E7"
+) -> pd.DataFrame:
+    """E7: per dataset and norm (identity networks), at the learning rate they share
+    (`stats.at_shared_lr`), the mean training loss (training mode, mean over the epoch's
+    batches) of the first and of the last epoch, and the learning rate."""
+    h = stats.at_shared_lr(history, metrics, experiment, DYNAMICS_CELLS)
+    if h.empty:
+        return pd.DataFrame(columns=["dataset", "norm", "lr", "loss_first", "loss_last"])
     first = h[h["epoch"] == h.groupby("dataset")["epoch"].transform("min")]
-    return (
-        first.groupby(["dataset", "norm"])["train_loss"].mean().rename("loss_first").reset_index()
-    )
+    last = h[h["epoch"] == h.groupby("dataset")["epoch"].transform("max")]
+    keys = ["dataset", "norm", "lr"]
+    return pd.concat(
+        [
+            first.groupby(keys)["train_loss"].mean().rename("loss_first"),
+            last.groupby(keys)["train_loss"].mean().rename("loss_last"),
+        ],
+        axis=1,
+    ).reset_index()
 
 
 def dynamics(metrics: pd.DataFrame, history: pd.DataFrame, experiment: str = "E7") -> str:
-    """E7, identity networks with no norm, z-score, BatchNorm: test accuracy [CI], and the training
-    loss after the first and the last epoch (means over seeds, selected learning rate)."""
-    runs = stats.selected(metrics, experiment)
-    runs = runs[(runs["activation"] == "identity") & runs["norm"].isin(DYNAMICS_NORMS)]
-    first = first_epoch_loss(history, experiment)
+    """E7, identity networks with no norm, z-score, BatchNorm at the learning rate they share:
+    test accuracy [CI], and the training loss of the first and of the last epoch (one definition:
+    training mode, mean over the epoch's batches; means over seeds)."""
+    runs = stats.at_shared_lr(metrics, metrics, experiment, DYNAMICS_CELLS)
+    losses = epoch_loss(history, metrics, experiment)
     header = [
         "Dataset",
         "Network",
+        "lr",
         "test acc. (\\%)",
         "train loss, epoch 1",
         "train loss, last epoch",
@@ -357,17 +371,18 @@ def dynamics(metrics: pd.DataFrame, history: pd.DataFrame, experiment: str = "E7
     rows = []
     for k in keys.itertuples():
         g = runs[_is(runs, dataset=k.dataset, norm=k.norm)]
-        loss1 = first[_is(first, dataset=k.dataset, norm=k.norm)]["loss_first"]
+        loss = losses[_is(losses, dataset=k.dataset, norm=k.norm)]
         rows.append(
             [
                 label(k.dataset),
                 network("identity", k.norm),
+                f"{g['lr'].iloc[0]:g}",
                 acc_ci(*stats.t_interval(g["test_acc"])),
-                _loss(loss1.iloc[0] if len(loss1) else np.nan),
-                _loss(g["train_loss"].mean()),
+                _loss(loss["loss_first"].iloc[0] if len(loss) else np.nan),
+                _loss(loss["loss_last"].iloc[0] if len(loss) else np.nan),
             ]
         )
-    return tabular(header, rows, "llrrr", _changes(list(keys["dataset"])))
+    return tabular(header, rows, "llrrrr", _changes(list(keys["dataset"])))
 
 
 def _loss(x: float) -> str:

@@ -169,23 +169,30 @@ class ModelState(NamedTuple):
 
 
 def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
-    """One optimizer step of one model; a non-finite step is not applied and marks divergence."""
+    """One optimizer step of one model; a non-finite step is not applied and marks divergence.
+
+    The check comes before the update (a finite loss, gradients and batch statistics), so the
+    update itself is masked instead of the whole state being selected between old and new: the
+    same numbers for a finite step, one pass over the parameters fewer. On the step that
+    diverges the optimizer state sees zero gradients; the model is frozen from then on."""
 
     def loss_fn(p):
         logits, new_stats = models.apply(graphdef, p, state.stats, xb, train=True)
         return cross_entropy(logits, yb), (new_stats, accuracy(logits, yb))
 
     (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, jax.tree.map(lambda u: lr * u, updates))
-    finite = jnp.isfinite(loss) & _all_finite(new_params) & _all_finite(new_stats)
+    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_stats)
     ok = finite & ~state.diverged
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    grads = jax.tree.map(lambda g: jnp.where(ok, g, 0), grads)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = jax.tree.map(
+        lambda p, u: p + jnp.where(ok, lr * u, 0).astype(p.dtype), state.params, updates
+    )
     newly_diverged = ~state.diverged & ~finite
     state = ModelState(
-        keep(new_params, state.params),
-        keep(new_stats, state.stats),
-        keep(new_opt_state, state.opt_state),
+        new_params,
+        jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_stats, state.stats),
+        new_opt_state,
         state.diverged | ~finite,
         jnp.where(newly_diverged, state.step, state.diverged_step),
         state.step + 1,
