@@ -727,7 +727,7 @@ def e8_saturation(path, sizes=(2, 4, 16, 64), epsilon: float | None = None) -> N
     import jax.numpy as jnp
     from flax import nnx
 
-    from bnstudy import models
+    from bnstudy import models, theory
 
     eps = models.BN_EPSILON if epsilon is None else epsilon
     z = np.linspace(-12, 12, 241, dtype=np.float32)
@@ -744,9 +744,7 @@ def e8_saturation(path, sizes=(2, 4, 16, 64), epsilon: float | None = None) -> N
         measured = np.array(
             [float(layer(jnp.asarray(b), use_running_average=False)[0, 0]) for b in batch]
         )
-        t = z - mates.mean()
-        a = m * ((mates - mates.mean()) ** 2).sum() + m**2 * eps
-        closed = (m - 1) * t / np.sqrt(a + (m - 1) * t**2)
+        closed = theory.conditional_z(z, mates, eps)
         bound = np.sqrt(m - 1)
         ax.plot(z, closed, color=PALETTE[0], lw=1.2, label="closed form $g(z)$")
         ax.plot(z[::10], measured[::10], "o", ms=2.5, color=PALETTE[1], label="BatchNorm layer")

@@ -475,7 +475,15 @@ def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.AL
     runs = stats.selected(df, "E4")
     first_layer = stats.selected(layers, "E4")
     first_layer = first_layer[first_layer["layer"] == 0]
-    m = {"MinDepth": MISSING, "MaxDepth": MISSING}
+    from bnstudy import theory
+
+    m = {
+        "MinDepth": MISSING,
+        "MaxDepth": MISSING,
+        "GradPredReluBN": f"{theory.bn_growth('relu'):.2f}",  # mean field, large batch
+        "GradPredBN": f"{theory.bn_growth('identity'):.2f}",
+        "GradPredRelu": f"{theory.plain_growth('relu'):.2f}",  # LeCun-normal, no norm
+    }
     tags = {vocab.BN_ONLY: "BN", vocab.RELU_BN: "ReluBN", ("relu", "none"): "Relu"}
     for tag in tags.values():
         m[f"GradGrowth{tag}"] = MISSING

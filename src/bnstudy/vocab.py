@@ -131,14 +131,14 @@ ANALYSIS_DEFAULTS = {
 CONFIDENCE_LEVEL = 0.95
 
 # Published figures the default study reproduces, for the paper's calibration table: what is
-# measured -> (published value, its source's bibliography key). `bnstudy.tables.anchors` measures
-# each on this run.
+# measured -> (published value, its source's bibliography key); None: a theoretical value that
+# bnstudy.theory computes. `bnstudy.tables.anchors` measures each on this run.
 ANCHOR_MLP = ("relu", "none")  # MNIST-1D's published MLP (E0): ReLU, two hidden layers, no norm
 ANCHORS = {
     "mnist1d_logistic": (0.32, "greydanus2020scaling"),  # logistic regression, test accuracy
     "mnist1d_mlp": (0.68, "greydanus2020scaling"),  # ReLU MLP, test accuracy
-    "grad_growth_relu_bn": ((3.141592653589793 / (3.141592653589793 - 1)) ** 0.5, "yang2019mean"),
-    "grad_growth_relu": (0.5**0.5, "he2015delving"),  # LeCun-normal init: the signal halves
+    "grad_growth_relu_bn": (None, "yang2019mean"),  # theory.bn_growth("relu") = sqrt(pi/(pi-1))
+    "grad_growth_relu": (None, "he2015delving"),  # theory.plain_growth("relu") = sqrt(1/2)
 }
 
 
