@@ -795,7 +795,7 @@ def e9_groups(shares: pd.DataFrame, path) -> None:
         ax.axhline(100, color="0.5", lw=0.6)
         ax.set_xscale("log", base=2)
         ax.set_title(label(d))
-        ax.set_xlabel("groups (units per group = width / groups)")
+        ax.set_xlabel("GroupNorm groups")
     axes[0].set_ylabel("share of the gap (%)")
     axes[0].legend(fontsize=6)
     _save(fig, path)

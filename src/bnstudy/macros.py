@@ -311,8 +311,8 @@ def strong_macros(df, batchstats, reference, gaps, f: float) -> dict:
     )
     if {"batch", "inference"} <= set(pivot.columns):
         diff = (pivot["batch"] - pivot["inference"]).groupby(level="batch_size").mean()
-        m["EEightModeGapSmall"] = points(diff.iloc[0], "+")
-        m["EEightModeGapLarge"] = points(diff.iloc[-1], "+")
+        m["EEightModeGapSmall"] = f"${points(diff.iloc[0], '+')}$"
+        m["EEightModeGapLarge"] = f"${points(diff.iloc[-1], '+')}$"
     cond = alone[alone["mode"] == "conditional"].groupby("batch_size")["cond_affine_gap"].median()
     if len(cond):
         m["EEightCondGapSmall"] = f"${sci(cond.iloc[0])}$"
@@ -327,6 +327,7 @@ def groups_macros(gaps: pd.DataFrame, shares: pd.DataFrame) -> dict:
         (e9["activation"] == "identity") & e9["norm"].isin(vocab.PER_EXAMPLE_NORMS + ("groupnorm",))
     ]
     m = {"ENineBest": MISSING, "ENineVerdict": "was not run", "ENineGroups": MISSING}
+    m["ENineExtremes"] = "were not run"
     if e9.empty:
         return m
     gn = e9[e9["norm"] == "groupnorm"]
@@ -341,6 +342,17 @@ def groups_macros(gaps: pd.DataFrame, shares: pd.DataFrame) -> dict:
                 f"(with {int(b['groups'])} groups)"
             )
     m["ENineBest"] = join_words(parts) if parts else MISSING
+    extremes = []
+    for units, what in ((2, "two units per group"), (1, "one unit per group")):
+        at = gn[gn["groups"] * units == gn["width"]]
+        if len(at):
+            shares = [
+                f"{share_ci(r.share, r.share_lo, r.share_hi, unit=PERCENT)} on {label(r.dataset)}"
+                for r in at.itertuples()
+            ]
+            extremes.append(f"with {what} it recovered {join_words(shares)}")
+    if extremes:
+        m["ENineExtremes"] = "; ".join(extremes)
     tested = e9[e9["verdict"] != "cannot discriminate"]
     if len(tested):
         words = [
