@@ -146,13 +146,14 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
     ]
     rows = [_row(rng, *cell, seed, lr, lrs[0]) for cell in plan for seed in seeds for lr in lrs]
     # E8: batch sizes 4 and 64 (spirals); E9: groupnorm over its groups (digits)
-    for b in (4, 64):
+    for b in (vocab.CONDITIONAL_BATCH, 64):
         for a, n in (("identity", "batchnorm"), ("relu", "batchnorm"), ("identity", "zscore")):
             for seed in seeds:
                 for lr in lrs:
                     r = _row(rng, "E8", "spirals", a, n, "pre", 2, 32, seed, lr, lrs[0], b)
-                    r["cond_test_acc"] = r["test_acc"] + (0.05 if b == 4 else 0.0)
-                    r["cond_affine_gap"] = 0.3 if b == 4 else 0.01
+                    small = b == vocab.CONDITIONAL_BATCH
+                    r["cond_test_acc"] = r["test_acc"] + (0.05 if small else 0.0)
+                    r["cond_affine_gap"] = 0.3 if small else 0.01
                     rows.append(r)
     for g in (1, 4, 32):
         for seed in seeds:
@@ -202,8 +203,11 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
     xx, yy = np.meshgrid(xs, xs)
     x_train = rng.uniform(-1.8, 1.8, (500, 2)).astype(np.float32)
     y_train = (np.sin(3 * x_train[:, 0]) > x_train[:, 1]).astype(np.int32)
-    e6 = metrics[metrics["experiment"] == "E6"].drop_duplicates(list(vocab.CELL_KEYS))
-    for family, cells in e6.groupby(["dataset", "norm", "placement", "depth", "width"]):
+    drawn = (metrics["experiment"] == "E6") | (
+        (metrics["experiment"] == "E8") & (metrics["batch_size"] == vocab.CONDITIONAL_BATCH)
+    )
+    e6 = metrics[drawn].drop_duplicates(list(vocab.CELL_KEYS))
+    for family, cells in e6.groupby(list(grid.FAMILY_KEYS)):
         path = tmp_path / grid.Cell(*cells.iloc[0][list(vocab.CELL_KEYS)]).path(grid.BOUNDARY)
         path.parent.mkdir(parents=True, exist_ok=True)
         per_model = len(seeds) * len(lrs)

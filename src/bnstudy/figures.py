@@ -477,9 +477,12 @@ def _classes(pred) -> np.ndarray:
 def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int = 400) -> None:
     """Decision boundaries on the 2-D sets: small multiples over normalization (rows) x activation
     (columns) in inference mode, plus rows in batch-statistics mode for the batch-normalized
-    networks: the conditional function of each grid point with fixed training batch-mates. `boundaries`: the cells' .npz files (grid.BOUNDARY).
+    networks: the conditional function of each grid point with fixed training batch-mates, for
+    the E8 network trained at batch size vocab.CONDITIONAL_BATCH (blank where E8 has none). `boundaries`: the cells' .npz files (grid.BOUNDARY).
     Each panel shows the selected learning rate's lowest seed; the number is its test accuracy."""
     runs = stats.selected(metrics, "E6")
+    small = stats.selected(metrics, vocab.BATCH_SIZE_EXPERIMENT)
+    small = small[small["batch_size"] == vocab.CONDITIONAL_BATCH]  # E8's small-batch cells
     given = {Path(f).parts[-2:]: f for f in boundaries}
     datasets = ordered(runs["dataset"], vocab.DATASETS)
     if runs.empty:
@@ -529,11 +532,21 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if j == 0:
-                    row_label = label(norm) + ("\n(fixed mates)" if mode == "batch" else "")
+                    row_label = label(norm) + (
+                        f"\n(fixed mates,\n$m = {vocab.CONDITIONAL_BATCH}$)"
+                        if mode == "batch"
+                        else ""
+                    )
                     ax.set_ylabel(row_label, fontsize=7, rotation=0, ha="right", va="center")
                 if i == 0:
                     ax.set_title(label(acts[j]), fontsize=7)
                 cell = r[(r["activation"] == acts[j]) & (r["norm"] == norm)]
+                if mode == "batch":  # the network trained at the small batch it is used with
+                    cell = small[
+                        (small["dataset"] == d)
+                        & (small["activation"] == acts[j])
+                        & (small["norm"] == norm)
+                    ]
                 if cell.empty:
                     ax.set_facecolor("0.95")
                     continue

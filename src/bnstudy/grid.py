@@ -265,10 +265,11 @@ def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]
 
 def output_inputs(config: dict, output) -> dict[str, str | list[str]]:
     """The files a figure or table (vocab.Output) reads, by input name: the study tables, the
-    decision-boundary grids of its experiments' cells, the training benchmark files of every cell."""
+    decision-boundary grids of the 2-D cells, the training benchmark files of every cell."""
     members = cells(config)
     files = {
-        "boundaries": [f for e in output.experiments for f in paths(members, BOUNDARY, e)],
+        # every 2-D cell's: E6 also draws E8's small-batch networks
+        "boundaries": paths(members, BOUNDARY) if "boundaries" in output.inputs else [],
         "benchmarks": paths(members, TRAIN_BENCHMARK),
     }
     return {name: files.get(name, STUDY_FILES.get(name)) for name in output.inputs}

@@ -96,6 +96,7 @@ EXPERIMENTS = {
 }
 TWO_D_EXPERIMENTS = ("E6",)  # experiments whose datasets must be 2-D
 BATCH_SIZE_EXPERIMENT = "E8"  # its batch-statistics cells are also probed at their own batch size
+CONDITIONAL_BATCH = 4  # E6 draws the fixed-mates boundaries of E8's networks trained at this size
 CLAIM_EXPERIMENTS = ("E1", "E8", "E9")  # the experiments whose cells bnstudy.stats.claims judges
 ANSWER_EXPERIMENT = "E1"  # the settings whose verdicts the study's answer conjoins
 
