@@ -98,6 +98,10 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     flip = lambda b: out[("random", b)]["flip_rate"]  # noqa: E731
     acc = lambda comp, b: out[(comp, b)]["accuracy"]  # noqa: E731
     assert np.all(flip(2) > 0.1), flip(2)
+    # the flip rate among confident predictions is a share of those (NaN if there are none)
+    sure = out[("random", 2)]["flip_rate_confident"]
+    assert np.all(np.isnan(sure) | ((sure >= 0) & (sure <= 1))), sure
+    assert np.all(np.isnan(out[("random", "full")]["flip_rate_confident"]))
     assert np.all(flip(2) > flip(32))  # the cross-example effect fades with size
     assert np.all(np.isnan(flip("full"))) and np.all(np.isnan(out[("class", 2)]["flip_rate"]))
     assert np.all(acc("random", 2) < acc("random", "full"))

@@ -103,6 +103,9 @@ def _row(
                     "composition": comp,
                     "accuracy": acc - drop,
                     "flip_rate": small if comp == "random" and b != "full" else np.nan,
+                    "flip_rate_confident": small / 2
+                    if comp == "random" and b != "full"
+                    else np.nan,
                 }
             )
     grads = np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm")) * rng.uniform(

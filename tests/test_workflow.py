@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import SMOKE, SMOKE_OUTPUT, copy_repo, run_snakemake, snakemake_command, snakemake_env
 
-from bnstudy import grid, results, vocab
+from bnstudy import grid, results, stats, vocab
 
 STUDY_TABLES = [grid.STUDY_FILES[k] for k in ("metrics", "history", "batchstats", "layers")]
 
@@ -135,7 +135,7 @@ def test_a_finished_run_says_its_answer_and_where_the_paper_is(smoke_run):
     )
     assert summary.plain(macros["AnswerSentence"]) in tail
     assert "The paper:       results/paper.pdf" in tail and "snakemake --report" in tail
-    shares = pd.read_csv(smoke_run / grid.STUDY_FILES["shares"])
+    shares = stats.of_experiment(pd.read_csv(smoke_run / grid.STUDY_FILES["shares"]), "E1")
     bn = shares[(shares.activation == "identity") & (shares.norm == "batchnorm")]
     assert len(bn) == 2  # the smoke config's two E1 datasets
     for r in bn.itertuples():
@@ -182,8 +182,13 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     ]
     assert set(required) <= set(metrics.columns) and "train_seconds" not in metrics.columns
     assert all(metrics[c].map(np.isscalar).all() for c in metrics.columns)  # per-run scalars only
-    n_runs = len(config["training"]["seeds"]) * len(config["training"]["lrs"])
-    assert len(metrics) == sum(len(m) for m in cells.values()) * n_runs
+    # every (experiment, cell): every seed at the config's rates, and at the rates beyond the
+    # grid's edge its family trained because a cell selected that edge
+    seeds, lrs = config["training"]["seeds"], config["training"]["lrs"]
+    runs = metrics.groupby(["experiment"] + results.CELL_KEYS)
+    assert runs.ngroups == sum(len(m) for m in cells.values())
+    assert (runs.size() == len(seeds) * runs["lr"].nunique()).all()
+    assert runs["lr"].agg(lambda x: set(lrs) <= set(x)).all()
     assert not metrics.duplicated(results.ROW_KEYS).any()
     per_cell = metrics[metrics.selected].groupby(["experiment"] + results.CELL_KEYS)
     assert per_cell.ngroups == sum(len(m) for m in cells.values())
@@ -193,14 +198,17 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     bs = tables["batchstats"]
     bn = metrics[metrics.norm.isin(vocab.BATCH_STAT_NORMS)]
     sizes = config["training"]["test_batch_sizes"]
-    assert len(bs) == len(bn) * len(sizes) * len(vocab.COMPOSITIONS)
-    assert set(bs[~bs.full].test_batch_size) == {b for b in sizes if b != vocab.FULL}
+    per_run = bs.groupby(results.ROW_KEYS).size()
+    assert len(per_run) == len(bn)
+    # the config's sizes, and for E8 also the run's own training batch size
+    assert per_run.isin([n * len(vocab.COMPOSITIONS) for n in (len(sizes), len(sizes) + 1)]).all()
+    assert set(bs[~bs.full].test_batch_size) >= {b for b in sizes if b != vocab.FULL}
     assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()
     layers = tables["layers"]
     assert len(layers) == (metrics.depth + 1).sum()
     csv = pd.read_csv(smoke_run / grid.METRICS_CSV)
     pd.testing.assert_frame_equal(csv, metrics, check_dtype=False)
-    assert sorted(metrics.lr.unique()) == config["training"]["lrs"]  # the config's numbers
+    assert set(config["training"]["lrs"]) <= set(metrics.lr)  # the config's numbers, exactly
     history = pd.read_parquet(smoke_run / "results" / "history.parquet")
     assert len(history) == len(metrics) * config["training"]["epochs"]
     # every cell has its run, a benchmark and a log; 2-D cells their boundary grids

@@ -431,6 +431,7 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
             "LargestBatch",
             "FlipSmallest",
             "FlipLargest",
+            "FlipConfidentSmallest",
             "BatchSizes",
             "AccClassSmallest",
             "AccRandomSmallest",
@@ -449,7 +450,7 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
         ]
     )
     per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "test_batch_size", "composition"])[
-        ["accuracy", "flip_rate"]
+        ["accuracy", "flip_rate", "flip_rate_confident"]
     ].mean()
     per_cell = per_cell.reset_index()
     b0, b1 = int(measured["test_batch_size"].min()), int(measured["test_batch_size"].max())
@@ -465,7 +466,11 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
 
     flip0, flip1 = at(b0, "random")["flip_rate"].max(), at(b1, "random")["flip_rate"].max()
     m.update(
-        SmallestBatch=str(b0), LargestBatch=str(b1), FlipSmallest=pct(flip0), FlipLargest=pct(flip1)
+        SmallestBatch=str(b0),
+        LargestBatch=str(b1),
+        FlipSmallest=pct(flip0),
+        FlipLargest=pct(flip1),
+        FlipConfidentSmallest=pct(at(b0, "random")["flip_rate_confident"].max()),
     )
     sizes = sorted(measured["test_batch_size"].unique())
     m["BatchSizes"] = join_words(

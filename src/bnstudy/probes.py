@@ -24,6 +24,7 @@ from flax import nnx
 from bnstudy import models, train, vocab
 
 CHUNK = 4096  # examples per step of the inference-mode forward pass (bounds memory)
+CONFIDENT = 0.9  # E3: a prediction with at least this inference-mode probability is not a tie
 COARSE = 4  # conditional decision boundaries: every COARSE-th grid point (their cost grows with m)
 
 
@@ -141,19 +142,24 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
 
     `sizes`: ints and/or vocab.FULL (the whole test set; for the one-class composition, each
     whole class). Returns one record per (size, composition): test_batch_size (the whole set's
-    size for FULL), full, composition, and per model (arrays of shape (models,)) accuracy and
-    flip_rate (random batches of a size smaller than the set only; else NaN). Sizes larger than
-    the test set give NaN.
+    size for FULL), full, composition, and per model (arrays of shape (models,)) accuracy,
+    flip_rate and flip_rate_confident (the flip rate among the examples the inference-mode
+    network classifies with probability >= CONFIDENT: flips that are not ties near a boundary;
+    both for random batches of a size smaller than the set only, else NaN). Sizes larger than the
+    test set give NaN.
     """
     x, y = np.asarray(x), np.asarray(y)
     n = len(y)
     rng = np.random.default_rng(seed)
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
+    confident = (
+        np.asarray(jax.nn.softmax(logits(graphdef, params, stats, x), -1).max(-1)) >= CONFIDENT
+    )
     records = []
     for size in sizes:
         b = n if size == vocab.FULL else int(size)
-        acc, flip = {c: nan for c in vocab.COMPOSITIONS}, nan
+        acc, flip, flip_sure = {c: nan for c in vocab.COMPOSITIONS}, nan, nan
         if b <= n:
             draws = [random_batches(n, b, rng) for _ in range(2)]
             by_class = class_batches(y, None if size == vocab.FULL else b, rng)
@@ -173,6 +179,8 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
             if b < n:  # with the whole set as the batch, batch-mates cannot change
                 both = (preds["random"] >= 0) & (preds["random2"] >= 0)
                 flip = _share((preds["random"] != preds["random2"]) & both, both)
+                sure = both & confident
+                flip_sure = _share((preds["random"] != preds["random2"]) & sure, sure)
         for comp in vocab.COMPOSITIONS:
             records.append(
                 {
@@ -181,6 +189,7 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
                     "composition": comp,
                     "accuracy": acc[comp],
                     "flip_rate": flip if comp == "random" else nan,
+                    "flip_rate_confident": flip_sure if comp == "random" else nan,
                 }
             )
     return records

@@ -137,7 +137,12 @@ def run_tables(
         [_batch_rows(models, r) for r in batch]
         or [
             models.iloc[:0].assign(
-                test_batch_size=0, full=False, composition="", accuracy=0.0, flip_rate=0.0
+                test_batch_size=0,
+                full=False,
+                composition="",
+                accuracy=0.0,
+                flip_rate=0.0,
+                flip_rate_confident=0.0,
             )
         ],
         ignore_index=True,

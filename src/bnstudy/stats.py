@@ -385,7 +385,8 @@ def _cell_key(setting: dict, activation: str, norm: str, groups) -> tuple:
 
 def of_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """The rows of a "gaps" or "shares" table (cells, settings) that `experiment` uses."""
-    return frame[frame["experiments"].str.split().map(lambda e: experiment in e)]
+    held = [experiment in str(e).split() for e in frame["experiments"]]
+    return frame.loc[np.asarray(held, bool)]
 
 
 CLAIM_EXPERIMENTS = vocab.CLAIM_EXPERIMENTS
