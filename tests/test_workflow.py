@@ -152,10 +152,10 @@ def test_every_comparison_has_exactly_one_verdict_and_the_reference_is_convex(sm
         pd.read_csv(f) for f in sorted(stats_dir.glob("*.csv")) if "verdict" in pd.read_csv(f)
     ]
     assert len(verdicts) == 1  # only shares.csv carries verdicts
-    keys = ["dataset", "placement", "depth", "width", "activation", "norm"]
+    keys = [*vocab.CELL_KEYS]  # one row per cell: its setting, activation, norm and groups
     assert not verdicts[0].duplicated(keys).any()
     gaps = pd.read_csv(stats_dir / "gaps.csv")
-    assert not gaps.duplicated(["dataset", "placement", "depth", "width"]).any()
+    assert not gaps.duplicated(list(vocab.SETTING_KEYS)).any()
     ref = pd.read_parquet(smoke_run / grid.STUDY_FILES["reference"])
     config = smoke_config()
     assert set(ref.seed) == set(config["training"]["seeds"])
