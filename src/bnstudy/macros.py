@@ -449,8 +449,11 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
             for d in ordered(one_class.index, vocab.DATASETS)
         ]
     )
+    bs = bs.reindex(
+        columns=[*bs.columns.drop("flip_rate_confident", errors="ignore"), "flip_rate_confident"]
+    )
     per_cell = bs.groupby([*vocab.CELL_KEYS, "full", "test_batch_size", "composition"])[
-        ["accuracy", "flip_rate", "flip_rate_confident"]
+        ["accuracy", "flip_rate", "flip_rate_confident"]  # (absent from older runs: NaN)
     ].mean()
     per_cell = per_cell.reset_index()
     b0, b1 = int(measured["test_batch_size"].min()), int(measured["test_batch_size"].max())
