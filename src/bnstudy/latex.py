@@ -99,13 +99,22 @@ def compile_paper(
         "-file-line-error",
         "main.tex",
     ]
-    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
-    warnings = latex_warnings(build)
+    output = ""
+    for _ in range(3):
+        proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+        output += proc.stdout + proc.stderr
+        warnings = latex_warnings(build)
+        # latexmk occasionally stops after one pass, before bibtex, calling everything
+        # up to date (seen with latexmk 4.79 on a fresh build folder): run it again, forced
+        settled = (build / "main.bbl").is_file() and not any("Rerun" in w for w in warnings)
+        if proc.returncode != 0 or settled:
+            break
+        cmd = ["latexmk", "-g", *cmd[1:]] if "-g" not in cmd else cmd
+    proc.stdout = output
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         Path(log).write_text(
             proc.stdout
-            + proc.stderr
             + f"\n{len(warnings)} LaTeX warnings\n"
             + "".join(w + "\n" for w in warnings)
         )
