@@ -103,10 +103,8 @@ def _setting(row) -> tuple:
 
 
 def _where(frame: pd.DataFrame, setting: tuple) -> pd.DataFrame:
-    mask = np.ones(len(frame), bool)
-    for k, v in zip(vocab.SETTING_KEYS, setting):
-        mask &= (frame[k] == v).to_numpy()
-    return frame[mask]
+    """The rows of `frame` in `setting` (values of vocab.SETTING_KEYS)."""
+    return frame[stats.rows_matching(frame, **dict(zip(vocab.SETTING_KEYS, setting)))]
 
 
 def _setting_name(gaps: pd.DataFrame, setting: tuple) -> str:

@@ -49,6 +49,14 @@ LEVEL = vocab.CONFIDENCE_LEVEL
 SETTING = list(vocab.SETTING_KEYS)  # what must match for two cells to be compared
 
 
+def rows_matching(frame: pd.DataFrame, **keys) -> pd.Series:
+    """Boolean mask of the rows of `frame` whose columns equal `keys`."""
+    mask = pd.Series(True, index=frame.index)
+    for k, v in keys.items():
+        mask &= frame[k] == v
+    return mask
+
+
 def t_interval(x, level: float = LEVEL) -> tuple[float, float, float]:
     """(mean, low, high): Student-t interval for the mean of `x` (NaN bounds when n < 2)."""
     x = np.asarray(x, dtype=float)
@@ -497,9 +505,7 @@ def strong_form(
     rows = []
     for key, g in runs.groupby(SETTING, sort=True):
         setting = dict(zip(SETTING, key))
-        where = gaps
-        for k, v in setting.items():
-            where = where[where[k] == v]
+        where = gaps[rows_matching(gaps, **setting)]
         discriminates = bool(where["discriminates"].iloc[0]) if len(where) else False
         relu = g[(g["activation"] == RELU_BN[0]) & (g["norm"] == RELU_BN[1])]
         nonlinear = relu.set_index("seed")["test_acc"]
@@ -507,9 +513,7 @@ def strong_form(
             cell = g[(g["activation"] == act) & (g["norm"] == norm)]
             if cell.empty:
                 continue
-            b = own
-            for k, v in {**setting, "activation": act, "norm": norm}.items():
-                b = b[b[k] == v]
+            b = own[rows_matching(own, **setting, activation=act, norm=norm)]
             accs = {
                 "inference": cell.set_index("seed")["test_acc"],
                 "batch": b.set_index("seed")["accuracy"],

@@ -54,12 +54,7 @@ def _dataset_label(frame: pd.DataFrame, row) -> str:
     return name if len(same) <= 1 else f"{name} ({row.placement}, d{row.depth}, w{row.width})"
 
 
-def _is(frame: pd.DataFrame, **keys) -> pd.Series:
-    """Boolean mask of the rows of `frame` whose columns equal `keys`."""
-    mask = pd.Series(True, index=frame.index)
-    for k, v in keys.items():
-        mask &= frame[k] == v
-    return mask
+_is = stats.rows_matching
 
 
 # The compositions the main table shows (those the run has), in this order.
