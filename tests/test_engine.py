@@ -246,6 +246,33 @@ def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
         )
 
 
+def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():
+    """A batch of the whole training split is the same batch in any order, so every draw of the
+    probe gives the full-batch gradient at the initialization the trainer gives that model
+    (seed, activation of the family) on its own seed's split."""
+    import jax
+
+    splits = {s: data.prepare("spirals", seed=s, n_samples=300) for s in (0, 1)}
+    spec = models.ModelSpec(2, 2, ("identity", "relu"), "batchnorm", "pre", 3, 16)
+    seeds, choices = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1], np.int32)
+    n = len(splits[0].x_train)
+    norms = probes.init_gradient_norms(spec, seeds, choices, splits, [n])[n]
+    graphdef, params, stats = train.init_models(spec, seeds, choices)
+    for m, seed in enumerate(seeds):
+        ds = splits[int(seed)]
+        p, s = probes.unstack(params, m), probes.unstack(stats, m)
+
+        def loss(p, s=s, ds=ds):
+            logits = models.apply(graphdef, p, s, ds.x_train, train=True)[0]
+            return train.cross_entropy(logits, ds.y_train)
+
+        expected = np.asarray(train.kernel_norms(jax.grad(loss)(p)))
+        np.testing.assert_allclose(norms[m], expected, rtol=1e-4)
+    assert not np.allclose(norms[0], norms[2])  # the activation matters
+    with pytest.raises(ValueError, match="init batch size 1000 must be between 2 and the"):
+        probes.init_gradient_norms(spec, seeds, choices, splits, [1000])
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

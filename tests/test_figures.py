@@ -108,12 +108,24 @@ def _row(
                     else np.nan,
                 }
             )
-    grads = np.exp(0.2 * (depth - np.arange(depth + 1)) * (norm == "batchnorm")) * rng.uniform(
-        0.9, 1.1, depth + 1
-    )
     keys = {k: r[k] for k in ("experiment", *vocab.RUN_KEYS)}
     r["_batch"] = [{**keys, **x} for x in batch] if bn else []
-    r["_layers"] = [{**keys, "layer": i, "grad_norm_init": float(g)} for i, g in enumerate(grads)]
+    r["_layers"] = []
+    for b in sorted({4, 16, batch_size}) if experiment == "E4" else [batch_size]:
+        rate = 0.2 + 1 / b  # smaller batches: faster growth, as in Proposition 6
+        grads = np.exp(rate * (depth - np.arange(depth + 1)) * (norm == "batchnorm"))
+        grads = grads * rng.uniform(0.9, 1.1, depth + 1)
+        r["_layers"] += [
+            {
+                **keys,
+                "grad_batch_size": b,
+                "draws": 2048 // b,
+                "input_rank": 64,
+                "layer": i,
+                "grad_norm_init": float(g),
+            }
+            for i, g in enumerate(grads)
+        ]
     return r
 
 
@@ -250,7 +262,7 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
         "layers": layers,
         "boundaries": boundaries,
         "reference": reference,
-        **stats.study(metrics, reference),
+        **stats.study(metrics, reference, batch),
         "benchmarks": results.read_benchmarks([]),
     }
 

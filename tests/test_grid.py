@@ -299,7 +299,14 @@ def fake_run(cell: grid.Cell, seeds, lrs, val_acc, diverged=None, sizes=(2, "ful
         for b in sizes
         for c in ("random", "class")
     ]
-    grads = np.ones((n, cell.depth + 1))
+    grads = [
+        {
+            "grad_batch_size": cell.batch_size,
+            "draws": 1,
+            "norms": np.ones((n, cell.depth + 1)),
+            "input_rank": np.full(n, 40),
+        }
+    ]
     history = {"val_acc": np.outer([0.1, 0.2], np.ones(n))}
     return results.run_tables(
         ident,

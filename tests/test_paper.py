@@ -91,7 +91,9 @@ def test_a_sparse_run_still_defines_every_macro(synthetic):
     e1 = synthetic["metrics"].query("experiment == 'E1' and activation != 'relu'")
     empty = {k: v.iloc[:0] for k, v in synthetic.items() if k not in ("metrics", "boundaries")}
     ref = synthetic["reference"]
-    sparse = all_macros({**empty, "metrics": e1, "reference": ref, **stats.study(e1, ref)})
+    sparse = all_macros(
+        {**empty, "metrics": e1, "reference": ref, **stats.study(e1, ref, empty["batchstats"])}
+    )
     assert set(sparse) == set(all_macros(synthetic))
     assert sparse["AnswerWord"] == "cannot discriminate"  # no ReLU + BatchNorm: no gap to measure
     assert sparse["VerdictBN"].startswith("not testable")
@@ -99,7 +101,11 @@ def test_a_sparse_run_still_defines_every_macro(synthetic):
 
 def _study(synthetic, metrics) -> dict:
     return all_macros(
-        {**synthetic, "metrics": metrics, **stats.study(metrics, synthetic["reference"])}
+        {
+            **synthetic,
+            "metrics": metrics,
+            **stats.study(metrics, synthetic["reference"], synthetic["batchstats"]),
+        }
     )
 
 

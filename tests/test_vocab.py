@@ -59,7 +59,8 @@ def test_defaults_have_one_home():
     stats = cli.build_parser().parse_args(
         [
             *("stats", "--metrics", "m", "--reference", "r", "--summary", "s"),
-            *("--gaps", "g", "--shares", "h", "--placement", "p"),
+            *("--gaps", "g", "--shares", "h", "--placement", "p", "--batchstats", "b"),
+            *("--composition", "c"),
         ]
     )
     assert (stats.alpha, stats.gap_fraction) == (

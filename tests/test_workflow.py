@@ -204,8 +204,21 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     assert per_run.isin([n * len(vocab.COMPOSITIONS) for n in (len(sizes), len(sizes) + 1)]).all()
     assert set(bs[~bs.full].test_batch_size) >= {b for b in sizes if b != vocab.FULL}
     assert bs[(bs.composition == "random") & ~bs.full].flip_rate.notna().all()
+    # gradient norms at init: every run at its training batch size (the first step's), and E4's
+    # also at the config's init_batch_sizes, each a root mean square over batches
     layers = tables["layers"]
-    assert len(layers) == (metrics.depth + 1).sum()
+    own = layers[layers.grad_batch_size == layers.batch_size]
+    assert len(own) == (metrics.depth + 1).sum()
+    e4 = layers[layers.experiment == "E4"]
+    init_sizes = config["training"]["init_batch_sizes"]
+    assert set(e4.grad_batch_size) == set(init_sizes) | set(e4.batch_size)
+    sizes_per_run = e4.groupby(results.ROW_KEYS).grad_batch_size.nunique()
+    assert (sizes_per_run == len(set(init_sizes) | set(e4.batch_size))).all()
+    assert (e4[e4.grad_batch_size == 4].draws == 2048 // 4).all()
+    assert set(layers[layers.experiment != "E4"].grad_batch_size) <= set(metrics.batch_size)
+    rank = layers.groupby("dataset").input_rank.unique()  # the centred inputs' rank
+    assert list(rank["mnist1d"]) == [40] and list(rank["spirals"]) == [2]
+
     csv = pd.read_csv(smoke_run / grid.METRICS_CSV)
     pd.testing.assert_frame_equal(csv, metrics, check_dtype=False)
     assert set(config["training"]["lrs"]) <= set(metrics.lr)  # the config's numbers, exactly

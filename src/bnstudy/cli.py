@@ -153,6 +153,14 @@ def _add_train(sub) -> None:
         "fixed training batch-mates (test accuracy and affinity gap; E8)",
     )
     p.add_argument(
+        "--init-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also measure every layer's gradient norm at initialization at these batch sizes "
+        "(root mean square over batches; E4); by default only the first training step's",
+    )
+    p.add_argument(
         "--extend-edges",
         type=int,
         default=vocab.TRAINING_DEFAULTS["extend_edges"],
@@ -278,7 +286,12 @@ def _run_train(args) -> None:
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
         scalars, batch, grads = probes.measure(
-            spec, result, splits, sizes, conditional=cfg.batch_size if args.conditional else None
+            spec,
+            result,
+            splits,
+            sizes,
+            conditional=cfg.batch_size if args.conditional else None,
+            init_batch_sizes=args.init_batch_sizes,
         )
         ident = dict(
             dataset=ds.name,
@@ -478,20 +491,23 @@ def _add_analysis(p) -> None:
 def _add_stats(sub) -> None:
     p = sub.add_parser(
         "stats",
-        help="per-cell means and intervals, the claims' tests, the placement tests (CSV)",
+        help="per-cell means and intervals, the claims' tests, the placement and batch "
+        "composition tests (CSV)",
         description="Read the metrics table and the linear reference and write: SUMMARY (one row "
         "per experiment and cell: mean test accuracy over seeds with a 95%% Student-t interval), "
         "GAPS (E1: the nonlinearity gap per setting, one-sided paired t-test, Holm over settings), "
-        "SHARES (E1: the share of the gap each cell recovers, Fieller interval, verdict) and "
-        "PLACEMENT (E5).",
+        "SHARES (E1: the share of the gap each cell recovers, Fieller interval, verdict), "
+        "PLACEMENT (E5) and COMPOSITION (E3: one-class minus random test batches).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--metrics", required=True, help="results/metrics.parquet")
+    p.add_argument("--batchstats", required=True, help="results/batchstats.parquet")
     p.add_argument("--reference", required=True, help="results/reference.parquet")
     p.add_argument("--summary", required=True, help="output CSV")
     p.add_argument("--gaps", required=True, help="output CSV")
     p.add_argument("--shares", required=True, help="output CSV")
     p.add_argument("--placement", required=True, help="output CSV")
+    p.add_argument("--composition", required=True, help="output CSV")
     _add_analysis(p)
     p.set_defaults(func=_run_stats)
 
@@ -505,6 +521,7 @@ def _run_stats(args) -> None:
     tables = stats.study(
         pd.read_parquet(args.metrics),
         pd.read_parquet(args.reference),
+        pd.read_parquet(args.batchstats),
         f=args.gap_fraction,
         alpha=args.alpha,
         min_gap=args.min_gap,

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from bnstudy import grid, stats, vocab  # noqa: E402
+from bnstudy import grid, stats, theory, vocab  # noqa: E402
 from bnstudy.names import canonical, composition, label, network, ordered  # noqa: E402
 from bnstudy.results import atomic_output  # noqa: E402
 from bnstudy.tables import DYNAMICS_CELLS, DYNAMICS_NORMS  # noqa: E402
@@ -326,9 +326,10 @@ def geo_ci95(x):
 def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
     """(a) gradient norm of the input layer at initialization versus depth; (b) gradient norm
     per layer at initialization for the deepest networks (geometric means, intervals of the log);
-    (c) final test accuracy versus depth."""
+    (c) final test accuracy versus depth; (d) the input layer's growth per added layer against
+    the batch size of the gradient, beside the mean-field predictions (bnstudy.theory)."""
     runs = _with_labels(stats.selected(metrics, "E4"))
-    grads = _with_labels(stats.selected(layers, "E4"))
+    grads = _with_labels(stats.at_training_batch(stats.selected(layers, "E4")))
     if runs.empty:
         return _empty(path, "no E4 runs")
     runs = runs.merge(
@@ -344,7 +345,7 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
     deepest = grads[grads["depth"] == grads["depth"].max()]
     lines = {"hue": "network", "hue_order": order, "palette": pal, "marker": "o", **styles}
     log_kw = {"estimator": geomean, "errorbar": geo_ci95}
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(TEXTWIDTH, 2.6), layout="constrained")
+    fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(TEXTWIDTH, 4.6), layout="constrained")
     sns.lineplot(runs, x="depth", y="grad_input", ax=a, legend=False, **lines, **log_kw)
     a.set(
         yscale="log",
@@ -375,10 +376,37 @@ def e4_depth(metrics: pd.DataFrame, layers: pd.DataFrame, path) -> None:
         depths = sorted(runs["depth"].unique())
         ax.set_xticks(depths, [str(int(d)) for d in depths])
         ax.minorticks_off()
+    _growth_by_batch(layers, d, pal)
     handles, labels = c.get_legend_handles_labels()
     c.get_legend().remove()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
     _save(fig, path)
+
+
+def _growth_by_batch(layers: pd.DataFrame, ax, pal: dict) -> None:
+    """E4 (d): measured growth per layer (points, intervals over seeds) against the batch size of
+    the gradient; lines: the predictions (dashed where only the large-batch limit is known)."""
+    fits = stats.depth_growth_by_batch(layers, "E4")
+    for (act, norm), f in fits.groupby(["activation", "norm"], sort=False):
+        colour = pal.get(network(act, norm), "0.3")
+        b = f["grad_batch_size"].to_numpy(float)
+        err = [f["factor"] - f["factor_lo"], f["factor_hi"] - f["factor"]]
+        ax.errorbar(b, f["factor"], yerr=err, fmt="o", color=colour, markersize=3, capsize=2)
+        if act == "identity" and norm in vocab.BATCH_STAT_NORMS:
+            grid_b = np.geomspace(max(b.min(), 4), b.max(), 100)
+            ax.plot(grid_b, [theory.linear_bn_growth(x) for x in grid_b], color=colour, lw=1)
+        elif f["predicted"].notna().any():
+            exact = bool(f["exact"].all())
+            ax.axhline(f["predicted"].iloc[0], color=colour, lw=1, ls="-" if exact else "--")
+    ax.set_xscale("log", base=2)
+    sizes = sorted(fits["grad_batch_size"].unique()) if len(fits) else []
+    ax.set_xticks(sizes, [str(int(x)) for x in sizes])
+    ax.minorticks_off()
+    ax.set(
+        xlabel="batch size of the gradient",
+        ylabel="growth per added layer",
+        title="(d) growth against theory",
+    )
 
 
 def e5_placement(metrics: pd.DataFrame, path) -> None:

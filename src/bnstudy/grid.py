@@ -56,6 +56,7 @@ STUDY_FILES = {
     "gaps": "results/stats/gaps.csv",
     "shares": "results/stats/shares.csv",
     "placement": "results/stats/placement.csv",
+    "composition": "results/stats/composition.csv",
 }
 METRICS_CSV = "results/metrics.csv"
 MACROS = "results/tex/macros.tex"
@@ -220,13 +221,14 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
 
     The batch size and groupnorm's groups are the family's own (its wildcards). A batch-statistics
     family of the strong-form experiment (vocab.BATCH_SIZE_EXPERIMENT) is also evaluated at its
-    own training batch size and as the conditional function of fixed batch-mates.
+    own training batch size and as the conditional function of fixed batch-mates. A family of the
+    depth experiment (vocab.DEPTH_EXPERIMENT) has its gradients at initialization measured at
+    the training section's `init_batch_sizes`.
     """
     s = training(config, wildcards.dataset)
-    strong = (
-        vocab.BATCH_SIZE_EXPERIMENT in family_experiments(config, wildcards)
-        and wildcards.norm in vocab.BATCH_STAT_NORMS
-    )
+    experiments = family_experiments(config, wildcards)
+    strong = vocab.BATCH_SIZE_EXPERIMENT in experiments and wildcards.norm in vocab.BATCH_STAT_NORMS
+    init_sizes = s["init_batch_sizes"] if vocab.DEPTH_EXPERIMENT in experiments else []
     sizes = list(s["test_batch_sizes"])
     if strong and int(wildcards.batch_size) not in sizes:
         sizes.insert(0, int(wildcards.batch_size))
@@ -242,6 +244,9 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
         "extend_edges": str(s["extend_edges"]),
         "groups": f"--groups {wildcards.groups}" if wildcards.norm == "groupnorm" else "",
         "conditional": "--conditional" if strong else "",
+        "init_batch_sizes": " ".join(["--init-batch-sizes", *map(str, init_sizes)])
+        if init_sizes
+        else "",
     }
 
 

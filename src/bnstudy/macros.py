@@ -31,7 +31,7 @@ from bnstudy.formats import (
     tex_escape,
 )
 from bnstudy.names import composition, join_words, label, network, ordered
-from bnstudy.tables import epoch_loss
+from bnstudy.tables import epoch_loss, growth_text
 
 PERCENT = "\\%"  # LaTeX's percent sign, after a number
 
@@ -487,11 +487,45 @@ def batch_macros(batchstats: pd.DataFrame) -> dict:
     return m
 
 
+def composition_macros(composition: pd.DataFrame) -> dict:
+    """E3's paired statements: in how many (network, test batch size) comparisons one-class
+    batches changed accuracy significantly (Holm), the range of the changes, and the
+    comparisons that were not significant."""
+    m = {
+        "CompNum": "0",
+        "CompSig": "0",
+        "CompWorse": "0",
+        "CompDropMin": MISSING,
+        "CompDropMax": MISSING,
+        "CompNotSig": "none",
+    }
+    if composition.empty:
+        return m
+    sig = composition[composition["significant"].astype(bool)]
+    m["CompNum"], m["CompSig"] = str(len(composition)), str(len(sig))
+    worse = sig[sig["diff"] < 0]
+    m["CompWorse"] = str(len(worse))
+    if len(worse):
+        m["CompDropMin"] = points(-worse["diff"].max())
+        m["CompDropMax"] = points(-worse["diff"].min())
+    rest = composition[~composition["significant"].astype(bool)]
+    if len(rest):
+        m["CompNotSig"] = join_words(
+            [
+                f"{network(r.activation, r.norm)} on {label(r.dataset)} at test batch size "
+                f"{int(r.test_batch_size)} (${points(r.diff, '+')}$ points, "
+                f"$p_{{\\mathrm{{Holm}}}} = {r.p_diff_holm:.2f}$)"
+                for r in rest.itertuples()
+            ]
+        )
+    return m
+
+
 def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
     """E4: the growth factor per added layer of the input layer's gradient norm at
     initialization, and the test accuracy of the deepest networks."""
     runs = stats.selected(df, "E4")
-    first_layer = stats.selected(layers, "E4")
+    first_layer = stats.at_training_batch(stats.selected(layers, "E4"))
     first_layer = first_layer[first_layer["layer"] == 0]
     from bnstudy import theory
 
@@ -507,6 +541,7 @@ def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.AL
         m[f"GradGrowth{tag}"] = MISSING
         m[f"GradGrowthVerdict{tag}"] = "was not measured"
         m[f"AccDeep{tag}"] = MISSING
+    m |= growth_by_batch_macros(layers)
     if runs.empty:
         return m
     m["MinDepth"], m["MaxDepth"] = str(int(runs["depth"].min())), str(int(runs["depth"].max()))
@@ -531,6 +566,55 @@ def depth_macros(df: pd.DataFrame, layers: pd.DataFrame, alpha: float = stats.AL
         m[f"AccDeep{tag}"] = _acc(
             pd.Series(dict(zip(("mean", "ci_lo", "ci_hi"), stats.t_interval(deep["test_acc"]))))
         )
+    return m
+
+
+def growth_by_batch_macros(layers: pd.DataFrame) -> dict:
+    """E4 at several gradient batch sizes: identity + BatchNorm's measured growth per layer
+    against Proposition 6's sqrt((B - 2) / (B - 3)), whether every prediction lies in its
+    interval, and ReLU + BatchNorm's growth at the smallest and largest size."""
+    fits = stats.depth_growth_by_batch(layers, "E4")
+    m = {
+        "GradBatchSizes": MISSING,
+        "GradInputRank": MISSING,
+        "GradGrowthBNByBatch": MISSING,
+        "GradGrowthBNCover": MISSING,
+        "GradGrowthReluBNByBatch": MISSING,
+    }
+    if fits.empty:
+        return m
+    m["GradBatchSizes"] = join_words(
+        [str(int(b)) for b in sorted(fits["grad_batch_size"].unique())]
+    )
+    e4 = stats.selected(layers, "E4")
+    if "input_rank" in e4.columns:
+        ranks = e4.groupby("dataset")["input_rank"].min()
+        m["GradInputRank"] = join_words(
+            [f"{int(ranks[d])} for {label(d)}" for d in ordered(ranks.index, vocab.DATASETS)]
+        )
+
+    def listed(rows, predicted: bool) -> str:
+        return join_words(
+            [
+                f"{growth_text(r, 3)} at batch {int(r['grad_batch_size'])}"
+                + (f" (predicted {r['predicted']:.3f})" if predicted else "")
+                for _, r in rows.iterrows()
+            ]
+        )
+
+    bn = fits[stats.rows_matching(fits, activation=vocab.BN_ONLY[0], norm=vocab.BN_ONLY[1])]
+    if len(bn):
+        m["GradGrowthBNByBatch"] = listed(bn, predicted=True)
+        inside = (bn["factor_lo"] <= bn["predicted"]) & (bn["predicted"] <= bn["factor_hi"])
+        m["GradGrowthBNCover"] = (
+            "each interval holds its prediction"
+            if inside.all()
+            else "the prediction lies outside the interval at batch "
+            + join_words([str(int(b)) for b in bn.loc[~inside, "grad_batch_size"]])
+        )
+    relu = fits[stats.rows_matching(fits, activation=vocab.RELU_BN[0], norm=vocab.RELU_BN[1])]
+    if len(relu):
+        m["GradGrowthReluBNByBatch"] = listed(relu, predicted=False)
     return m
 
 
@@ -666,7 +750,7 @@ def macros(
 ) -> dict:
     """Every macro the paper uses, name -> LaTeX text, from the study tables (input name -> table:
     metrics, history, batchstats, layers, reference, summary, gaps, shares, placement,
-    benchmarks)."""
+    composition, benchmarks)."""
     df = inputs["metrics"]
     m = {
         "GapFraction": f"{100 * gap_fraction:g}",
@@ -686,6 +770,7 @@ def macros(
     m |= anchor_macros(inputs["summary"], inputs["reference"])
     m |= collapse_macros(df)
     m |= batch_macros(inputs["batchstats"])
+    m |= composition_macros(inputs["composition"])
     m |= depth_macros(df, inputs["layers"], alpha)
     m |= placement_macros(inputs["placement"])
     return m

@@ -10,6 +10,8 @@
 - `affinity_gap`: how far any network is from affine on test data: the midpoint defect
   ||f((x+y)/2) - (f(x)+f(y))/2|| relative to the logits' spread ||f(x) - mean f||.
 - `boundary`: predictions on a 2-D grid, for decision-boundary pictures.
+- `init_gradient_norms`: every Linear kernel's gradient norm at initialization, root mean square
+  over batches of a given size drawn from the training split (E4's batch dependence).
 """
 
 from __future__ import annotations
@@ -246,6 +248,58 @@ def conditional_measures(graphdef, params, stats, ds, batch_size: int) -> dict[s
     return {"cond_test_acc": acc, "cond_affine_gap": gap_of(f[:, n:])}
 
 
+# ---------------------------------------------------------------- gradients at initialization
+
+INIT_EXAMPLES = 2048  # training examples per batch size over which init gradients are averaged
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def _mean_square_kernel_grads(graphdef, params, stats, x, y):
+    """(models, depth + 1): each kernel's squared gradient norm, mean over the batches
+    x (models, batches, b, features) of each model, batch statistics as in training."""
+
+    def one_model(p, s, xs, ys):
+        def one_batch(xy):
+            xb, yb = xy
+            loss = lambda p: train.cross_entropy(  # noqa: E731
+                models.apply(graphdef, p, s, xb, train=True)[0], yb
+            )
+            return train.kernel_norms(jax.grad(loss)(p)) ** 2
+
+        return jax.lax.map(one_batch, (xs, ys)).mean(0)
+
+    return jax.vmap(one_model)(params, stats, x, y)
+
+
+def init_gradient_norms(
+    spec: models.ModelSpec, seeds, choices, splits: dict, batch_sizes, seed: int = 0
+) -> dict[int, np.ndarray]:
+    """batch size b -> (models, depth + 1): the gradient norm of each Linear kernel (input layer
+    first, head last) at the initialization the trainer gives model i (`seeds[i]`, activation
+    `choices[i]` of the family), root mean square over INIT_EXAMPLES // b batches of b examples
+    drawn without replacement from that seed's training split (`splits`: seed -> Dataset).
+
+    The mean over batches estimates the expectation the mean-field theory predicts
+    (bnstudy.theory); the trainer's own record is a single batch."""
+    graphdef, params, stats = train.init_models(spec, seeds, choices)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in batch_sizes:
+        n = min(len(splits[int(s)].x_train) for s in seeds)
+        if not 2 <= b <= n:
+            raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
+        draws = max(1, INIT_EXAMPLES // b)
+        x, y = [], []
+        for s in seeds:
+            ds = splits[int(s)]
+            idx = rng.permuted(np.tile(np.arange(len(ds.x_train)), (draws, 1)), axis=1)[:, :b]
+            x.append(np.asarray(ds.x_train, np.float32)[idx])
+            y.append(np.asarray(ds.y_train)[idx])
+        sq = _mean_square_kernel_grads(graphdef, params, stats, np.stack(x), np.stack(y))
+        out[int(b)] = np.sqrt(np.asarray(sq, np.float64))
+    return out
+
+
 # ---------------------------------------------------------------- the affine fold
 
 
@@ -373,7 +427,8 @@ def measure(
     splits: dict,
     test_batch_sizes,
     conditional: int | None = None,
-) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray]:
+    init_batch_sizes=(),
+) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
     """Everything measured on one trained cell or family, per model (activation x seed x lr),
     each model on its own seed's split (`splits`: seed -> data.Dataset):
 
@@ -381,8 +436,9 @@ def measure(
       architecture are NaN, so every cell has the same columns;
     - the batch-statistics records of `batch_stat_probe`, each with its models' indices
       (none unless the norm uses batch statistics);
-    - the gradient norm of each Linear kernel at initialization, shape (models, depth + 1)
-      (recorded by the trainer at its first step).
+    - the gradient norms of each Linear kernel at initialization, as records for
+      `results.run_tables`: the trainer's first step (one batch of the training batch size),
+      replaced by `init_gradient_norms` at `init_batch_sizes` when these are given (E4).
 
     `conditional` (a batch size m; batch-statistics networks only): also measure the conditional
     function with m - 1 fixed batch-mates (`conditional_measures`).
@@ -426,7 +482,25 @@ def measure(
         }
         | {k: cols[k] for k in names[at:]}
     )
-    return cols, batch, result.grad_norms_init
+    rank = {  # the dimension of the centred inputs, which caps that of any batch's representation
+        int(s): np.linalg.matrix_rank(splits[int(s)].x_train - splits[int(s)].x_train.mean(0))
+        for s in np.unique(result.seeds)
+    }
+    input_rank = np.array([rank[int(s)] for s in result.seeds])
+    grads = []
+    if len(init_batch_sizes):
+        choices = np.array([spec.activations.index(a) for a in result.activations], np.int32)
+        for b, norms in init_gradient_norms(
+            spec, result.seeds, choices, splits, init_batch_sizes
+        ).items():
+            grads.append(
+                {"grad_batch_size": b, "draws": max(1, INIT_EXAMPLES // b), "norms": norms}
+            )
+    if result.batch_size not in {g["grad_batch_size"] for g in grads}:
+        grads.append(
+            {"grad_batch_size": result.batch_size, "draws": 1, "norms": result.grad_norms_init}
+        )
+    return cols, batch, [{**g, "input_rank": input_rank} for g in grads]
 
 
 def _measure_split(spec, result, idx, ds) -> dict[str, np.ndarray]:

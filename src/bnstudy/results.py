@@ -106,16 +106,18 @@ def run_tables(
     lrs,
     scalars: dict,
     batch: list[dict],
-    grads: np.ndarray,
+    grads: list[dict],
     history: dict[str, np.ndarray],
 ) -> dict[str, pd.DataFrame]:
     """The tables of one trained cell, from what `bnstudy.probes.measure` and the trainer return.
 
     `ident`: the cell keys (plus groups); `seeds`, `lrs`: one entry per model; `scalars`: column
     -> (models,); `batch`: batch-statistics records (each of the models it lists under
-    "models", all models if absent; values (models,) or scalars); `grads`: (models, layers); `history`:
-    column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
-    (x test batch size x composition) and layers (x layer).
+    "models", all models if absent; values (models,) or scalars); `grads`: records of gradient norms
+    at initialization, each {"grad_batch_size": b, "draws": batches averaged over, "norms":
+    (models, layers), "input_rank": (models,) rank of the centred training inputs}; `history`: column -> (epochs, models). Returns run (one row per model),
+    history (x epoch), batchstats (x test batch size x composition) and layers (x gradient batch
+    size x layer).
     """
     models = pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
     m = len(models)
@@ -149,21 +151,30 @@ def run_tables(
     )
     layers = pd.concat(
         [
-            models.loc[np.repeat(np.arange(m), grads.shape[1])].reset_index(drop=True),
-            pd.DataFrame(
-                {
-                    "layer": np.tile(np.arange(grads.shape[1]), m),
-                    "grad_norm_init": np.asarray(grads, np.float64).ravel(),
-                }
-            ),
+            pd.concat(
+                [
+                    models.loc[np.repeat(np.arange(m), g["norms"].shape[1])].reset_index(drop=True),
+                    pd.DataFrame(
+                        {
+                            "grad_batch_size": g["grad_batch_size"],
+                            "draws": g["draws"],
+                            "input_rank": np.repeat(g["input_rank"], g["norms"].shape[1]),
+                            "layer": np.tile(np.arange(g["norms"].shape[1]), m),
+                            "grad_norm_init": np.asarray(g["norms"], np.float64).ravel(),
+                        }
+                    ),
+                ],
+                axis=1,
+            )
+            for g in grads
         ],
-        axis=1,
+        ignore_index=True,
     )
     return {
         "run": run,
         "history": _sort(hist, RUN_KEYS + ["epoch"]),
         "batchstats": _sort(batchstats, RUN_KEYS + ["full", "test_batch_size", "composition"]),
-        "layers": _sort(layers, RUN_KEYS + ["layer"]),
+        "layers": _sort(layers, RUN_KEYS + ["grad_batch_size", "layer"]),
     }
 
 
@@ -310,7 +321,7 @@ def collect(
     extra = {
         "history": ["epoch"],
         "batchstats": ["full", "test_batch_size", "composition"],
-        "layers": ["layer"],
+        "layers": ["grad_batch_size", "layer"],
     }
     for kind, keys in extra.items():
         table = _decimal_lr(_read_cells(files[kind], cells, complete=kind == "history"))

@@ -213,6 +213,42 @@ def placement_effects(
     return out
 
 
+COMPOSITION_KEYS = [*vocab.CELL_KEYS, "test_batch_size"]
+
+
+def composition_effects(batchstats: pd.DataFrame, experiment: str = "E3", alpha: float = ALPHA):
+    """E3, per network and test batch size (not the whole set): accuracy with one-class batches
+    minus accuracy with random batches in batch-statistics mode, paired over seeds, Holm-corrected
+    over the family. One row each, with the two means, the difference, its interval and p."""
+    bs = selected(batchstats, experiment)
+    bs = bs[~bs["full"].astype(bool)]
+    rows = []
+    for key, g in bs.groupby(COMPOSITION_KEYS, sort=True):
+        one_class, random = (
+            g[g["composition"] == c].set_index("seed")["accuracy"].dropna()
+            for c in ("class", "random")
+        )
+        if one_class.empty or random.empty:
+            continue
+        diff, lo, hi, p = paired(one_class, random)
+        rows.append(
+            {
+                **dict(zip(COMPOSITION_KEYS, key)),
+                "mean_random": random.mean(),
+                "mean_class": one_class.mean(),
+                "diff": diff,
+                "diff_lo": lo,
+                "diff_hi": hi,
+                "p_diff": p,
+            }
+        )
+    columns = [*COMPOSITION_KEYS, "mean_random", "mean_class", "diff", "diff_lo", "diff_hi"]
+    out = pd.DataFrame(rows, columns=[*columns, "p_diff"])
+    out["p_diff_holm"] = holm(out["p_diff"])
+    out["significant"] = out["p_diff_holm"] < alpha
+    return out
+
+
 # ------------------------------------------------------------------------------ the claims design
 
 CLAIM_NETWORKS = (BN_ONLY, ZSCORE_ONLY)  # the networks whose verdicts the answer conjoins
@@ -572,17 +608,50 @@ def depth_growth_by_seed(frame: pd.DataFrame, level: float = LEVEL) -> dict:
     }
 
 
+def at_training_batch(layers: pd.DataFrame) -> pd.DataFrame:
+    """The gradient norms at initialization measured at each run's own training batch size
+    (results without `grad_batch_size` hold only those)."""
+    if "grad_batch_size" not in layers.columns:
+        return layers
+    return layers[layers["grad_batch_size"] == layers["batch_size"]]
+
+
+def depth_growth_by_batch(layers: pd.DataFrame, experiment: str, level: float = LEVEL):
+    """One row per (activation, norm, placement, gradient batch size) of `experiment`'s selected
+    runs: `depth_growth_by_seed` of the input layer's gradient norm at initialization, beside
+    bnstudy.theory.predicted_growth (`predicted`, and `exact`: False where the theory gives only
+    the large-batch limit), whose rank cap is min(input rank, width)."""
+    from bnstudy import theory
+
+    first = selected(layers, experiment)
+    first = first[first["layer"] == 0]
+    if "grad_batch_size" not in first.columns:  # results from before the batch-size probe
+        first = first.assign(grad_batch_size=first["batch_size"], input_rank=np.iinfo(int).max)
+    keys = ["activation", "norm", "placement", "grad_batch_size"]
+    rows = []
+    for key, g in first.groupby(keys, sort=True):
+        fit = depth_growth_by_seed(g.rename(columns={"grad_norm_init": "grad"}), level)
+        rank = min(int(g["input_rank"].min()), int(g["width"].min()))
+        predicted, exact = theory.predicted_growth(*key[:3], int(key[3]), rank)
+        rows.append({**dict(zip(keys, key)), **fit, "predicted": predicted, "exact": exact})
+    columns = [*keys, "factor", "factor_lo", "factor_hi", "p", "n_seeds", "predicted", "exact"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def study(
     df: pd.DataFrame,
     ref: pd.DataFrame,
+    batchstats: pd.DataFrame,
     f: float = GAP_FRACTION,
     alpha: float = ALPHA,
     min_gap: float = MIN_GAP,
 ) -> dict[str, pd.DataFrame]:
-    """The statistics of a metrics table and its linear reference: "summary" (per cell), "gaps"
-    and "shares" (`claims` on E1, E8 and E9) and "placement" (E5)."""
+    """The statistics of a metrics table, its linear reference and its batch-statistics table:
+    "summary" (per cell), "gaps" and "shares" (`claims` on E1, E8 and E9), "placement" (E5) and
+    "composition" (E3)."""
     return {
         "summary": summarize(df),
         **claims(df, ref, f=f, alpha=alpha, min_gap=min_gap),
         "placement": placement_effects(df, alpha=alpha),
+        "composition": composition_effects(batchstats, alpha=alpha),
     }

@@ -18,6 +18,7 @@ from bnstudy.formats import (
     diff_ci,
     p_equals,
     pct,
+    points,
     pvalue,
     sci,
     seconds,
@@ -181,18 +182,40 @@ def anchors(
 def depth_growth(layers: pd.DataFrame, cell, experiment: str = "E4") -> dict:
     """`stats.depth_growth_by_seed` of the input layer's gradient norm at initialization of one
     (activation, norm) in `experiment`, over its depths."""
-    first = stats.selected(layers, experiment)
+    first = stats.at_training_batch(stats.selected(layers, experiment))
     first = first[_is(first, layer=0, activation=cell[0], norm=cell[1])]
     return stats.depth_growth_by_seed(first.rename(columns={"grad_norm_init": "grad"}))
 
 
-def growth_text(fit: dict) -> str:
+def growth_text(fit, digits: int = 2) -> str:
     """'1.22 [1.21, 1.23]' from a depth-growth fit; '--' when it could not be fitted."""
     if not np.isfinite(fit["factor"]):
         return "--"
     if not np.isfinite(fit["factor_lo"]):
-        return f"{fit['factor']:.2f}"
-    return f"{fit['factor']:.2f} [{fit['factor_lo']:.2f}, {fit['factor_hi']:.2f}]"
+        return f"{fit['factor']:.{digits}f}"
+    return (
+        f"{fit['factor']:.{digits}f} [{fit['factor_lo']:.{digits}f}, {fit['factor_hi']:.{digits}f}]"
+    )
+
+
+def e4(layers: pd.DataFrame, experiment: str = "E4") -> str:
+    """E4: the input layer's gradient growth per added layer at initialization, per network and
+    the batch size of the gradient, beside the mean-field prediction (a dagger where the theory
+    gives only the large-batch limit)."""
+    fits = stats.depth_growth_by_batch(layers, experiment)
+    header = ["Network", "Batch size", "Measured", "Predicted"]
+    rows = []
+    for _, r in fits.iterrows():
+        predicted = "--" if not np.isfinite(r["predicted"]) else f"{r['predicted']:.3f}"
+        if np.isfinite(r["predicted"]) and not r["exact"]:
+            predicted += "$^\\dagger$"
+        network_name = composition(r["activation"], r["norm"])
+        rows.append([network_name, str(int(r["grad_batch_size"])), growth_text(r, 3), predicted])
+    names = [row[0] for row in rows]
+    for i in range(len(rows) - 1, 0, -1):  # the network's name once, on its first row
+        if names[i] == names[i - 1]:
+            rows[i][0] = ""
+    return tabular(header, rows, "lrrr", rules_before=_changes(names))
 
 
 def e8(metrics: pd.DataFrame, batchstats: pd.DataFrame, reference: pd.DataFrame, gaps) -> str:
@@ -325,6 +348,34 @@ def placement(placement: pd.DataFrame) -> str:
         for r in e.itertuples()
     ]
     return tabular(header, rows, "llrrrr", _changes(list(e["dataset"])))
+
+
+def e3(composition: pd.DataFrame) -> str:
+    """E3, per dataset and network: test accuracy with one-class batches minus that with random
+    batches (points, mean over seeds) at each test batch size; an asterisk where the paired test
+    rejects no difference after Holm's correction over the family (stats.composition_effects)."""
+    effects = composition
+    sizes = sorted(effects["test_batch_size"].unique())
+    header = ["Dataset", "Network", *[f"$m={int(b)}$" for b in sizes]]
+    keys = ["dataset", "activation", "norm", "placement", "depth", "width", "batch_size", "groups"]
+    e = canonical(effects, keys + ["test_batch_size"])
+    rows, datasets = [], []
+    for key, g in e.groupby(keys, sort=False):
+        by_size = g.set_index("test_batch_size")
+        cells = []
+        for b in sizes:
+            if b not in by_size.index:
+                cells.append("--")
+                continue
+            r = by_size.loc[b]
+            star = "$^*$" if r["significant"] else ""
+            cells.append(f"${points(r['diff'], '+')}${star}")
+        rows.append([label(key[0]), network(key[1], key[2]), *cells])
+        datasets.append(key[0])
+    for i in range(len(rows) - 1, 0, -1):  # the dataset's name once, on its first row
+        if datasets[i] == datasets[i - 1]:
+            rows[i][0] = ""
+    return tabular(header, rows, "ll" + "r" * len(sizes), _changes(datasets))
 
 
 DYNAMICS_NORMS = vocab.AFFINE_NORMS  # E7: identity networks with these norms (one function class)

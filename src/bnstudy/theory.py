@@ -10,6 +10,10 @@
 - `plain_growth(activation)`: the same factor without normalization under LeCun-normal weights
   (variance 1 / fan-in), sqrt(E[phi'(h)^2]); for a positively homogeneous activation such as ReLU
   it does not depend on the pre-activations' scale: sqrt(1/2) for ReLU (He et al., 2015).
+- `linear_bn_growth(batch_size, rank)`: the identity + BatchNorm factor at a finite batch B,
+  sqrt((r - 1) / (r - 2)) with r = min(B - 1, features, width) (the paper's Proposition 6,
+  derived under the same mean-field assumptions): sqrt((B - 2) / (B - 3)) when the batch is the
+  cap; it tends to `bn_growth("identity")` = 1 as r grows and is infinite for r <= 2.
 - `conditional_z(z, mates, epsilon)`: Proposition 3's closed form, the z-score of one example's
   pre-activation z in a batch with fixed batch-mates.
 
@@ -66,6 +70,44 @@ def plain_growth(activation: str) -> float:
     weights: sqrt(E[phi'(h)^2]) with h ~ N(0, 1) (exact at any scale for ReLU-like activations)."""
     _, dphi = _phi(activation)
     return float(np.sqrt(gaussian_mean(lambda z: dphi(z) ** 2)))
+
+
+def linear_bn_growth(batch_size: int, rank: int | None = None) -> float:
+    """Growth per layer of the Linear kernels' gradient norms at initialization of an identity +
+    BatchNorm network at batch size B (the paper's Proposition 6): sqrt((r - 1) / (r - 2)), with
+    r = min(B - 1, rank) the dimension of the centred batch representation (`rank`: the inputs'
+    and the width's cap, min(features, width); none: B - 1), infinite for r <= 2. With r = B - 1,
+    sqrt((B - 2) / (B - 3)).
+
+    Identity layers and BatchNorm keep each unit's batch vector in the r-dimensional span S of
+    the centred inputs. If each unit's pre-activations are an isotropic Gaussian h on S (the
+    fixed point) and gradients are independent of the forward pass (Yang et al., 2019), the
+    BatchNorm Jacobian sqrt(B) / |h| (I - 11'/B - uu'), u = h / |h|, multiplies the squared norm
+    of a gradient's component in S by B E[1 / |h|^2] (1 - 1/r) = (r - 1) / (r - 2) per layer
+    (E[1 / chi^2_r] = 1 / (r - 2); the weights' scale cancels), and a kernel's gradient sees
+    only that component."""
+    r = batch_size - 1 if rank is None else min(batch_size - 1, rank)
+    if r <= 2:
+        return float("inf")
+    return float(np.sqrt((r - 1) / (r - 2)))
+
+
+def predicted_growth(
+    activation: str, norm: str, placement: str, batch_size: int, rank: int | None = None
+) -> tuple[float, bool]:
+    """(factor, exact at this batch size) of the gradient norm's growth per layer at
+    initialization: identity + batch statistics at batch B (`linear_bn_growth`, with `rank` the
+    cap min(features, width), exact); another
+    activation with batch statistics before it (`bn_growth`, the large-batch limit only: not
+    exact at B); no norm (`plain_growth`, any B); (nan, False) for the per-example norms and for
+    a norm after the activation, which have no prediction here."""
+    if norm in vocab.BATCH_STAT_NORMS and (placement == "pre" or activation == "identity"):
+        if activation == "identity":
+            return linear_bn_growth(batch_size, rank), True
+        return bn_growth(activation), False
+    if norm == "none":
+        return plain_growth(activation), True
+    return float("nan"), False
 
 
 def conditional_z(z, mates, epsilon: float) -> np.ndarray:

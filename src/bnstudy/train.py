@@ -265,6 +265,7 @@ class TrainResult:
     activations: np.ndarray  # (models,) the activation of each model
     grad_norms_init: np.ndarray  # (models, depth + 1) each Linear kernel's gradient norm at the
     # first step (initial weights, the model's first batch, batch statistics), head last
+    batch_size: int  # the training batch size (that of grad_norms_init's one batch)
     seconds: dict  # wall time of the phases: init (and its compilation), compile, train
 
 
@@ -341,6 +342,7 @@ def train(
         lrs,
         np.asarray(spec.activations)[choices],
         grad_norms_init,
+        cfg.batch_size,
         {
             "init": setup - start,
             "compile": compiled - setup,

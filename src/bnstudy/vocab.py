@@ -96,6 +96,7 @@ EXPERIMENTS = {
 }
 TWO_D_EXPERIMENTS = ("E6",)  # experiments whose datasets must be 2-D
 BATCH_SIZE_EXPERIMENT = "E8"  # its batch-statistics cells are also probed at their own batch size
+DEPTH_EXPERIMENT = "E4"  # its cells' gradient norms at init are measured at `init_batch_sizes`
 CONDITIONAL_BATCH = 4  # E6 draws the fixed-mates boundaries of E8's networks trained at this size
 CLAIM_EXPERIMENTS = ("E1", "E8", "E9")  # the experiments whose cells bnstudy.stats.claims judges
 ANSWER_EXPERIMENT = "E1"  # the settings whose verdicts the study's answer conjoins
@@ -122,6 +123,7 @@ TRAINING_DEFAULTS = {
     "groups": 8,
     "test_batch_sizes": [2, 8, 32, 256, FULL],
     "extend_edges": 2,  # rounds of learning rates beyond an edge a cell selected
+    "init_batch_sizes": [4, 16, 64, 256],  # E4: gradient norms at initialization at these sizes
 }
 # Defaults of the `analysis:` settings.
 ANALYSIS_DEFAULTS = {
@@ -157,6 +159,7 @@ INPUTS = (
     "gaps",
     "shares",
     "placement",
+    "composition",
     "benchmarks",
 )
 
@@ -283,6 +286,22 @@ OUTPUTS = {
             ("E0", "E1", "E4"),
             ("summary", "reference", "layers", "metrics"),
             "Checks against published results: each reproduced figure beside its published value.",
+        ),
+        Output(
+            "e3",
+            "table",
+            ("E3",),
+            ("composition",),
+            "E3: per dataset and network, accuracy with one-class test batches minus that with "
+            "random test batches at each test batch size, paired over seeds (Holm).",
+        ),
+        Output(
+            "e4",
+            "table",
+            ("E4",),
+            ("layers",),
+            "E4: the input layer's gradient growth per added layer at initialization, per network "
+            "and batch size, beside the mean-field prediction.",
         ),
         Output(
             "e8",

@@ -7,6 +7,7 @@
 rule stats:
     input:
         metrics=grid.STUDY_FILES["metrics"],
+        batchstats=grid.STUDY_FILES["batchstats"],
         reference=grid.STUDY_FILES["reference"],
     output:
         summary=report(
@@ -29,6 +30,11 @@ rule stats:
             category="Statistical tests",
             caption="../../paper/report/placement.rst",
         ),
+        composition=report(
+            grid.STUDY_FILES["composition"],
+            category="Statistical tests",
+            caption="../../paper/report/composition.rst",
+        ),
     log:
         "results/logs/analyze/stats.log",
     benchmark:
@@ -38,9 +44,10 @@ rule stats:
     params:
         analysis=grid.analysis(config),
     shell:
-        "bnstudy stats --metrics {input.metrics} --reference {input.reference}"
+        "bnstudy stats --metrics {input.metrics} --batchstats {input.batchstats}"
+        " --reference {input.reference}"
         " --summary {output.summary} --gaps {output.gaps} --shares {output.shares}"
-        " --placement {output.placement}"
+        " --placement {output.placement} --composition {output.composition}"
         " --alpha {params.analysis[alpha]} --gap-fraction {params.analysis[gap_fraction]}"
         " --min-gap {params.analysis[min_gap]} > {log} 2>&1"
 
