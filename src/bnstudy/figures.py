@@ -394,7 +394,9 @@ def _growth_by_batch(layers: pd.DataFrame, ax, pal: dict) -> None:
         ax.errorbar(b, f["factor"], yerr=err, fmt="o", color=colour, markersize=3, capsize=2)
         if act == "identity" and norm in vocab.BATCH_STAT_NORMS:
             grid_b = np.geomspace(max(b.min(), 4), b.max(), 100)
-            ax.plot(grid_b, [theory.linear_bn_growth(x) for x in grid_b], color=colour, lw=1)
+            rank = int(f["rank"].min())  # Proposition 6's cap: min(input rank, width)
+            curve = [theory.linear_bn_growth(x, rank) for x in grid_b]  # B as a real number
+            ax.plot(grid_b, curve, color=colour, lw=1)
         elif f["predicted"].notna().any():
             exact = bool(f["exact"].all())
             ax.axhline(f["predicted"].iloc[0], color=colour, lw=1, ls="-" if exact else "--")

@@ -509,7 +509,9 @@ def composition_macros(composition: pd.DataFrame) -> dict:
         m["CompDropMin"] = points(-worse["diff"].max())
         m["CompDropMax"] = points(-worse["diff"].min())
     rest = composition[~composition["significant"].astype(bool)]
-    if len(rest):
+    if len(rest) > 3:
+        m["CompNotSig"] = f"{len(rest)} comparisons (those without an asterisk in \\cref{{tab:e3}})"
+    elif len(rest):
         m["CompNotSig"] = join_words(
             [
                 f"{network(r.activation, r.norm)} on {label(r.dataset)} at test batch size "
@@ -580,6 +582,8 @@ def growth_by_batch_macros(layers: pd.DataFrame) -> dict:
         "GradGrowthBNByBatch": MISSING,
         "GradGrowthBNCover": MISSING,
         "GradGrowthReluBNByBatch": MISSING,
+        "GradGrowthBNMaxDev": MISSING,
+        "GradGrowthReluBNTrend": "was not measured",
     }
     if fits.empty:
         return m
@@ -612,9 +616,15 @@ def growth_by_batch_macros(layers: pd.DataFrame) -> dict:
             else "the prediction lies outside the interval at batch "
             + join_words([str(int(b)) for b in bn.loc[~inside, "grad_batch_size"]])
         )
+        deviation = (bn["factor"] / bn["predicted"] - 1).abs()
+        m["GradGrowthBNMaxDev"] = pct(deviation.max())
     relu = fits[stats.rows_matching(fits, activation=vocab.RELU_BN[0], norm=vocab.RELU_BN[1])]
     if len(relu):
         m["GradGrowthReluBNByBatch"] = listed(relu, predicted=False)
+        growth = relu.sort_values("grad_batch_size")["factor"].to_numpy()
+        m["GradGrowthReluBNTrend"] = (
+            "fell as the batch grew" if (np.diff(growth) < 0).all() else "did not fall steadily"
+        )
     return m
 
 

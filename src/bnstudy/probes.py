@@ -489,12 +489,20 @@ def measure(
     input_rank = np.array([rank[int(s)] for s in result.seeds])
     grads = []
     if len(init_batch_sizes):
+        # the learning rates of one (seed, activation) share its initialization: measure it once
         choices = np.array([spec.activations.index(a) for a in result.activations], np.int32)
+        pairs, model_pair = np.unique(
+            np.stack([result.seeds, choices], 1), axis=0, return_inverse=True
+        )
         for b, norms in init_gradient_norms(
-            spec, result.seeds, choices, splits, init_batch_sizes
+            spec, pairs[:, 0], pairs[:, 1].astype(np.int32), splits, init_batch_sizes
         ).items():
             grads.append(
-                {"grad_batch_size": b, "draws": max(1, INIT_EXAMPLES // b), "norms": norms}
+                {
+                    "grad_batch_size": b,
+                    "draws": max(1, INIT_EXAMPLES // b),
+                    "norms": norms[model_pair.ravel()],
+                }
             )
     if result.batch_size not in {g["grad_batch_size"] for g in grads}:
         grads.append(

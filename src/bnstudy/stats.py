@@ -620,7 +620,7 @@ def depth_growth_by_batch(layers: pd.DataFrame, experiment: str, level: float = 
     """One row per (activation, norm, placement, gradient batch size) of `experiment`'s selected
     runs: `depth_growth_by_seed` of the input layer's gradient norm at initialization, beside
     bnstudy.theory.predicted_growth (`predicted`, and `exact`: False where the theory gives only
-    the large-batch limit), whose rank cap is min(input rank, width)."""
+    the large-batch limit), whose rank cap is `rank` = min(input rank, width)."""
     from bnstudy import theory
 
     first = selected(layers, experiment)
@@ -633,8 +633,11 @@ def depth_growth_by_batch(layers: pd.DataFrame, experiment: str, level: float = 
         fit = depth_growth_by_seed(g.rename(columns={"grad_norm_init": "grad"}), level)
         rank = min(int(g["input_rank"].min()), int(g["width"].min()))
         predicted, exact = theory.predicted_growth(*key[:3], int(key[3]), rank)
-        rows.append({**dict(zip(keys, key)), **fit, "predicted": predicted, "exact": exact})
-    columns = [*keys, "factor", "factor_lo", "factor_hi", "p", "n_seeds", "predicted", "exact"]
+        rows.append(
+            {**dict(zip(keys, key)), **fit, "rank": rank, "predicted": predicted, "exact": exact}
+        )
+    columns = [*keys, "factor", "factor_lo", "factor_hi", "p", "n_seeds", "rank", "predicted"]
+    columns.append("exact")
     return pd.DataFrame(rows, columns=columns)
 
 
