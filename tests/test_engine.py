@@ -269,6 +269,10 @@ def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():
         expected = np.asarray(train.kernel_norms(jax.grad(loss)(p)))
         np.testing.assert_allclose(norms[m], expected, rtol=1e-4)
     assert not np.allclose(norms[0], norms[2])  # the activation matters
+    # a model's batches depend on its seed only, not on which models are measured with it
+    together = probes.init_gradient_norms(spec, seeds, choices, splits, [16])[16]
+    alone = probes.init_gradient_norms(spec, seeds[3:], choices[3:], splits, [16])[16]
+    np.testing.assert_allclose(alone[0], together[3], rtol=1e-6)
     with pytest.raises(ValueError, match="init batch size 1000 must be between 2 and the"):
         probes.init_gradient_norms(spec, seeds, choices, splits, [1000])
 

@@ -277,12 +277,12 @@ def init_gradient_norms(
     """batch size b -> (models, depth + 1): the gradient norm of each Linear kernel (input layer
     first, head last) at the initialization the trainer gives model i (`seeds[i]`, activation
     `choices[i]` of the family), root mean square over INIT_EXAMPLES // b batches of b examples
-    drawn without replacement from that seed's training split (`splits`: seed -> Dataset).
+    drawn without replacement from that seed's training split (`splits`: seed -> Dataset), the
+    same batches for every model of a seed whichever models are measured together.
 
     The mean over batches estimates the expectation the mean-field theory predicts
     (bnstudy.theory); the trainer's own record is a single batch."""
     graphdef, params, stats = train.init_models(spec, seeds, choices)
-    rng = np.random.default_rng(seed)
     out = {}
     for b in batch_sizes:
         n = min(len(splits[int(s)].x_train) for s in seeds)
@@ -290,8 +290,9 @@ def init_gradient_norms(
             raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
         draws = max(1, INIT_EXAMPLES // b)
         x, y = [], []
-        for s in seeds:
+        for s in seeds:  # the batches depend on the seed and b only: the same for every model
             ds = splits[int(s)]
+            rng = np.random.default_rng([seed, int(s), int(b)])
             idx = rng.permuted(np.tile(np.arange(len(ds.x_train)), (draws, 1)), axis=1)[:, :b]
             x.append(np.asarray(ds.x_train, np.float32)[idx])
             y.append(np.asarray(ds.y_train)[idx])
