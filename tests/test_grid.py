@@ -121,6 +121,27 @@ def test_families_group_the_activations_of_a_cell():
     assert grid.train_options(config, wc)["activations"] == "identity relu tanh"
 
 
+def test_probes_run_only_where_an_experiment_reads_them():
+    """The batch-statistics probes run on the activations whose cells E3 or E8 use; the init
+    gradient sizes go to the families of E4; a family no such experiment uses gets neither."""
+    config = config_with(
+        {
+            "E1": [block(activations=["identity", "relu", "tanh"], norms=["batchnorm"])],
+            "E3": [block(activations=["identity"], norms=["batchnorm"])],
+            "E4": [block(activations=["relu"], norms=["batchnorm"], depths=[2, 4])],
+        }
+    )
+    wc = dict(dataset="mnist1d", placement="pre", width="16", batch_size="32", groups="8")
+    d2 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="2"))
+    assert d2["batch_probes"] == "--batch-probes identity"
+    assert d2["init_batch_sizes"] == "--init-batch-sizes 4 16 64 256"  # the default
+    d4 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="4"))
+    assert d4["batch_probes"] == "--batch-probes"  # none: skip them
+    config["experiments"].pop("E4")
+    d2 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="2"))
+    assert d2["init_batch_sizes"] == ""
+
+
 def test_training_settings_with_per_dataset_override_and_schema_defaults():
     config = config_with(
         {"E1": [block(datasets=["mnist1d", "spirals"])]},

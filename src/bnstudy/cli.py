@@ -153,6 +153,14 @@ def _add_train(sub) -> None:
         "fixed training batch-mates (test accuracy and affinity gap; E8)",
     )
     p.add_argument(
+        "--batch-probes",
+        nargs="*",
+        default=None,
+        metavar="ACTIVATION",
+        help="run the batch-statistics probes (test batch sizes, the conditional function) only "
+        "on the family's members with these activations (default: all; none: skip them)",
+    )
+    p.add_argument(
         "--init-batch-sizes",
         type=int,
         nargs="*",
@@ -292,6 +300,7 @@ def _run_train(args) -> None:
             sizes,
             conditional=cfg.batch_size if args.conditional else None,
             init_batch_sizes=args.init_batch_sizes,
+            batch_probes=spec.activations if args.batch_probes is None else args.batch_probes,
         )
         ident = dict(
             dataset=ds.name,

@@ -205,15 +205,20 @@ def resources(config: dict, dataset: str) -> dict:
     return res
 
 
+def family_members(config: dict, wildcards) -> dict[str, set[str]]:
+    """activation -> the experiments that use that cell, for the family named by a rule's
+    wildcards."""
+    key = _family_key(wildcards)
+    out: dict[str, set[str]] = {}
+    for c, members in cells(config).items():
+        if tuple(getattr(c, k) for k in FAMILY_KEYS) == key:
+            out.setdefault(c.activation, set()).update(members)
+    return out
+
+
 def family_experiments(config: dict, wildcards) -> set[str]:
     """The experiments that use any cell of the family named by a rule's wildcards."""
-    key = _family_key(wildcards)
-    return {
-        e
-        for c, members in cells(config).items()
-        if tuple(getattr(c, k) for k in FAMILY_KEYS) == key
-        for e in members
-    }
+    return set().union(*family_members(config, wildcards).values())
 
 
 def train_options(config: dict, wildcards) -> dict[str, str]:
@@ -221,12 +226,15 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
 
     The batch size and groupnorm's groups are the family's own (its wildcards). A batch-statistics
     family of the strong-form experiment (vocab.BATCH_SIZE_EXPERIMENT) is also evaluated at its
-    own training batch size and as the conditional function of fixed batch-mates. A family of the
+    own training batch size and as the conditional function of fixed batch-mates; the
+    batch-statistics probes run only on the activations whose cells vocab.BATCH_PROBE_EXPERIMENTS
+    use (evaluate nothing that no output reads). A family of the
     depth experiment (vocab.DEPTH_EXPERIMENT) has its gradients at initialization measured at
     the training section's `init_batch_sizes`.
     """
     s = training(config, wildcards.dataset)
-    experiments = family_experiments(config, wildcards)
+    members = family_members(config, wildcards)
+    experiments = set().union(*members.values())
     strong = vocab.BATCH_SIZE_EXPERIMENT in experiments and wildcards.norm in vocab.BATCH_STAT_NORMS
     init_sizes = s["init_batch_sizes"] if vocab.DEPTH_EXPERIMENT in experiments else []
     sizes = list(s["test_batch_sizes"])
@@ -244,6 +252,15 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
         "extend_edges": str(s["extend_edges"]),
         "groups": f"--groups {wildcards.groups}" if wildcards.norm == "groupnorm" else "",
         "conditional": "--conditional" if strong else "",
+        # the batch-statistics probes only where an experiment reads them (none: an empty list)
+        "batch_probes": " ".join(
+            ["--batch-probes"]
+            + [
+                a
+                for a in family_activations(config, wildcards)
+                if members.get(a, set()) & set(vocab.BATCH_PROBE_EXPERIMENTS)
+            ]
+        ),
         "init_batch_sizes": " ".join(["--init-batch-sizes", *map(str, init_sizes)])
         if init_sizes
         else "",

@@ -429,6 +429,7 @@ def measure(
     test_batch_sizes,
     conditional: int | None = None,
     init_batch_sizes=(),
+    batch_probes=None,
 ) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
     """Everything measured on one trained cell or family, per model (activation x seed x lr),
     each model on its own seed's split (`splits`: seed -> data.Dataset):
@@ -442,7 +443,9 @@ def measure(
       replaced by `init_gradient_norms` at `init_batch_sizes` when these are given (E4).
 
     `conditional` (a batch size m; batch-statistics networks only): also measure the conditional
-    function with m - 1 fixed batch-mates (`conditional_measures`).
+    function with m - 1 fixed batch-mates (`conditional_measures`). `batch_probes`: the
+    activations whose models get the batch-statistics probes and the conditional function (None:
+    all of them).
 
     Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
     one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
@@ -450,29 +453,30 @@ def measure(
     m = len(result.seeds)
     cols: dict[str, np.ndarray] = {}
     batch = []
+    probed = np.isin(result.activations, spec.activations if batch_probes is None else batch_probes)
     for seed in np.unique(result.seeds):
         idx = np.flatnonzero(result.seeds == seed)
-        part = _measure_split(spec, result, idx, splits[int(seed)])
-        if conditional and spec.uses_batch_stats:
-            part |= conditional_measures(
-                result.graphdef,
-                unstack(result.params, idx),
-                unstack(result.stats, idx),
-                splits[int(seed)],
-                conditional,
-            )
-        for name, values in part.items():
+        for name, values in _measure_split(spec, result, idx, splits[int(seed)]).items():
             cols.setdefault(name, np.full(m, np.nan))[idx] = values
-        if spec.uses_batch_stats:
-            for record in batch_stat_probe(
-                result.graphdef,
-                unstack(result.params, idx),
-                unstack(result.stats, idx),
-                splits[int(seed)].x_test,
-                splits[int(seed)].y_test,
-                test_batch_sizes,
-            ):
-                batch.append({**record, "models": idx})
+        idx = idx[probed[idx]]  # the batch-statistics probes: only where an output reads them
+        if not (spec.uses_batch_stats and len(idx)):
+            continue
+        params, stats = unstack(result.params, idx), unstack(result.stats, idx)
+        if conditional:
+            measured = conditional_measures(
+                result.graphdef, params, stats, splits[int(seed)], conditional
+            )
+            for name, values in measured.items():
+                cols.setdefault(name, np.full(m, np.nan))[idx] = values
+        for record in batch_stat_probe(
+            result.graphdef,
+            params,
+            stats,
+            splits[int(seed)].x_test,
+            splits[int(seed)].y_test,
+            test_batch_sizes,
+        ):
+            batch.append({**record, "models": idx})
     names = list(cols)
     at = names.index("test_acc") + 1  # the contract's order: losses, accuracies, divergence, probes
     cols = (

@@ -96,6 +96,9 @@ EXPERIMENTS = {
 }
 TWO_D_EXPERIMENTS = ("E6",)  # experiments whose datasets must be 2-D
 BATCH_SIZE_EXPERIMENT = "E8"  # its batch-statistics cells are also probed at their own batch size
+# the experiments that read the batch-statistics probes (batchstats.parquet, cond_* metrics): a
+# family runs them on the activations whose cells belong to one of these, and on no others
+BATCH_PROBE_EXPERIMENTS = ("E3", "E8")
 DEPTH_EXPERIMENT = "E4"  # its cells' gradient norms at init are measured at `init_batch_sizes`
 CONDITIONAL_BATCH = 4  # E6 draws the fixed-mates boundaries of E8's networks trained at this size
 CLAIM_EXPERIMENTS = ("E1", "E8", "E9")  # the experiments whose cells bnstudy.stats.claims judges

@@ -33,7 +33,7 @@ rule train:
         " --norm {wildcards.norm} --placement {wildcards.placement}"
         " --depth {wildcards.depth} --width {wildcards.width} {params.opts[groups]}"
         " --batch-size {wildcards.batch_size} {params.opts[conditional]}"
-        " {params.opts[init_batch_sizes]}"
+        " {params.opts[init_batch_sizes]} {params.opts[batch_probes]}"
         " --seeds {params.opts[seeds]} --lrs {params.opts[lrs]} --epochs {params.opts[epochs]}"
         " --optimizer {params.opts[optimizer]}"
         " --momentum {params.opts[momentum]} --schedule {params.opts[schedule]}"
