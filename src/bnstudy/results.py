@@ -276,10 +276,10 @@ def _read_cells(paths: list[str], cells: dict, complete: bool = True) -> pd.Data
     missing = set(cells) - set(seen)
     if complete and missing:
         raise ValueError(f"no file given for the cells {sorted(missing)}")
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=RUN_KEYS)
-    return pd.concat(frames, ignore_index=True)  # absent columns -> NaN
+    filled = [f for f in frames if len(f)]
+    if not filled:  # no cell has rows of this kind: the empty table, with the files' columns
+        return frames[0].iloc[:0] if frames else pd.DataFrame(columns=RUN_KEYS)
+    return pd.concat(filled, ignore_index=True)  # absent columns -> NaN
 
 
 def collect(
