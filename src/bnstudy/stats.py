@@ -167,86 +167,57 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
+def paired_effects(
+    frame: pd.DataFrame, keys: list, arm: str, arms: tuple, value: str, alpha: float = ALPHA
+) -> pd.DataFrame:
+    """Per group of `keys` that has both arms (column `arm` equal to arms = (control, treated)):
+    the means over seeds of `value` in each arm (mean_<control>, mean_<treated>), the mean
+    per-seed difference treated - control with its t interval (diff, diff_lo, diff_hi) and the
+    two-sided paired t-test (p_diff), Holm-corrected over all groups (p_diff_holm, significant)."""
+    control, treated = arms
+    rows = []
+    for key, g in frame.groupby(keys, sort=True):
+        a, b = (g[g[arm] == x].set_index("seed")[value].dropna() for x in (control, treated))
+        if a.empty or b.empty:
+            continue
+        diff, lo, hi, p = paired(b, a)
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                f"mean_{control}": a.mean(),
+                f"mean_{treated}": b.mean(),
+                "diff": diff,
+                "diff_lo": lo,
+                "diff_hi": hi,
+                "p_diff": p,
+            }
+        )
+    columns = [*keys, f"mean_{control}", f"mean_{treated}", "diff", "diff_lo", "diff_hi", "p_diff"]
+    out = pd.DataFrame(rows, columns=columns)
+    out["p_diff_holm"] = holm(out["p_diff"])
+    out["significant"] = out["p_diff_holm"] < alpha
+    return out
+
+
 def placement_effects(
     df: pd.DataFrame, experiment: str = "E5", alpha: float = ALPHA, value: str = "test_acc"
 ) -> pd.DataFrame:
     """E5: post minus pre for every (dataset, activation, norm, depth, width) that has both,
     paired over seeds, Holm-corrected over the family."""
-    runs = selected(df, experiment)
-    rows = []
-    for key, g in runs.groupby(["dataset", "activation", "norm", "depth", "width"], sort=True):
-        pre, post = (
-            g[g["placement"] == p].set_index("seed")[value].dropna() for p in ("pre", "post")
-        )
-        if pre.empty or post.empty:
-            continue
-        diff, lo, hi, p = paired(post, pre)
-        rows.append(
-            {
-                **dict(zip(["dataset", "activation", "norm", "depth", "width"], key)),
-                "mean_pre": pre.mean(),
-                "mean_post": post.mean(),
-                "diff": diff,
-                "diff_lo": lo,
-                "diff_hi": hi,
-                "p_diff": p,
-            }
-        )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "dataset",
-            "activation",
-            "norm",
-            "depth",
-            "width",
-            "mean_pre",
-            "mean_post",
-            "diff",
-            "diff_lo",
-            "diff_hi",
-            "p_diff",
-        ],
+    keys = ["dataset", "activation", "norm", "depth", "width"]
+    return paired_effects(
+        selected(df, experiment), keys, "placement", ("pre", "post"), value, alpha
     )
-    out["p_diff_holm"] = holm(out["p_diff"])
-    out["significant"] = out["p_diff_holm"] < alpha
-    return out
-
-
-COMPOSITION_KEYS = [*vocab.CELL_KEYS, "test_batch_size"]
 
 
 def composition_effects(batchstats: pd.DataFrame, experiment: str = "E3", alpha: float = ALPHA):
     """E3, per network and test batch size (not the whole set): accuracy with one-class batches
     minus accuracy with random batches in batch-statistics mode, paired over seeds, Holm-corrected
-    over the family. One row each, with the two means, the difference, its interval and p."""
+    over the family."""
     bs = selected(batchstats, experiment)
     bs = bs[~bs["full"].astype(bool)]
-    rows = []
-    for key, g in bs.groupby(COMPOSITION_KEYS, sort=True):
-        one_class, random = (
-            g[g["composition"] == c].set_index("seed")["accuracy"].dropna()
-            for c in ("class", "random")
-        )
-        if one_class.empty or random.empty:
-            continue
-        diff, lo, hi, p = paired(one_class, random)
-        rows.append(
-            {
-                **dict(zip(COMPOSITION_KEYS, key)),
-                "mean_random": random.mean(),
-                "mean_class": one_class.mean(),
-                "diff": diff,
-                "diff_lo": lo,
-                "diff_hi": hi,
-                "p_diff": p,
-            }
-        )
-    columns = [*COMPOSITION_KEYS, "mean_random", "mean_class", "diff", "diff_lo", "diff_hi"]
-    out = pd.DataFrame(rows, columns=[*columns, "p_diff"])
-    out["p_diff_holm"] = holm(out["p_diff"])
-    out["significant"] = out["p_diff_holm"] < alpha
-    return out
+    keys = [*vocab.CELL_KEYS, "test_batch_size"]
+    return paired_effects(bs, keys, "composition", ("random", "class"), "accuracy", alpha)
 
 
 # ------------------------------------------------------------------------------ the claims design
