@@ -300,7 +300,7 @@ def _run_train(args) -> None:
             sizes,
             conditional=cfg.batch_size if args.conditional else None,
             init_batch_sizes=args.init_batch_sizes,
-            batch_probes=spec.activations if args.batch_probes is None else args.batch_probes,
+            batch_probes=args.batch_probes,
         )
         ident = dict(
             dataset=ds.name,

@@ -258,7 +258,7 @@ def train_options(config: dict, wildcards) -> dict[str, str]:
             + [
                 a
                 for a in family_activations(config, wildcards)
-                if members.get(a, set()) & set(vocab.BATCH_PROBE_EXPERIMENTS)
+                if members[a] & set(vocab.BATCH_PROBE_EXPERIMENTS)
             ]
         ),
         "init_batch_sizes": " ".join(["--init-batch-sizes", *map(str, init_sizes)])

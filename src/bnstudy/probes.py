@@ -282,12 +282,13 @@ def init_gradient_norms(
 
     The mean over batches estimates the expectation the mean-field theory predicts
     (bnstudy.theory); the trainer's own record is a single batch."""
+    n = min(len(splits[int(s)].x_train) for s in seeds)
+    for b in batch_sizes:  # every size checked before anything is initialized or compiled
+        if not 2 <= b <= n:
+            raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
     graphdef, params, stats = train.init_models(spec, seeds, choices)
     out = {}
     for b in batch_sizes:
-        n = min(len(splits[int(s)].x_train) for s in seeds)
-        if not 2 <= b <= n:
-            raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
         draws = max(1, INIT_EXAMPLES // b)
         x, y = [], []
         for s in seeds:  # the batches depend on the seed and b only: the same for every model

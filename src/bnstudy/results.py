@@ -113,11 +113,11 @@ def run_tables(
 
     `ident`: the cell keys (plus groups); `seeds`, `lrs`: one entry per model; `scalars`: column
     -> (models,); `batch`: batch-statistics records (each of the models it lists under
-    "models", all models if absent; values (models,) or scalars); `grads`: records of gradient norms
-    at initialization, each {"grad_batch_size": b, "draws": batches averaged over, "norms":
-    (models, layers), "input_rank": (models,) rank of the centred training inputs}; `history`: column -> (epochs, models). Returns run (one row per model),
-    history (x epoch), batchstats (x test batch size x composition) and layers (x gradient batch
-    size x layer).
+    "models", all models if absent; values (models,) or scalars); `grads`: records of gradient
+    norms at initialization, each {"grad_batch_size": b, "draws": batches averaged over, "norms":
+    (models, layers), "input_rank": (models,) rank of the centred training inputs}; `history`:
+    column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
+    (x test batch size x composition) and layers (x gradient batch size x layer).
     """
     models = pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
     m = len(models)

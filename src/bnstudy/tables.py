@@ -48,6 +48,13 @@ def _changes(values: list) -> list[int]:
     return [i for i in range(1, len(values)) if values[i] != values[i - 1]]
 
 
+def _grouped(rows: list[list[str]], groups: list) -> list[list[str]]:
+    """`rows` with their first cell (the group's name) blanked on every row but the first of each
+    group (`groups`: the group of each row), for tables that rule off their groups."""
+    starts = {0, *_changes(groups)}
+    return [row if i in starts else ["", *row[1:]] for i, row in enumerate(rows)]
+
+
 def _dataset_label(frame: pd.DataFrame, row) -> str:
     """The dataset's name, plus ' (post, d4, w64)' when it has several settings in `frame`."""
     same = frame[frame["dataset"] == row.dataset][["placement", "depth", "width"]].drop_duplicates()
@@ -212,10 +219,7 @@ def e4(layers: pd.DataFrame, experiment: str = "E4") -> str:
         network_name = composition(r["activation"], r["norm"])
         rows.append([network_name, str(int(r["grad_batch_size"])), growth_text(r, 3), predicted])
     names = [row[0] for row in rows]
-    for i in range(len(rows) - 1, 0, -1):  # the network's name once, on its first row
-        if names[i] == names[i - 1]:
-            rows[i][0] = ""
-    return tabular(header, rows, "lrrr", rules_before=_changes(names))
+    return tabular(header, _grouped(rows, names), "lrrr", rules_before=_changes(names))
 
 
 def e8(metrics: pd.DataFrame, batchstats: pd.DataFrame, reference: pd.DataFrame, gaps) -> str:
@@ -354,11 +358,10 @@ def e3(composition: pd.DataFrame) -> str:
     """E3, per dataset and network: test accuracy with one-class batches minus that with random
     batches (points, mean over seeds) at each test batch size; an asterisk where the paired test
     rejects no difference after Holm's correction over the family (stats.composition_effects)."""
-    effects = composition
-    sizes = sorted(effects["test_batch_size"].unique())
+    sizes = sorted(composition["test_batch_size"].unique())
     header = ["Dataset", "Network", *[f"$m={int(b)}$" for b in sizes]]
-    keys = ["dataset", "activation", "norm", "placement", "depth", "width", "batch_size", "groups"]
-    e = canonical(effects, keys + ["test_batch_size"])
+    keys = list(vocab.CELL_KEYS)
+    e = canonical(composition, keys + ["test_batch_size"])
     rows, datasets = [], []
     for key, g in e.groupby(keys, sort=False):
         by_size = g.set_index("test_batch_size")
@@ -372,10 +375,7 @@ def e3(composition: pd.DataFrame) -> str:
             cells.append(f"${points(r['diff'], '+')}${star}")
         rows.append([label(key[0]), network(key[1], key[2]), *cells])
         datasets.append(key[0])
-    for i in range(len(rows) - 1, 0, -1):  # the dataset's name once, on its first row
-        if datasets[i] == datasets[i - 1]:
-            rows[i][0] = ""
-    return tabular(header, rows, "ll" + "r" * len(sizes), _changes(datasets))
+    return tabular(header, _grouped(rows, datasets), "ll" + "r" * len(sizes), _changes(datasets))
 
 
 DYNAMICS_NORMS = vocab.AFFINE_NORMS  # E7: identity networks with these norms (one function class)
