@@ -152,7 +152,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each way; medians reported")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch loop")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="cores of the engine, as `bnstudy train --threads` (its models split over this many "
+        "CPU devices); the per-step loop runs on one device, PyTorch on its own threads",
+    )
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.threads)  # before JAX picks its devices
     try:
         import torch
 
@@ -171,7 +179,7 @@ def main():
     dev = jax.devices()[0]
     print(
         f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; jax {jax.__version__}"
+        f"{os.cpu_count()} CPUs; jax {jax.__version__}, engine on {len(jax.devices())} device(s)"
         + (
             f"; torch {torch_version} ({torch.get_num_threads()} threads)"
             if torch_version

@@ -1,5 +1,6 @@
 """`bnstudy train` through the real console script: the files it writes and how it fails."""
 
+import json
 import subprocess
 
 import numpy as np
@@ -13,6 +14,11 @@ def bnstudy(*args, cwd=None):
     return subprocess.run(
         ["bnstudy", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
+
+
+def family(norm, *activations, **fields) -> list[str]:
+    """`--family` and its JSON object."""
+    return ["--family", json.dumps({"norm": norm, "activations": list(activations), **fields})]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +40,7 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
         "train",
         "--data",
         spirals_file,
-        "--activation",
-        "identity",
-        "--norm",
-        "batchnorm",
+        *family("batchnorm", "identity"),
         "--depth",
         2,
         "--width",
@@ -152,10 +155,7 @@ def test_non_batchnorm_cells_have_nan_batch_probes_and_no_fold(spirals_file, tmp
         "train",
         "--data",
         spirals_file,
-        "--activation",
-        "relu",
-        "--norm",
-        "layernorm",
+        *family("layernorm", "relu"),
         "--width",
         16,
         "--epochs",
@@ -178,7 +178,7 @@ def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, 
     """Rates far too small: ReLU selects the largest, so the family trains at the next rates of
     the grid's progression above it (and again, while it still selects the largest)."""
     out = tmp_path / "cell.parquet"
-    args = ["train", "--data", "mnist1d", "--activation", "relu", "--norm", "none"]
+    args = ["train", "--data", "mnist1d", *family("none", "relu")]
     args += ["--width", 16, "--epochs", 3, "--seeds", 0, 1, "--lrs", 1e-5, 1e-4]
     r = bnstudy(*args, "--out", out)
     assert r.returncode == 0, r.stderr
@@ -189,7 +189,7 @@ def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, 
     assert len(runs) == 2 * 6 and not runs.duplicated(["seed", "lr"]).any()
     assert r.stderr.count("selected an edge") == 2
     bound = tmp_path / "b.npz"  # the boundary grids hold the lowest seed's model at every rate
-    args = ["train", "--data", spirals_file, "--activation", "relu", "--norm", "none"]
+    args = ["train", "--data", spirals_file, *family("none", "relu")]
     args += ["--width", 16, "--epochs", 3, "--seeds", 0, 1, "--lrs", 1e-5, 1e-4]
     r = bnstudy(*args, "--out", tmp_path / "s.parquet", "--boundary", bound)
     assert r.returncode == 0, r.stderr
@@ -204,63 +204,93 @@ def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, 
     "args,message",
     [
         (
-            ["--norm", "groupnorm", "--width", 30, "--groups", 8],
+            family("groupnorm", "relu", groups=8) + ["--width", 30],
             "groups=8 does not divide width=30",
         ),
-        (["--norm", "none", "--depth", 0], "depth must be an integer >= 1, got 0"),
-        (["--norm", "none", "--test-batch-sizes", 1], "bad test batch size '1'"),
-        (["--norm", "none", "--lrs", -0.1], "lrs must be a non-empty list of positive numbers"),
-        (["--norm", "none", "--boundary", "x.npz", "--data", "mnist1d"], None),
+        (family("none", "relu") + ["--depth", 0], "depth must be an integer >= 1, got 0"),
+        (family("none", "relu") + ["--test-batch-sizes", 1], "bad test batch size '1'"),
+        (family("none", "relu") + ["--lrs", -0.1], "lrs must be a non-empty list of positive"),
+        (family("none", "relu") + ["--threads", 0], "--threads must be >= 1, got 0"),
+        (family("none", "relu") + ["--boundary", "x.npz", "--data", "mnist1d"], None),
+        # a later family's bad setting stops the job before the first family trains
+        (family("none", "relu") + family("batchnorm", "relu", init_batch_sizes=[1]), "init batch"),
+        (family("swish", "relu"), "unknown norm 'swish'; valid: none, batchnorm"),
+        (family("none", "swish"), "unknown activation 'swish'; valid: identity, relu"),
+        (family("none", "relu", batchprobes=[]), "unknown key batchprobes"),
+        (family("none", "relu", batch_probes=["tanh"]), "batch_probes must be among"),
+        (["--family", "{norm: none}"], "not a JSON object"),
     ],
 )
 def test_bad_input_fails_fast_with_a_clear_message_and_writes_nothing(
     spirals_file, tmp_path, args, message
 ):
-    base = ["--data", spirals_file, "--activation", "relu", "--out", tmp_path / "o.parquet"]
-    r = bnstudy("train", *base, *args)
+    r = bnstudy("train", "--data", spirals_file, "--out", tmp_path / "o.parquet", *args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert message is None or message in r.stderr, r.stderr
+    assert "epoch 1/" not in r.stderr  # nothing trained
     assert not any(tmp_path.iterdir())
 
 
-def test_unknown_names_are_rejected_by_the_parser_with_the_valid_choices(spirals_file, tmp_path):
+def test_unknown_dataset_is_rejected_with_the_valid_names(tmp_path):
     r = bnstudy(
-        "train",
-        "--data",
-        spirals_file,
-        "--activation",
-        "swish",
-        "--norm",
-        "none",
-        "--out",
-        tmp_path / "o.parquet",
-    )
-    assert r.returncode == 2 and "invalid choice: 'swish'" in r.stderr and "relu" in r.stderr
-    r = bnstudy(
-        "train",
-        "--data",
-        "nosuchset",
-        "--activation",
-        "relu",
-        "--norm",
-        "none",
-        "--out",
-        tmp_path / "o.parquet",
+        "train", "--data", "nosuchset", *family("none", "relu"), "--out", tmp_path / "o.parquet"
     )
     assert r.returncode == 2 and "valid names: spirals" in r.stderr
+
+
+def test_a_family_trained_in_a_job_equals_the_family_trained_alone(spirals_file, tmp_path):
+    """A training job trains its families one after another, each in its own program: a family's
+    rows are the same, bit for bit, alone or beside others (only the wall-clock column differs)."""
+    common = ["--data", spirals_file, "--width", 16, "--epochs", 3, "--seeds", 0, 1]
+    common += ["--lrs", 0.01, 0.1, "--batch-size", 32, "--test-batch-sizes", 8, "full"]
+    bn = family("batchnorm", "identity", "relu", conditional=True)
+    outs = {}
+    for name, families in (("alone", bn), ("job", family("none", "relu") + bn)):
+        paths = {k: tmp_path / f"{name}.{k}.parquet" for k in ("run", "batchstats", "layers")}
+        r = bnstudy(
+            "train",
+            *common,
+            *families,
+            "--out",
+            paths["run"],
+            "--batchstats",
+            paths["batchstats"],
+            "--layers",
+            paths["layers"],
+            "--boundary",
+            tmp_path / f"{name}.npz",
+        )
+        assert r.returncode == 0, r.stderr
+        outs[name] = {k: pd.read_parquet(p) for k, p in paths.items()}
+    job = outs["job"]["run"]
+    assert list(job.norm.unique()) == ["none", "batchnorm"]  # in the order given
+    for kind, alone in outs["alone"].items():
+        in_job = outs["job"][kind]
+        in_job = in_job[in_job.norm == "batchnorm"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            in_job.drop(columns="train_seconds", errors="ignore"),
+            alone.drop(columns="train_seconds", errors="ignore"),
+            check_exact=True,
+            check_like=True,  # the job's columns: the first family's, then the others' new ones
+        )
+    with np.load(tmp_path / "job.npz") as b, np.load(tmp_path / "alone.npz") as a:
+        rows = b["norms"] == "batchnorm"
+        assert list(b["norms"]) == sorted(b["norms"], key=["none", "batchnorm"].index)
+        assert rows.sum() == len(a["norms"]) > 0  # the lowest seed's models, every round
+        np.testing.assert_array_equal(b["pred_inference"][rows], a["pred_inference"])
+        np.testing.assert_array_equal(b["pred_batch"][rows], a["pred_batch"])
+        assert (b["pred_batch"][~rows] == -1).all()  # no batch statistics: not computed
 
 
 def test_help_documents_every_option():
     r = bnstudy("train", "--help")
     for option in (
         "--data",
-        "--activation",
-        "--norm",
+        "--family",
         "--placement",
         "--depth",
         "--width",
-        "--groups",
         "--seeds",
         "--lrs",
         "--epochs",
@@ -272,5 +302,9 @@ def test_help_documents_every_option():
         "--out",
         "--history",
         "--boundary",
+        "--threads",
+        "init_batch_sizes",
+        "conditional",
+        "batch_probes",
     ):
         assert option in r.stdout

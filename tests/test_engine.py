@@ -194,6 +194,54 @@ def test_same_seed_gives_identical_results(mnist1d):
     assert not np.array_equal(a.history["train_loss"], c.history["train_loss"])
 
 
+SPLIT_OVER_DEVICES = """
+import sys
+import jax
+import numpy as np
+jax.config.update("jax_num_cpu_devices", 2)
+from bnstudy import data, models, train
+ds = data.prepare("mnist1d", seed=0, n_samples=2000)
+spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, ("relu", "tanh"), "batchnorm")
+cfg = train.TrainConfig(seeds=(0, 1, 2), lrs=(1e-2,), epochs=3, batch_size=64)
+r = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open("/dev/null", "w"))
+np.savez(sys.argv[1], devices=len(jax.devices()), seeds=r.seeds, activations=r.activations,
+         grad_norms=r.grad_norms_init, head=np.asarray(r.params["head"]["kernel"][...]),
+         device=str(r.params["head"]["kernel"][...].devices()), **r.history)
+"""
+
+
+def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
+    """`bnstudy train --threads 2` on a CPU: the models are split over 2 devices, padded from 6 to
+    an even count and trimmed back; the numbers agree with one device up to float rounding."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "two.npz"
+    proc = subprocess.run(
+        [sys.executable, "-c", SPLIT_OVER_DEVICES, out], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    spec = models.ModelSpec(40, 10, ("relu", "tanh"), "batchnorm")
+    cfg = train.TrainConfig(seeds=(0, 1, 2), lrs=(1e-2,), epochs=3, batch_size=64)
+    one = train.train(
+        spec, cfg, mnist1d.x_train, mnist1d.y_train, mnist1d.x_val, mnist1d.y_val, log=QUIET
+    )
+    with np.load(out) as two:
+        assert two["devices"] == 2 and "CpuDevice(id=0)" in str(two["device"])  # back on one
+        np.testing.assert_array_equal(two["seeds"], one.seeds)
+        np.testing.assert_array_equal(two["activations"], one.activations)
+        for key in ("train_loss", "train_acc"):
+            assert two[key].shape == one.history[key].shape == (3, 6)
+            np.testing.assert_allclose(two[key], one.history[key], rtol=1e-5, atol=1e-6)
+        # inference mode reads the running mean, which follows the bias before BatchNorm: its
+        # gradient is zero but for rounding, which Adam turns into steps (docs/how-it-works.md)
+        np.testing.assert_allclose(two["val_loss"], one.history["val_loss"], rtol=5e-3)
+        np.testing.assert_allclose(two["val_acc"], one.history["val_acc"], atol=0.02)
+        np.testing.assert_allclose(two["grad_norms"], one.grad_norms_init, rtol=1e-5)
+        head = np.asarray(one.params["head"]["kernel"][...])
+        np.testing.assert_allclose(two["head"], head, rtol=1e-3, atol=1e-5)
+
+
 def test_learning_rates_of_one_seed_share_the_initialization(mnist1d):
     spec = models.ModelSpec(40, 10, "relu", "batchnorm", "pre", 2, 16)
     cfg = train.TrainConfig(seeds=(0, 1), lrs=(1e-3, 1e-2))

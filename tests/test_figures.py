@@ -222,30 +222,30 @@ def synthetic_results(tmp_path, seeds=(0, 1, 2, 3, 4), lrs=(1e-3, 1e-2)) -> dict
         (metrics["experiment"] == "E8") & (metrics["batch_size"] == vocab.CONDITIONAL_BATCH)
     )
     e6 = metrics[drawn].drop_duplicates(list(vocab.CELL_KEYS))
-    for family, cells in e6.groupby(list(grid.FAMILY_KEYS)):
-        path = tmp_path / grid.Cell(*cells.iloc[0][list(vocab.CELL_KEYS)]).path(grid.BOUNDARY)
+    for _, job in e6.groupby(list(grid.JOB_KEYS)):  # one boundary file per training job
+        path = tmp_path / grid.Cell(*job.iloc[0][list(vocab.CELL_KEYS)]).path(grid.BOUNDARY)
         path.parent.mkdir(parents=True, exist_ok=True)
         per_model = len(seeds) * len(lrs)
         preds, batch_preds = [], []
-        for activation in cells["activation"]:  # the family's models: activation-major
-            linear = activation == "identity" and family[1] != "layernorm"
+        for cell in job.itertuples():  # the job's models: family, then activation-major
+            linear = cell.activation == "identity" and cell.norm != "layernorm"
             pred = (yy > 0.3 * xx) if linear else (np.sin(3 * xx) > yy)
             preds.append(np.repeat(pred[None].astype(np.int32), per_model, 0))
-            batch_preds.append(
-                np.repeat((np.sin(2 * xx) > yy)[None].astype(np.int32), per_model, 0)
-            )
+            mates = (np.sin(2 * xx) > yy) if cell.norm in vocab.BATCH_STAT_NORMS else -1 + 0 * xx
+            batch_preds.append(np.repeat(mates[None].astype(np.int32), per_model, 0))
         arrays = {
             "xx": xx,
             "yy": yy,
             "pred_inference": np.concatenate(preds),
-            "activations": np.repeat(cells["activation"].to_numpy(str), per_model),
-            "seeds": np.tile(np.repeat(np.asarray(seeds, np.int32), len(lrs)), len(cells)),
-            "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds) * len(cells)),
+            "pred_batch": np.concatenate(batch_preds),  # -1: not a batch-statistics network
+            "norms": np.repeat(job["norm"].to_numpy(str), per_model),
+            "groups": np.repeat(job["groups"].to_numpy(int), per_model),
+            "activations": np.repeat(job["activation"].to_numpy(str), per_model),
+            "seeds": np.tile(np.repeat(np.asarray(seeds, np.int32), len(lrs)), len(job)),
+            "lrs": np.tile(np.asarray(lrs, np.float32), len(seeds) * len(job)),
             "x_train": x_train,
             "y_train": y_train,
         }
-        if family[1] in vocab.BATCH_STAT_NORMS:
-            arrays["pred_batch"] = np.concatenate(batch_preds)
         np.savez(path, **arrays)
         boundaries.append(path)
     reference = pd.DataFrame(

@@ -80,11 +80,12 @@ def test_cells_are_the_union_of_block_products_each_trained_once():
     assert list(cells) == sorted(cells)  # deterministic order
 
 
-def test_cell_paths_are_those_of_its_family():
+def test_cell_paths_are_those_of_its_training_job():
     cell = grid.Cell("spirals", "leaky_relu", "groupnorm", "post", 16, 64, 32, 4)
-    sibling = grid.Cell("spirals", "relu", "groupnorm", "post", 16, 64, 32, 4)
-    assert cell.path(grid.RUN) == "results/runs/spirals/groupnorm-post-d16-w64-b32-g4.parquet"
-    assert cell.path(grid.HISTORY).endswith("groupnorm-post-d16-w64-b32-g4.history.parquet")
+    sibling = grid.Cell("spirals", "relu", "batchnorm", "post", 16, 64, 32, 8)  # same job
+    assert cell.path(grid.RUN) == "results/runs/spirals/post-d16-w64-b32.parquet"
+    assert cell.path(grid.HISTORY).endswith("post-d16-w64-b32.history.parquet")
+    assert sibling.path(grid.RUN) == cell.path(grid.RUN)
     assert cell.wildcards["depth"] == "16"
     cells = {
         cell: ("E6",),
@@ -93,53 +94,65 @@ def test_cell_paths_are_those_of_its_family():
     }
     assert grid.paths(cells, grid.BOUNDARY) == [cell.path(grid.BOUNDARY)]  # 2-D only, once
     assert grid.paths(cells, grid.RUN, experiment="E1") == [
-        "results/runs/mnist1d/none-pre-d2-w8-b64-g8.parquet"
+        "results/runs/mnist1d/pre-d2-w8-b64.parquet"
     ]
 
 
-def test_families_group_the_activations_of_a_cell():
+def job(**wildcards) -> SimpleNamespace:
+    """A training rule's wildcards (strings, as Snakemake passes them)."""
+    wc = dict(dataset="mnist1d", placement="pre", depth="2", width="16", batch_size="32")
+    return SimpleNamespace(**{**wc, **wildcards})
+
+
+def test_jobs_group_the_families_that_differ_in_their_norm():
     config = config_with(
         {
             "E1": [block(activations=["relu", "identity"], norms=["none", "batchnorm"])],
             "E4": [block(activations=["tanh"], norms=["batchnorm"], depths=[2, 4])],
+            "E9": [block(activations=["relu"], norms=["groupnorm"], groups=[2, 4])],
         }
     )
     assert grid.families(config) == {
         ("mnist1d", "none", "pre", 2, 16, 32, 8): ("identity", "relu"),  # the vocabulary's order
         ("mnist1d", "batchnorm", "pre", 2, 16, 32, 8): ("identity", "relu", "tanh"),
         ("mnist1d", "batchnorm", "pre", 4, 16, 32, 8): ("tanh",),
+        ("mnist1d", "groupnorm", "pre", 2, 16, 32, 2): ("relu",),
+        ("mnist1d", "groupnorm", "pre", 2, 16, 32, 4): ("relu",),
     }
-    wc = SimpleNamespace(
-        dataset="mnist1d",
-        norm="batchnorm",
-        placement="pre",
-        depth="2",
-        width="16",
-        batch_size="32",
-        groups="8",
-    )
-    assert grid.train_options(config, wc)["activations"] == "identity relu tanh"
+    assert set(grid.jobs(config)) == {("mnist1d", "pre", 2, 16, 32), ("mnist1d", "pre", 4, 16, 32)}
+    families = grid.job_families(config, job())
+    assert [(f["norm"], f.get("groups"), f["activations"]) for f in families] == [
+        ("none", None, ["identity", "relu"]),
+        ("batchnorm", None, ["identity", "relu", "tanh"]),
+        ("groupnorm", 2, ["relu"]),
+        ("groupnorm", 4, ["relu"]),
+    ]
+    command = grid.train_options(config, job())["families"]
+    assert command.count("--family ") == 4
+    assert """'{"norm":"groupnorm","activations":["relu"],"groups":2,""" in command
 
 
 def test_probes_run_only_where_an_experiment_reads_them():
     """The batch-statistics probes run on the activations whose cells E3 or E8 use; the init
-    gradient sizes go to the families of E4; a family no such experiment uses gets neither."""
+    gradient sizes go to the families of E4; the conditional function to E8's batch-statistics
+    families; a family no such experiment uses gets none of them."""
     config = config_with(
         {
-            "E1": [block(activations=["identity", "relu", "tanh"], norms=["batchnorm"])],
+            "E1": [block(activations=["identity", "relu", "tanh"], norms=["batchnorm", "none"])],
             "E3": [block(activations=["identity"], norms=["batchnorm"])],
             "E4": [block(activations=["relu"], norms=["batchnorm"], depths=[2, 4])],
+            "E8": [block(activations=["identity"], norms=["batchnorm", "none"])],
         }
     )
-    wc = dict(dataset="mnist1d", placement="pre", width="16", batch_size="32", groups="8")
-    d2 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="2"))
-    assert d2["batch_probes"] == "--batch-probes identity"
-    assert d2["init_batch_sizes"] == "--init-batch-sizes 4 16 64 256"  # the default
-    d4 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="4"))
-    assert d4["batch_probes"] == "--batch-probes"  # none: skip them
+    none, bn = grid.job_families(config, job())
+    assert bn["batch_probes"] == ["identity"] and bn["conditional"]
+    assert bn["init_batch_sizes"] == [4, 16, 64, 256]  # the default
+    assert none["batch_probes"] == ["identity"] and "conditional" not in none  # no batch stats
+    assert "init_batch_sizes" not in none
+    (d4,) = grid.job_families(config, job(depth="4"))
+    assert d4["batch_probes"] == [] and "conditional" not in d4  # [] : skip them
     config["experiments"].pop("E4")
-    d2 = grid.train_options(config, SimpleNamespace(**wc, norm="batchnorm", depth="2"))
-    assert d2["init_batch_sizes"] == ""
+    assert all("init_batch_sizes" not in f for f in grid.job_families(config, job()))
 
 
 def test_training_settings_with_per_dataset_override_and_schema_defaults():
@@ -151,18 +164,14 @@ def test_training_settings_with_per_dataset_override_and_schema_defaults():
     s = grid.training(config, "spirals")
     assert s["epochs"] == 9 and s["lrs"] == [0.5] and s["seeds"] == [0, 1]
     assert s["optimizer"] == "adam" and s["test_batch_sizes"] == [2, 8, 32, 256, "full"]  # defaults
-    family = dict(
-        dataset="spirals", placement="pre", depth="2", width="16", batch_size="32", groups="8"
-    )
-    opts = grid.train_options(config, SimpleNamespace(**family, norm="batchnorm"))
+    opts = grid.train_options(config, job(dataset="spirals"))
     assert opts["lrs"] == "0.5" and opts["seeds"] == "0 1" and opts["epochs"] == "9"
-    assert opts["groups"] == ""  # only groupnorm cells get --groups
+    assert '"groups"' not in opts["families"]  # only groupnorm families name their groups
     config = config_with(
         {"E1": [block(datasets=["spirals"], norms=["groupnorm"])]},
         per_dataset={"spirals": {"epochs": 9, "lrs": [0.5]}},
     )
-    groupnorm = SimpleNamespace(**family, norm="groupnorm")
-    assert grid.train_options(config, groupnorm)["groups"] == "--groups 8"
+    assert '"groups":8' in grid.train_options(config, job(dataset="spirals"))["families"]
 
 
 def test_prepare_options_and_resources():
@@ -173,6 +182,8 @@ def test_prepare_options_and_resources():
     config["resources"] = {"per_dataset": {"cifar10": {"mem_mb": 9000}}}
     validate(config, SCHEMA)
     assert grid.resources(config, "cifar10") == {"threads": 1, "mem_mb": 9000, "runtime": 30}
+    config["experiments"]["E9"] = [block(norms=["groupnorm", "none"], groups=[2, 4])]
+    assert grid.job_runtime(config, job()) == 4 * 30  # batchnorm, none, groupnorm 2 and 4
     assert grid.resources(config, "mnist1d")["mem_mb"] == 2000
     assert grid.use_gpu({"resources": {"gpu": False}}) is False
     assert grid.use_gpu({"resources": {"gpu": True}}) is True
@@ -349,8 +360,8 @@ KINDS = {
 
 
 def write_cells(tables: dict) -> None:
-    """Write the tables of cells (cell -> its tables) into their families' files, as the
-    training job of each family does."""
+    """Write the tables of cells (cell -> its tables) into their training jobs' files, as the
+    training jobs do."""
     families = {}
     for cell, t in tables.items():
         families.setdefault(cell.path(grid.RUN), []).append((cell, t))
@@ -361,7 +372,7 @@ def write_cells(tables: dict) -> None:
 
 
 def collect_files(cells) -> dict:
-    """kind -> the files of the cells' families, each once."""
+    """kind -> the files of the cells' training jobs, each once."""
     return {kind: grid.paths(dict.fromkeys(cells, ("E1",)), p) for kind, p in KINDS.items()}
 
 

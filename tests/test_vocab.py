@@ -48,7 +48,8 @@ def test_defaults_have_one_home():
     for key in ("epochs", "batch_size", "optimizer", "momentum", "schedule"):
         assert getattr(cfg, key) == vocab.TRAINING_DEFAULTS[key]
     args = cli.build_parser().parse_args(
-        ["train", "--data", "x", "--activation", "relu", "--norm", "none", "--out", "o"]
+        ["train", "--data", "x", "--family", '{"norm": "none", "activations": ["relu"]}']
+        + ["--out", "o"]
     )
     assert (
         args.epochs == vocab.TRAINING_DEFAULTS["epochs"]

@@ -51,8 +51,8 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
         for line in proc.stdout.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    assert counts["train"] + counts["train_2d"] == len(grid.families(config))
-    assert counts["train_2d"] == sum(f[0] in vocab.TWO_D for f in grid.families(config))
+    assert counts["train"] + counts["train_2d"] == len(grid.jobs(config))
+    assert counts["train_2d"] == sum(j[0] in vocab.TWO_D for j in grid.jobs(config))
     assert counts["prepare_data"] == len(grid.datasets(config))
     assert counts["collect"] == 1
     assert not (fresh_copy / "results").exists()
@@ -293,18 +293,18 @@ def test_kill_and_resume_reproduces_the_uninterrupted_tables(smoke_run, tmp_path
     # Compiled programs from the uninterrupted run: faster, and it checks that cached programs
     # reproduce freshly compiled ones bit for bit.
     shutil.copytree(smoke_run / "results" / "jax-cache", work / "results" / "jax-cache")
-    families = grid.paths(grid.cells(smoke_config()), grid.RUN)  # one training job each
-    runs = lambda: sum((work / f).exists() for f in families)  # noqa: E731
+    jobs = grid.paths(grid.cells(smoke_config()), grid.RUN)  # one per training job
+    runs = lambda: sum((work / f).exists() for f in jobs)  # noqa: E731
 
     # killed twice: early in training, then with training almost done
-    for threshold in (2, len(families) - 2):
+    for threshold in (1, len(jobs) - 1):
         _kill_when(_start(work, "results/metrics.parquet"), lambda t=threshold: runs() >= t)
-        assert runs() < len(families)
+        assert runs() < len(jobs)
         for f in (work / "results" / "runs").rglob("*.parquet"):  # no half-written results
             pd.read_parquet(f)
 
     # what a writer killed between creating its temp file and renaming it would leave
-    stale = work / "results" / "runs" / "mnist1d" / ".none-pre-d2-w16.parquet.x1y2z3.tmp"
+    stale = work / "results" / "runs" / "mnist1d" / ".pre-d2-w16-b64.parquet.x1y2z3.tmp"
     stale.write_bytes(b"PAR1 half a file")
     proc = run_snakemake(work, "results/metrics.parquet", "--cores", "all", "--configfile", SMOKE)
     assert proc.returncode == 0, proc.stdout[-8000:]

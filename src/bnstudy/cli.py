@@ -67,6 +67,56 @@ def _run_prepare_data(args) -> None:
     print(f"wrote {out}: {p.meta}", file=sys.stderr)
 
 
+# The keys of a `bnstudy train --family` object (bnstudy.grid.job_families writes them).
+FAMILY_FIELDS = {
+    "norm": "the normalization (required)",
+    "activations": "its activations, a list (required)",
+    "groups": "groupnorm's groups (must divide the width)",
+    "batch_probes": "the activations whose models get the batch-statistics probes (default: all; "
+    "[]: none)",
+    "conditional": "true: batch-statistics networks are also evaluated at the training batch "
+    "size and as the conditional function with batch-size - 1 fixed training batch-mates (test "
+    "accuracy and affinity gap; E8)",
+    "init_batch_sizes": "also measure every layer's gradient norm at initialization at these "
+    "batch sizes (root mean square over batches; E4); by default only the first training step's",
+}
+
+
+def _family(text: str) -> dict:
+    """One `--family` value: a JSON object of FAMILY_FIELDS, its names checked."""
+    import json
+
+    from bnstudy import vocab
+
+    try:
+        family = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not a JSON object ({e}): {text}") from None
+    if not isinstance(family, dict) or not {"norm", "activations"} <= set(family):
+        raise argparse.ArgumentTypeError(f"needs a JSON object with norm and activations: {text}")
+    unknown = sorted(set(family) - set(FAMILY_FIELDS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown key {', '.join(unknown)} in {text}; valid: {', '.join(FAMILY_FIELDS)}"
+        )
+    if family["norm"] not in vocab.NORMS:
+        raise argparse.ArgumentTypeError(
+            f"unknown norm {family['norm']!r}; valid: {', '.join(vocab.NORMS)}"
+        )
+    acts = family["activations"]
+    probed = family.get("batch_probes", acts)
+    if not isinstance(acts, list) or not acts or not isinstance(probed, list):
+        raise argparse.ArgumentTypeError(f"activations and batch_probes must be lists: {text}")
+    for a in acts + probed:
+        if a not in vocab.ACTIVATIONS:
+            raise argparse.ArgumentTypeError(
+                f"unknown activation {a!r}; valid: {', '.join(vocab.ACTIVATIONS)}"
+            )
+    if not set(probed) <= set(acts):
+        raise argparse.ArgumentTypeError(f"batch_probes must be among the activations: {text}")
+    return family
+
+
 # What `bnstudy train` writes per training job: the run table and the long tables beside it.
 LONG_TABLES = ("history", "batchstats", "layers")
 CELL_FILES = ("run", *LONG_TABLES)
@@ -78,12 +128,13 @@ def _add_train(sub) -> None:
     d = vocab.TRAINING_DEFAULTS
     p = sub.add_parser(
         "train",
-        help="train every seed x learning rate of one grid cell and measure it",
-        description="Train all seeds x learning rates of one cell (dataset, activation, "
-        "normalization, placement, depth, width) in one compiled program, then evaluate and probe "
-        "every model. Writes OUT (one row per seed and learning rate, every scalar metric) and, if "
-        "asked, the per-epoch history, the batch-statistics probe, the per-layer gradient norms "
-        "and (2-D data) decision-boundary grids. All writes are atomic.",
+        help="train the families of one training job and measure every model",
+        description="Train the families of one training job (dataset, placement, depth, width, "
+        "batch size) one after another in one process: each family (a normalization and its "
+        "activations) trains all its activations x seeds x learning rates in one compiled "
+        "program; then every model is evaluated and probed. Writes OUT (one row per model, every "
+        "scalar metric) and, if asked, the per-epoch history, the batch-statistics probe, the "
+        "per-layer gradient norms and (2-D data) decision-boundary grids. All writes are atomic.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -93,13 +144,14 @@ def _add_train(sub) -> None:
         "generated in memory with default arguments",
     )
     p.add_argument(
-        "--activation",
+        "--family",
         required=True,
-        nargs="+",
-        choices=tuple(vocab.ACTIVATIONS),
-        help="activation; several: the family of cells that differ only in it, trained together",
+        action="append",
+        type=_family,
+        help="one family as a JSON object (repeat for several): "
+        + "; ".join(f"{k}: {v}" for k, v in FAMILY_FIELDS.items())
+        + ', e.g. \'{"norm": "batchnorm", "activations": ["identity", "relu"]}\'',
     )
-    p.add_argument("--norm", required=True, choices=tuple(vocab.NORMS), help="normalization")
     p.add_argument(
         "--placement",
         default="pre",
@@ -108,9 +160,6 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--depth", type=int, default=2, help="hidden layers (>= 1)")
     p.add_argument("--width", type=int, default=64, help="units per hidden layer")
-    p.add_argument(
-        "--groups", type=int, default=d["groups"], help="groups of groupnorm (must divide width)"
-    )
     p.add_argument(
         "--seeds", type=int, nargs="+", default=d["seeds"], help="seeds (init and data order)"
     )
@@ -147,32 +196,10 @@ def _add_train(sub) -> None:
         "--layers", default=None, help="output Parquet file: one row per seed x lr x layer"
     )
     p.add_argument(
-        "--conditional",
-        action="store_true",
-        help="batch-statistics networks: also measure the conditional function with batch-size - 1 "
-        "fixed training batch-mates (test accuracy and affinity gap; E8)",
-    )
-    p.add_argument(
-        "--batch-probes",
-        nargs="*",
-        default=None,
-        metavar="ACTIVATION",
-        help="run the batch-statistics probes (test batch sizes, the conditional function) only "
-        "on the family's members with these activations (default: all; none: skip them)",
-    )
-    p.add_argument(
-        "--init-batch-sizes",
-        type=int,
-        nargs="*",
-        default=[],
-        help="also measure every layer's gradient norm at initialization at these batch sizes "
-        "(root mean square over batches; E4); by default only the first training step's",
-    )
-    p.add_argument(
         "--extend-edges",
         type=int,
         default=vocab.TRAINING_DEFAULTS["extend_edges"],
-        help="times the family trains again at the next learning rates beyond an edge of the "
+        help="times a family trains again at the next learning rates beyond an edge of the "
         "grid that a cell selected (0: never)",
     )
     p.add_argument(
@@ -180,6 +207,14 @@ def _add_train(sub) -> None:
         default=None,
         help="output .npz of decision-boundary grids of the lowest seed's models, on its split "
         "(2-D datasets only)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU cores of the job: on the CPU the models are split over this many devices, "
+        "which run in parallel (the numbers then equal a one-device run's up to float rounding); "
+        "a GPU job trains on its GPU",
     )
     p.set_defaults(func=_run_train)
 
@@ -236,7 +271,7 @@ def _run_train(args) -> None:
     start = time.perf_counter()
     phases = {"startup": _process_age()}  # interpreter, imports and argument parsing
     # Validate everything cheap before loading data or compiling anything.
-    from bnstudy import data, models, train
+    from bnstudy import data, models, probes, train, vocab
 
     sizes = _test_batch_sizes(args.test_batch_sizes)
     cfg = train.TrainConfig(
@@ -250,57 +285,65 @@ def _run_train(args) -> None:
     )
     if args.extend_edges < 0:
         raise ValueError(f"--extend-edges must be >= 0, got {args.extend_edges}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", args.threads)  # before JAX picks its devices
     pool = data.get_pool(args.data)
     splits = {s: data.split(pool, s) for s in cfg.seeds}  # each seed's own split
     ds = splits[min(cfg.seeds)]
-    spec = models.ModelSpec(
-        int(ds.x_train.shape[1]),
-        ds.num_classes,
-        args.activation[0] if len(args.activation) == 1 else tuple(args.activation),
-        args.norm,
-        args.placement,
-        args.depth,
-        args.width,
-        args.groups,
-    )
+    specs = [  # every family's spec, checked before any training
+        models.ModelSpec(
+            int(ds.x_train.shape[1]),
+            ds.num_classes,
+            tuple(f["activations"]) if len(f["activations"]) > 1 else f["activations"][0],
+            f["norm"],
+            args.placement,
+            args.depth,
+            args.width,
+            f.get("groups", vocab.TRAINING_DEFAULTS["groups"]),
+        )
+        for f in args.family
+    ]
+    for family in args.family:
+        probes.check_init_batch_sizes(
+            family.get("init_batch_sizes", []), min(len(d.x_train) for d in splits.values())
+        )
     if args.boundary and ds.x_train.shape[1] != 2:
         raise ValueError(
             f"--boundary needs a 2-D dataset; {ds.name} has {ds.x_train.shape[1]} features"
         )
 
-    import jax
     import numpy as np
     import pandas as pd
 
-    from bnstudy import probes, results
+    from bnstudy import results
 
     device = _device_name(jax.devices()[0])
     phases["load"] = time.perf_counter() - start
-    print(
-        f"{ds.name} {spec} on {device}, {len(spec.activations)} activations x "
-        f"{len(args.seeds)} seeds x {len(args.lrs)} lrs",
-        file=sys.stderr,
-    )
     stacked = {
         k: np.stack([getattr(splits[s], k) for s in cfg.seeds])
         for k in ("x_train", "y_train", "x_val", "y_val")
     }
 
-    def train_round(cfg, spec):
+    def train_round(cfg, spec, family):
         """Train and measure the family (or the members `spec` names) at cfg.lrs: its tables
         and (2-D) boundary pieces."""
         result = train.train(spec, cfg, **stacked)
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
+        conditional = family.get("conditional") and spec.uses_batch_stats
+        own_size = [cfg.batch_size] if conditional and cfg.batch_size not in sizes else []
         scalars, batch, grads = probes.measure(
             spec,
             result,
             splits,
-            sizes,
-            conditional=cfg.batch_size if args.conditional else None,
-            init_batch_sizes=args.init_batch_sizes,
-            batch_probes=args.batch_probes,
+            own_size + sizes,  # a strong-form family is also tested at its own batch size
+            conditional=cfg.batch_size if conditional else None,
+            init_batch_sizes=family.get("init_batch_sizes", []),
+            batch_probes=family.get("batch_probes"),
         )
         ident = dict(
             dataset=ds.name,
@@ -321,7 +364,7 @@ def _run_train(args) -> None:
             **scalars,
             "n_params": n_params,
             "device": device,
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": time.perf_counter() - family_start,
         }
         tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
         first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
@@ -335,30 +378,44 @@ def _run_train(args) -> None:
                 mates=probes.draw_mates(ds.x_train, cfg.batch_size),
             )
             grids |= dict(
-                seeds=result.seeds[first], lrs=lrs[first], activations=result.activations[first]
+                seeds=result.seeds[first],
+                lrs=lrs[first],
+                activations=result.activations[first],
+                norms=np.full(len(first), spec.norm),
+                groups=np.full(len(first), spec.groups),
             )
         phases["probes"] = phases.get("probes", 0.0) + time.perf_counter() - mark
         return tables, grids
 
-    # A cell whose selected rate is an edge of the rates trained so far: its activation trains
-    # again at the next rates beyond that edge (results.edge_extension), up to --extend-edges
-    # times. (Its Linear weights are those of the family: they depend on the seed only.)
-    rounds = [train_round(cfg, spec)]
-    tried = list(cfg.lrs)
-    for _ in range(args.extend_edges):
-        run = pd.concat([t["run"] for t, _ in rounds], ignore_index=True)
-        more, members = results.edge_extension(run, tried)
-        if not more:
-            break
+    rounds = []
+    for family, spec in zip(args.family, specs):
+        family_start = start if not rounds else time.perf_counter()  # the first: the job's start
         print(
-            f"{', '.join(members)} selected an edge of {sorted(tried)}: training at {more}",
+            f"{ds.name} {spec} on {device}, {len(spec.activations)} activations x "
+            f"{len(args.seeds)} seeds x {len(args.lrs)} lrs",
             file=sys.stderr,
         )
-        sub = dataclasses.replace(
-            spec, activation=members[0] if len(members) == 1 else tuple(members)
-        )
-        rounds.append(train_round(dataclasses.replace(cfg, lrs=tuple(more)), sub))
-        tried += more
+        # A cell whose selected rate is an edge of the rates trained so far: its activation
+        # trains again at the next rates beyond that edge (results.edge_extension), up to
+        # --extend-edges times. (Its Linear weights are those of the family: they depend on the
+        # seed only.)
+        own = [train_round(cfg, spec, family)]
+        tried = list(cfg.lrs)
+        for _ in range(args.extend_edges):
+            run = pd.concat([t["run"] for t, _ in own], ignore_index=True)
+            more, members = results.edge_extension(run, tried)
+            if not more:
+                break
+            print(
+                f"{', '.join(members)} selected an edge of {sorted(tried)}: training at {more}",
+                file=sys.stderr,
+            )
+            sub = dataclasses.replace(
+                spec, activation=members[0] if len(members) == 1 else tuple(members)
+            )
+            own.append(train_round(dataclasses.replace(cfg, lrs=tuple(more)), sub, family))
+            tried += more
+        rounds += own
     tables = {
         name: pd.concat([t[name] for t, _ in rounds], ignore_index=True) for name in rounds[0][0]
     }
@@ -367,15 +424,7 @@ def _run_train(args) -> None:
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
-        grids = {
-            k: (
-                rounds[0][1][k]
-                if k in ("xx", "yy", "batch_mates")  # the same in every round
-                else np.concatenate([g[k] for _, g in rounds])
-            )
-            for k in rounds[0][1]
-        }
-        results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **grids)
+        results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **_merge(rounds))
     results.write_parquet(tables["run"], args.out)  # last: its existence means the job is complete
     phases["write"] = time.perf_counter() - mark
     print(
@@ -383,6 +432,26 @@ def _run_train(args) -> None:
         file=sys.stderr,
     )
     print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
+
+
+def _merge(rounds) -> dict:
+    """The decision-boundary grids of every round, stacked over their models. Grids the same in
+    every round (the grid, the batch-mates) are kept once; `pred_batch` exists for
+    batch-statistics networks only, and is -1 for the other models."""
+    import numpy as np
+
+    grids = [g for _, g in rounds]
+    shared = {k: grids[0][k] for k in ("xx", "yy")}
+    mates = [g["batch_mates"] for g in grids if "batch_mates" in g]
+    if mates:
+        shared["batch_mates"] = mates[0]
+        shape = next(g["pred_batch"].shape[1:] for g in grids if "pred_batch" in g)
+        for g in grids:
+            g.setdefault("pred_batch", np.full((len(g["seeds"]), *shape), -1))
+    per_model = [k for k in grids[0] if k not in ("xx", "yy", "batch_mates")]
+    if mates:
+        per_model = list(dict.fromkeys([*per_model, "pred_batch"]))
+    return shared | {k: np.concatenate([g[k] for g in grids]) for k in per_model}
 
 
 def _add_reference(sub) -> None:

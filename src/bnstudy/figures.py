@@ -484,12 +484,15 @@ def e5_placement(metrics: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def _pick_model(npz, activation: str, seed: int, lr: float) -> int | None:
-    """The index of the model (activation, seed, lr) in a family's boundary file."""
+def _pick_model(npz, cell) -> int | None:
+    """The index of a run's model (its norm, groups, activation, seed, lr) in its training job's
+    boundary file."""
     hits = np.flatnonzero(
-        (np.asarray(npz["activations"]) == activation)
-        & (np.asarray(npz["seeds"]) == seed)
-        & np.isclose(np.asarray(npz["lrs"]), lr, rtol=1e-5)
+        (np.asarray(npz["norms"]) == cell.norm)
+        & (np.asarray(npz["groups"]) == int(cell.groups))
+        & (np.asarray(npz["activations"]) == cell.activation)
+        & (np.asarray(npz["seeds"]) == int(cell.seed))
+        & np.isclose(np.asarray(npz["lrs"]), float(cell.lr), rtol=1e-5)
     )
     return int(hits[0]) if len(hits) else None
 
@@ -582,14 +585,14 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
                     continue
                 c = cell.sort_values("seed").iloc[0]
                 cell_file = grid.Cell(*(getattr(c, k) for k in vocab.CELL_KEYS)).path(grid.BOUNDARY)
-                f = given.get(Path(cell_file).parts[-2:])  # {dataset}/{family}.boundary.npz
+                f = given.get(Path(cell_file).parts[-2:])  # {dataset}/{job}.boundary.npz
                 key = "pred_inference" if mode == "inference" else "pred_batch"
                 if f is None or not Path(f).exists():
                     _mark_missing(ax)
                     continue
                 with np.load(f) as z:
-                    k = _pick_model(z, c.activation, int(c.seed), float(c.lr))
-                    if k is None or key not in z:
+                    k = _pick_model(z, c)
+                    if k is None or key not in z or (z[key][k] < 0).all():  # -1: not computed
                         _mark_missing(ax)
                         continue
                     xx, yy, pred = z["xx"], z["yy"], _classes(z[key][k])

@@ -1,13 +1,15 @@
 """The study's grid: a validated config -> the cells to train, their settings, their files.
 
-A *cell* is one architecture on one dataset: (dataset, activation, norm, placement, depth,
-width). A *family* is the cells that differ only in their activation: (dataset, norm,
-placement, depth, width). One training job trains every cell x seed x learning rate of a family
-in one compiled program (bnstudy.models: the activation is chosen per model), with the settings
-of the config's `training:` section (plus its per-dataset overrides), and writes one file of each
-kind per family. So a cell is trained once whatever experiments use it, and one program serves
-all the activations of a family: compilation, the larger part of a small cell's cost, is paid
-once per family instead of once per cell.
+A *cell* is one architecture on one dataset at one training batch size: (dataset, activation,
+norm, placement, depth, width, batch size, groupnorm's groups). A *family* is the cells that
+differ only in their activation; one compiled program trains every cell x seed x learning rate
+of a family (bnstudy.models: the activation is chosen per model). A training *job* is the
+families that differ only in their normalization (and groupnorm's groups): (dataset, placement,
+depth, width, batch size). One process trains them one after another, with the settings of the
+config's `training:` section (plus its per-dataset overrides), and writes one file of each kind
+per job. So a cell is trained once whatever experiments use it; compilation is paid once per
+family instead of once per cell, and the process start-up, imports and data loading once per
+job instead of once per family.
 
 An experiment (E1..E7) is a list of blocks; a block is the product of its lists
 (datasets x activations x norms x placements x depths x widths); the experiment's sub-grid is
@@ -19,7 +21,9 @@ imports this module, so it must stay cheap. `check` holds the rules the schema c
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import os
 import shlex
 import shutil
@@ -32,15 +36,16 @@ TRAINING_KEYS = tuple(vocab.TRAINING_DEFAULTS)
 NO_GROUPS = vocab.TRAINING_DEFAULTS["groups"]  # the `groups` of a cell whose norm is not groupnorm
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
 
-# File layout of one cell (paths relative to the working directory, the repository root).
-FAMILY = "{norm}-{placement}-d{depth}-w{width}-b{batch_size}-g{groups}"
-RUN = "results/runs/{dataset}/" + FAMILY + ".parquet"  # one row per cell x seed x lr: scalars
-HISTORY = "results/runs/{dataset}/" + FAMILY + ".history.parquet"  # ... x epoch
-BATCHSTATS = "results/runs/{dataset}/" + FAMILY + ".batchstats.parquet"  # ... x test batch
-LAYERS = "results/runs/{dataset}/" + FAMILY + ".layers.parquet"  # ... x layer
-BOUNDARY = "results/runs/{dataset}/" + FAMILY + ".boundary.npz"  # 2-D datasets only
-TRAIN_LOG = "results/logs/train/{dataset}/" + FAMILY + ".log"
-TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + FAMILY + ".tsv"
+# File layout of one training job (paths relative to the working directory, the repository
+# root); a cell's files are its job's (Cell.path).
+JOB = "{placement}-d{depth}-w{width}-b{batch_size}"
+RUN = "results/runs/{dataset}/" + JOB + ".parquet"  # one row per cell x seed x lr: scalars
+HISTORY = "results/runs/{dataset}/" + JOB + ".history.parquet"  # ... x epoch
+BATCHSTATS = "results/runs/{dataset}/" + JOB + ".batchstats.parquet"  # ... x test batch
+LAYERS = "results/runs/{dataset}/" + JOB + ".layers.parquet"  # ... x layer
+BOUNDARY = "results/runs/{dataset}/" + JOB + ".boundary.npz"  # 2-D datasets only
+TRAIN_LOG = "results/logs/train/{dataset}/" + JOB + ".log"
+TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/" + JOB + ".tsv"
 DATA = "results/data/{dataset}.npz"
 REFERENCE = "results/reference/{dataset}.parquet"  # the convex linear reference, one row per seed
 REFERENCE_LOG = "results/logs/reference/{dataset}.log"
@@ -66,12 +71,10 @@ PAPER = "results/paper.pdf"
 
 WILDCARDS = {
     "dataset": "|".join(vocab.DATASETS),
-    "norm": "|".join(vocab.NORMS),
     "placement": "|".join(vocab.PLACEMENTS),
     "depth": r"[1-9][0-9]*",
     "width": r"[1-9][0-9]*",
     "batch_size": r"[1-9][0-9]*",
-    "groups": r"[1-9][0-9]*",
 }
 
 
@@ -91,7 +94,7 @@ class Cell:
     groups: int  # groupnorm's group count; vocab's default for every other norm
 
     def path(self, pattern: str = RUN) -> str:
-        """The file `pattern` of this cell (of its family, for the family patterns above)."""
+        """The file `pattern` of this cell (of its training job, for the job patterns above)."""
         return pattern.format(**self.__dict__)
 
     @property
@@ -117,7 +120,16 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
 
     A block's optional `batch_sizes` and `groups` default to the dataset's training settings;
     `groups` applies to groupnorm only (other norms carry vocab's default, so they are one cell).
-    A cell whose placements are the same network (`same_network`) is listed once, as "pre"."""
+    A cell whose placements are the same network (`same_network`) is listed once, as "pre".
+
+    Computed once per config (the rules ask for every training job's families; the full
+    study's grid has thousands of cells): a new dict each call, over a cached expansion."""
+    return dict(_cells(json.dumps(config, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _cells(config_json: str) -> dict[Cell, tuple[str, ...]]:
+    config = json.loads(config_json)
     members: dict[Cell, set[str]] = {}
     for _, name, b in _blocks(config):
         for dataset, activation, norm, placement, depth, width in itertools.product(
@@ -146,6 +158,7 @@ def cells(config: dict) -> dict[Cell, tuple[str, ...]]:
 
 
 FAMILY_KEYS = tuple(k for k in vocab.CELL_KEYS if k != "activation")
+JOB_KEYS = ("dataset", "placement", "depth", "width", "batch_size")
 
 
 def families(config: dict) -> dict[tuple, tuple[str, ...]]:
@@ -157,18 +170,25 @@ def families(config: dict) -> dict[tuple, tuple[str, ...]]:
     return {k: tuple(a for a in vocab.ACTIVATIONS if a in acts) for k, acts in out.items()}
 
 
-def _family_key(wildcards) -> tuple:
+def jobs(config: dict) -> dict[tuple, dict[Cell, tuple[str, ...]]]:
+    """Every training job (JOB_KEYS) -> its cells and the experiments that use each, in the
+    grid's order (a new dict each call, over a cached grouping: see `cells`)."""
+    return dict(_jobs(json.dumps(config, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _jobs(config_json: str) -> dict[tuple, dict[Cell, tuple[str, ...]]]:
+    out: dict[tuple, dict[Cell, tuple[str, ...]]] = {}
+    for c, experiments in _cells(config_json).items():
+        out.setdefault(tuple(getattr(c, k) for k in JOB_KEYS), {})[c] = experiments
+    return out
+
+
+def _job_key(wildcards) -> tuple:
     return tuple(
-        getattr(wildcards, k)
-        if k in ("dataset", "norm", "placement")
-        else int(getattr(wildcards, k))
-        for k in FAMILY_KEYS
+        getattr(wildcards, k) if k in ("dataset", "placement") else int(getattr(wildcards, k))
+        for k in JOB_KEYS
     )
-
-
-def family_activations(config: dict, wildcards) -> tuple[str, ...]:
-    """The activations of the family named by a training rule's wildcards."""
-    return families(config)[_family_key(wildcards)]
 
 
 def datasets(config: dict) -> list[str]:
@@ -198,72 +218,76 @@ def outputs(config: dict) -> list:
 
 
 def resources(config: dict, dataset: str) -> dict:
-    """threads, mem_mb, runtime (minutes) of one training job on `dataset`."""
+    """threads, mem_mb, runtime (minutes per family) of the training jobs on `dataset`."""
     section = config["resources"]
     res = {k: section[k] for k in RESOURCE_KEYS}
     res.update(section.get("per_dataset", {}).get(dataset, {}))
     return res
 
 
-def family_members(config: dict, wildcards) -> dict[str, set[str]]:
-    """activation -> the experiments that use that cell, for the family named by a rule's
-    wildcards."""
-    key = _family_key(wildcards)
-    out: dict[str, set[str]] = {}
-    for c, members in cells(config).items():
-        if tuple(getattr(c, k) for k in FAMILY_KEYS) == key:
-            out.setdefault(c.activation, set()).update(members)
-    return out
+def job_runtime(config: dict, wildcards) -> int:
+    """The runtime (minutes) of the training job named by a rule's wildcards: the dataset's
+    runtime per family times the job's families, which it trains one after another."""
+    per_family = resources(config, wildcards.dataset)["runtime"]
+    return per_family * len(job_families(config, wildcards))
 
 
-def family_experiments(config: dict, wildcards) -> set[str]:
-    """The experiments that use any cell of the family named by a rule's wildcards."""
-    return set().union(*family_members(config, wildcards).values())
+def job_families(config: dict, wildcards) -> list[dict]:
+    """The families of the training job named by a rule's wildcards, as `bnstudy train --family`
+    specifications (norm order of the vocabulary, then groups):
+
+    - `norm`, `groups` (groupnorm only) and `activations`, in the vocabulary's order;
+    - `batch_probes`: the activations whose cells an experiment of vocab.BATCH_PROBE_EXPERIMENTS
+      uses (the batch-statistics probes run only where an output reads them);
+    - `conditional`: a batch-statistics family of the strong-form experiment
+      (vocab.BATCH_SIZE_EXPERIMENT), also evaluated at its own training batch size and as the
+      conditional function of fixed batch-mates;
+    - `init_batch_sizes`: a family of the depth experiment (vocab.DEPTH_EXPERIMENT) has its
+      gradients at initialization measured at the training section's `init_batch_sizes`.
+    """
+    members: dict[tuple, dict[str, set[str]]] = {}  # (norm, groups) -> activation -> experiments
+    for c, experiments in jobs(config).get(_job_key(wildcards), {}).items():
+        members.setdefault((c.norm, c.groups), {}).setdefault(c.activation, set()).update(
+            experiments
+        )
+    init_sizes = training(config, wildcards.dataset)["init_batch_sizes"]
+    specs = []
+    for (norm, groups), by_activation in sorted(
+        members.items(), key=lambda kv: (list(vocab.NORMS).index(kv[0][0]), kv[0][1])
+    ):
+        activations = [a for a in vocab.ACTIVATIONS if a in by_activation]
+        experiments = set().union(*by_activation.values())
+        spec = {"norm": norm, "activations": activations}
+        if norm == "groupnorm":
+            spec["groups"] = groups
+        spec["batch_probes"] = [
+            a for a in activations if by_activation[a] & set(vocab.BATCH_PROBE_EXPERIMENTS)
+        ]
+        if vocab.BATCH_SIZE_EXPERIMENT in experiments and norm in vocab.BATCH_STAT_NORMS:
+            spec["conditional"] = True
+        if vocab.DEPTH_EXPERIMENT in experiments and init_sizes:
+            spec["init_batch_sizes"] = list(init_sizes)
+        specs.append(spec)
+    return specs
 
 
 def train_options(config: dict, wildcards) -> dict[str, str]:
-    """The `bnstudy train` option values of one family, as strings for the rule's shell command.
-
-    The batch size and groupnorm's groups are the family's own (its wildcards). A batch-statistics
-    family of the strong-form experiment (vocab.BATCH_SIZE_EXPERIMENT) is also evaluated at its
-    own training batch size and as the conditional function of fixed batch-mates; the
-    batch-statistics probes run only on the activations whose cells vocab.BATCH_PROBE_EXPERIMENTS
-    use (evaluate nothing that no output reads). A family of the
-    depth experiment (vocab.DEPTH_EXPERIMENT) has its gradients at initialization measured at
-    the training section's `init_batch_sizes`.
-    """
+    """The `bnstudy train` option values of one training job, as strings for the rule's shell
+    command: the dataset's training settings and one `--family` per family (job_families)."""
     s = training(config, wildcards.dataset)
-    members = family_members(config, wildcards)
-    experiments = set().union(*members.values())
-    strong = vocab.BATCH_SIZE_EXPERIMENT in experiments and wildcards.norm in vocab.BATCH_STAT_NORMS
-    init_sizes = s["init_batch_sizes"] if vocab.DEPTH_EXPERIMENT in experiments else []
-    sizes = list(s["test_batch_sizes"])
-    if strong and int(wildcards.batch_size) not in sizes:
-        sizes.insert(0, int(wildcards.batch_size))
     return {
-        "activations": " ".join(family_activations(config, wildcards)),
+        "families": " ".join(
+            "--family " + shlex.quote(json.dumps(f, separators=(",", ":")))
+            for f in job_families(config, wildcards)
+        ),
         "seeds": " ".join(str(x) for x in s["seeds"]),
         "lrs": " ".join(repr(float(x)) for x in s["lrs"]),
         "epochs": str(s["epochs"]),
         "optimizer": s["optimizer"],
         "momentum": repr(float(s["momentum"])),
         "schedule": s["schedule"],
-        "test_batch_sizes": " ".join(str(x) for x in sizes),
+        "test_batch_sizes": " ".join(str(x) for x in s["test_batch_sizes"]),
         "extend_edges": str(s["extend_edges"]),
-        "groups": f"--groups {wildcards.groups}" if wildcards.norm == "groupnorm" else "",
-        "conditional": "--conditional" if strong else "",
-        # the batch-statistics probes only where an experiment reads them (none: an empty list)
-        "batch_probes": " ".join(
-            ["--batch-probes"]
-            + [
-                a
-                for a in family_activations(config, wildcards)
-                if members[a] & set(vocab.BATCH_PROBE_EXPERIMENTS)
-            ]
-        ),
-        "init_batch_sizes": " ".join(["--init-batch-sizes", *map(str, init_sizes)])
-        if init_sizes
-        else "",
     }
 
 
@@ -274,7 +298,7 @@ def boundary_option(output) -> str:
 
 def paths(cells: dict, pattern: str, experiment: str | None = None) -> list[str]:
     """The files `pattern` (e.g. RUN, BOUNDARY) of the cells, or of one experiment's cells,
-    each once (cells of one family share the family's files). BOUNDARY exists only for 2-D
+    each once (the cells of one training job share its files). BOUNDARY exists only for 2-D
     datasets, so only their cells are listed for it."""
     found = [
         cell.path(pattern)

@@ -271,6 +271,13 @@ def _mean_square_kernel_grads(graphdef, params, stats, x, y):
     return jax.vmap(one_model)(params, stats, x, y)
 
 
+def check_init_batch_sizes(batch_sizes, n: int) -> None:
+    """Every init batch size must be between 2 and the `n` training examples."""
+    for b in batch_sizes:
+        if not 2 <= b <= n:
+            raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
+
+
 def init_gradient_norms(
     spec: models.ModelSpec, seeds, choices, splits: dict, batch_sizes, seed: int = 0
 ) -> dict[int, np.ndarray]:
@@ -282,10 +289,7 @@ def init_gradient_norms(
 
     The mean over batches estimates the expectation the mean-field theory predicts
     (bnstudy.theory); the trainer's own record is a single batch."""
-    n = min(len(splits[int(s)].x_train) for s in seeds)
-    for b in batch_sizes:  # every size checked before anything is initialized or compiled
-        if not 2 <= b <= n:
-            raise ValueError(f"init batch size {b} must be between 2 and the {n} training examples")
+    check_init_batch_sizes(batch_sizes, min(len(splits[int(s)].x_train) for s in seeds))
     graphdef, params, stats = train.init_models(spec, seeds, choices)
     out = {}
     for b in batch_sizes:

@@ -1,10 +1,11 @@
 """The trainer: every (seed, learning rate) of one grid cell in one compiled program.
 
 Models are stacked along a leading axis (seed-major: model m = seeds[m // L], lrs[m % L]) and
-trained together with `jax.vmap`; an epoch is a `jax.lax.scan` over steps, and a block of
-epochs is a `jax.lax.scan` over epochs. The data live on the device, one split per seed
-(stacked; or one split shared by every seed); each model shuffles its seed's training split
-with its own key every epoch. Python only loops over epoch blocks, to log progress.
+trained together with `jax.vmap`, split over the local devices where there are several; an
+epoch is a `jax.lax.scan` over steps, and a block of epochs is a `jax.lax.scan` over epochs. The
+data live on the device, one split per seed (stacked; or one split shared by every seed); each
+seed's models shuffle its training split with the seed's key every epoch. Python only loops
+over epoch blocks, to log progress.
 
 Randomness: a model's initialization and data order depend on its seed only, so the learning
 rates of one seed start from the same weights and see the same batches (paired comparisons).
@@ -173,8 +174,10 @@ class ModelState(NamedTuple):
     step: jax.Array  # int32
 
 
-def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
+def _train_step(graphdef, tx, first, state: ModelState, lr, xb, yb):
     """One optimizer step of one model; a non-finite step is not applied and marks divergence.
+    Returns the step's loss, accuracy and, on the run's first step (`first`, the same for every
+    model), each Linear kernel's gradient norm (zeros on the other steps: nothing reads them).
 
     The check comes before the update (a finite loss, gradients and batch statistics), so the
     update itself is masked instead of the whole state being selected between old and new: the
@@ -203,30 +206,40 @@ def _train_step(graphdef, tx, state: ModelState, lr, xb, yb):
         state.step + 1,
     )
     nan = jnp.float32(jnp.nan)
-    return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan), kernel_norms(grads))
+    norms = jax.lax.cond(first, kernel_norms, lambda g: jnp.zeros(len(_kernels(g))), grads)
+    return state, (jnp.where(ok, loss, nan), jnp.where(ok, acc, nan), norms)
+
+
+def _kernels(grads) -> list:
+    g = nnx.to_pure_dict(grads)
+    return [g["linears"][i]["kernel"] for i in sorted(g["linears"])] + [g["head"]["kernel"]]
 
 
 def kernel_norms(grads) -> jax.Array:
     """The norm of each Linear kernel's gradient, input layer first, head last: (depth + 1,)."""
-    g = nnx.to_pure_dict(grads)
-    kernels = [g["linears"][i]["kernel"] for i in sorted(g["linears"])] + [g["head"]["kernel"]]
-    return jnp.stack([jnp.linalg.norm(k) for k in kernels])
+    return jnp.stack([jnp.linalg.norm(k) for k in _kernels(grads)])
 
 
-def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
+def _train_epoch(graphdef, tx, batch_size, data, lrs, order_keys, state, epoch):
     """One epoch of every model (vmapped), then their inference-mode validation metrics.
-    `data`: the splits stacked over seeds, and each model's split (models,)."""
-    x_train, y_train, x_val, y_val, split = data
+    `data`: the splits stacked over seeds, each model's split (models,) and each model's data
+    order (models,): an index into `order_keys`, one key per distinct seed. The models of one
+    seed see the same batches, so each epoch's permutation is drawn once per seed, not per model.
+    """
+    x_train, y_train, x_val, y_val, split, order = data
     n = x_train.shape[1]
     steps = n // batch_size
-    perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(data_keys)
+    perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(order_keys)
     batches = perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
 
-    def step(state, idx):  # idx: (models, batch)
+    def step(state, i_idx):  # idx: (seeds, batch)
+        i, idx = i_idx
+        idx = idx[order]  # (models, batch)
         xb, yb = x_train[split[:, None], idx], y_train[split[:, None], idx]
-        return jax.vmap(partial(_train_step, graphdef, tx))(state, lrs, xb, yb)
+        first = (epoch == 0) & (i == 0)
+        return jax.vmap(partial(_train_step, graphdef, tx, first))(state, lrs, xb, yb)
 
-    state, (losses, accs, grad_norms) = jax.lax.scan(step, state, batches)
+    state, (losses, accs, grad_norms) = jax.lax.scan(step, state, (jnp.arange(steps), batches))
     val_loss, val_acc = jax.vmap(lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k]))(
         state.params, state.stats, split
     )
@@ -245,9 +258,9 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, data_keys, state, epoch):
     static_argnames=("graphdef", "tx", "batch_size", "n_epochs"),
     donate_argnames=("state",),
 )
-def _train_block(graphdef, tx, batch_size, n_epochs, data, lrs, data_keys, state, first_epoch):
+def _train_block(graphdef, tx, batch_size, n_epochs, data, lrs, order_keys, state, first_epoch):
     """`n_epochs` epochs as one scan: the compiled program reused for every block of a run."""
-    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, data, lrs, data_keys)
+    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, data, lrs, order_keys)
     return jax.lax.scan(epoch_fn, state, first_epoch + jnp.arange(n_epochs))
 
 
@@ -296,46 +309,61 @@ def train(
     k = len(spec.activations)
     seeds, lrs = np.tile(cfg.model_seeds, k), np.tile(cfg.model_lrs, k)
     choices = np.repeat(np.arange(k, dtype=np.int32), len(cfg.model_seeds))
+    m = len(seeds)
+    # The models are split over the local devices (one GPU; or, with `bnstudy train --threads N`
+    # on a CPU, N CPU devices that run in parallel); their count is padded to a multiple of the
+    # devices with copies of the last model, dropped at the end. The data are on every device.
+    devices = jax.local_devices()
+    pad = (-m) % len(devices)
+    seeds, lrs, choices = (
+        np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seeds, lrs, choices)
+    )
     graphdef, params, stats = init_models(spec, seeds, choices)
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
     opt_state = jax.jit(jax.vmap(tx.init))(params)
-    m = len(seeds)
     state = ModelState(
         params,
         stats,
         opt_state,
-        jnp.zeros(m, bool),
-        jnp.full(m, -1, jnp.int32),
-        jnp.zeros(m, jnp.int32),
+        jnp.zeros(m + pad, bool),
+        jnp.full(m + pad, -1, jnp.int32),
+        jnp.zeros(m + pad, jnp.int32),
     )
     position = {s: i for i, s in enumerate(cfg.seeds)} if len(x_train) > 1 else {}
     split = np.array([position.get(s, 0) for s in seeds], np.int32)  # each model's split
-    data = tuple(jnp.asarray(a) for a in (x_train, y_train, x_val, y_val, split))
-    _, data_keys = jax.jit(model_keys)(jnp.asarray(seeds))
-    lrs_dev = jnp.asarray(lrs)
+    distinct, order = np.unique(seeds, return_inverse=True)  # each model's data order
+    _, order_keys = jax.jit(model_keys)(jnp.asarray(distinct))
+    mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+    per_model = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+    everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state, lrs_dev, split, order = jax.device_put((state, lrs, split, order.ravel()), per_model)
+    data = (*jax.device_put((x_train, y_train, x_val, y_val), everywhere), split, order)
+    order_keys = jax.device_put(order_keys, everywhere)
 
     block = _block_size(cfg.epochs)
     jax.block_until_ready(state)
     setup = time.perf_counter()
     run_block = _train_block.lower(
-        graphdef, tx, cfg.batch_size, block, data, lrs_dev, data_keys, state, jnp.int32(0)
+        graphdef, tx, cfg.batch_size, block, data, lrs_dev, order_keys, state, jnp.int32(0)
     ).compile()
     compiled = time.perf_counter()
     history = []
     for first in range(0, cfg.epochs, block):
-        state, hist = run_block(data, lrs_dev, data_keys, state, jnp.int32(first))
+        state, hist = run_block(data, lrs_dev, order_keys, state, jnp.int32(first))
         hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
         print(
             f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
             f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
-            f"diverged {int(np.asarray(state.diverged).sum())}/{m}, {time.perf_counter() - start:.1f}s",
+            f"diverged {int(np.asarray(state.diverged)[:m].sum())}/{m}, {time.perf_counter() - start:.1f}s",
             file=log,
             flush=True,
         )
-    history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+    history = {k: np.concatenate([h[k] for h in history])[:, :m] for k in history[0]}
     grad_norms_init = history.pop("grad_norms_first_step")[0]  # the very first step: at init
+    # the real models, on the default device (what the probes expect)
+    state = jax.device_put(jax.tree.map(lambda a: a[:m], state), devices[0])
     return TrainResult(
         graphdef,
         state.params,
@@ -343,9 +371,9 @@ def train(
         np.asarray(state.diverged),
         np.asarray(state.diverged_step),
         history,
-        seeds,
-        lrs,
-        np.asarray(spec.activations)[choices],
+        seeds[:m],
+        lrs[:m],
+        np.asarray(spec.activations)[choices[:m]],
         grad_norms_init,
         cfg.batch_size,
         {

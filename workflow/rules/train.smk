@@ -1,7 +1,7 @@
-# Stage 2: one training job per family of cells (dataset, norm, placement, depth, width, batch
-# size, groups; the cells differ in their activation): every activation x seed x learning rate of the family in
-# one compiled program. The file patterns are those of bnstudy.grid. 2-D datasets also write
-# the decision-boundary grids (rule train_2d).
+# Stage 2: one training job per (dataset, placement, depth, width, batch size): its families
+# (one per normalization, and groupnorm's groups) one after another in one process, each
+# family's activations x seeds x learning rates in one compiled program. The file patterns are
+# those of bnstudy.grid. 2-D datasets also write the decision-boundary grids (rule train_2d).
 
 
 rule train:
@@ -23,24 +23,22 @@ rule train:
     threads: lambda wc: grid.resources(config, wc.dataset)["threads"]
     resources:
         mem_mb=lambda wc: grid.resources(config, wc.dataset)["mem_mb"],
-        runtime=lambda wc: grid.resources(config, wc.dataset)["runtime"],
+        runtime=lambda wc: grid.job_runtime(config, wc),
         gpu=1 if USE_GPU else 0,
     params:
         opts=lambda wc: grid.train_options(config, wc),
         boundary=lambda wc, output: grid.boundary_option(output),
     shell:
-        "bnstudy train --data {input.data} --activation {params.opts[activations]}"
-        " --norm {wildcards.norm} --placement {wildcards.placement}"
-        " --depth {wildcards.depth} --width {wildcards.width} {params.opts[groups]}"
-        " --batch-size {wildcards.batch_size} {params.opts[conditional]}"
-        " {params.opts[init_batch_sizes]} {params.opts[batch_probes]}"
+        "bnstudy train --data {input.data} {params.opts[families]}"
+        " --placement {wildcards.placement} --depth {wildcards.depth}"
+        " --width {wildcards.width} --batch-size {wildcards.batch_size}"
         " --seeds {params.opts[seeds]} --lrs {params.opts[lrs]} --epochs {params.opts[epochs]}"
         " --optimizer {params.opts[optimizer]}"
         " --momentum {params.opts[momentum]} --schedule {params.opts[schedule]}"
         " --test-batch-sizes {params.opts[test_batch_sizes]}"
         " --extend-edges {params.opts[extend_edges]}"
         " --out {output.run} --history {output.history} --batchstats {output.batchstats}"
-        " --layers {output.layers} {params.boundary} > {log} 2>&1"
+        " --layers {output.layers} {params.boundary} --threads {threads} > {log} 2>&1"
 
 
 use rule train as train_2d with:
