@@ -362,14 +362,16 @@ def train(
         )
     history = {k: np.concatenate([h[k] for h in history])[:, :m] for k in history[0]}
     grad_norms_init = history.pop("grad_norms_first_step")[0]  # the very first step: at init
-    # the real models, on the default device (what the probes expect)
-    state = jax.device_put(jax.tree.map(lambda a: a[:m], state), devices[0])
+    params, stats = state.params, state.stats
+    if len(devices) > 1 or pad:  # the real models, on one device (what the probes expect)
+        trim = lambda a: np.asarray(a)[:m]  # noqa: E731 (on the host: no compiled slices)
+        params, stats = jax.device_put(jax.tree.map(trim, (params, stats)), devices[0])
     return TrainResult(
         graphdef,
-        state.params,
-        state.stats,
-        np.asarray(state.diverged),
-        np.asarray(state.diverged_step),
+        params,
+        stats,
+        np.asarray(state.diverged)[:m],
+        np.asarray(state.diverged_step)[:m],
         history,
         seeds[:m],
         lrs[:m],
