@@ -289,7 +289,7 @@ def collect(
 
     `experiments`: the config's section (which experiments use which cells); `training`: its
     training section (the batch size and groups of cells whose blocks do not set them); `files`: kind
-    ("run", "history", "batchstats", "layers") -> the files of that kind (one per family).
+    ("run", "history", "batchstats", "layers") -> the files of that kind (one per training job).
     Returns "metrics" (one row per experiment x run, the selected learning rate marked) and
     "history", "batchstats", "layers" (the same rows x epoch / test batch / layer). A cell used
     by several experiments appears once per experiment, with the same numbers.

@@ -443,7 +443,7 @@ def _loss(x: float) -> str:
 
 def cell_seconds(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment and cell of `metrics`, with `bench_file`: the training benchmark
-    file of the cell's family (grid.TRAIN_BENCHMARK; one training job per family) and `bench_s`:
+    file of the cell's training job (grid.TRAIN_BENCHMARK) and `bench_s`:
     its wall time, NaN where `benchmarks` has none."""
     cells = metrics.drop_duplicates(["experiment", *vocab.CELL_KEYS]).copy()
     seconds_of = dict(zip(benchmarks["file"], benchmarks["s"]))
@@ -456,9 +456,9 @@ def cell_seconds(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> pd.DataFram
 
 
 def compute(metrics: pd.DataFrame, benchmarks: pd.DataFrame) -> str:
-    """Compute used per experiment: runs, cells, training jobs (one per family of cells),
-    devices, and the training jobs' wall time from the rules' benchmark files. A job whose
-    family serves several experiments counts in each; the last row counts every job once."""
+    """Compute used per experiment: runs, cells, training jobs (grid.jobs), devices, and the
+    training jobs' wall time from the rules' benchmark files. A job that serves several
+    experiments counts in each; the last row counts every job once."""
     header = ["Experiment", "Runs", "Cells", "Jobs", "Device", "Wall time"]
     cells = cell_seconds(metrics, benchmarks)
 
