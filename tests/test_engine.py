@@ -201,7 +201,7 @@ import numpy as np
 jax.config.update("jax_num_cpu_devices", 2)
 from bnstudy import data, models, train
 ds = data.prepare("mnist1d", seed=0, n_samples=2000)
-spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, ("relu", "tanh"), "batchnorm")
+spec = models.ModelSpec(ds.x_train.shape[1], ds.num_classes, ("relu", "tanh", "gelu"), "batchnorm")
 cfg = train.TrainConfig(seeds=(0, 1, 2), lrs=(1e-2,), epochs=3, batch_size=64)
 r = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open("/dev/null", "w"))
 np.savez(sys.argv[1], devices=len(jax.devices()), seeds=r.seeds, activations=r.activations,
@@ -211,8 +211,8 @@ np.savez(sys.argv[1], devices=len(jax.devices()), seeds=r.seeds, activations=r.a
 
 
 def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
-    """`bnstudy train --threads 2` on a CPU: the models are split over 2 devices, padded from 6 to
-    an even count and trimmed back; the numbers agree with one device up to float rounding."""
+    """`bnstudy train --threads 2` on a CPU: the models are split over 2 devices, padded from 9 to
+    10 and trimmed back; the numbers agree with one device up to float rounding."""
     import subprocess
     import sys
 
@@ -221,7 +221,7 @@ def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
         [sys.executable, "-c", SPLIT_OVER_DEVICES, out], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    spec = models.ModelSpec(40, 10, ("relu", "tanh"), "batchnorm")
+    spec = models.ModelSpec(40, 10, ("relu", "tanh", "gelu"), "batchnorm")
     cfg = train.TrainConfig(seeds=(0, 1, 2), lrs=(1e-2,), epochs=3, batch_size=64)
     one = train.train(
         spec, cfg, mnist1d.x_train, mnist1d.y_train, mnist1d.x_val, mnist1d.y_val, log=QUIET
@@ -231,7 +231,7 @@ def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
         np.testing.assert_array_equal(two["seeds"], one.seeds)
         np.testing.assert_array_equal(two["activations"], one.activations)
         for key in ("train_loss", "train_acc"):
-            assert two[key].shape == one.history[key].shape == (3, 6)
+            assert two[key].shape == one.history[key].shape == (3, 9)
             np.testing.assert_allclose(two[key], one.history[key], rtol=1e-5, atol=1e-6)
         # inference mode reads the running mean, which follows the bias before BatchNorm: its
         # gradient is zero but for rounding, which Adam turns into steps (docs/how-it-works.md)
