@@ -306,10 +306,9 @@ def _run_train(args) -> None:
         )
         for f in args.family
     ]
+    n_train = min(len(d.x_train) for d in splits.values())
     for family in args.family:
-        probes.check_init_batch_sizes(
-            family.get("init_batch_sizes", []), min(len(d.x_train) for d in splits.values())
-        )
+        probes.check_init_batch_sizes(family.get("init_batch_sizes", []), n_train)
     if args.boundary and ds.x_train.shape[1] != 2:
         raise ValueError(
             f"--boundary needs a 2-D dataset; {ds.name} has {ds.x_train.shape[1]} features"
@@ -442,15 +441,13 @@ def _merge(rounds) -> dict:
 
     grids = [g for _, g in rounds]
     shared = {k: grids[0][k] for k in ("xx", "yy")}
-    mates = [g["batch_mates"] for g in grids if "batch_mates" in g]
-    if mates:
-        shared["batch_mates"] = mates[0]
-        shape = next(g["pred_batch"].shape[1:] for g in grids if "pred_batch" in g)
+    with_mates = [g for g in grids if "batch_mates" in g]
+    if with_mates:
+        shared["batch_mates"] = with_mates[0]["batch_mates"]
+        shape = with_mates[0]["pred_batch"].shape[1:]
         for g in grids:
             g.setdefault("pred_batch", np.full((len(g["seeds"]), *shape), -1))
-    per_model = [k for k in grids[0] if k not in ("xx", "yy", "batch_mates")]
-    if mates:
-        per_model = list(dict.fromkeys([*per_model, "pred_batch"]))
+    per_model = [k for k in grids[0] if k not in shared]
     return shared | {k: np.concatenate([g[k] for g in grids]) for k in per_model}
 
 

@@ -157,17 +157,7 @@ def _cells(config_json: str) -> dict[Cell, tuple[str, ...]]:
     }
 
 
-FAMILY_KEYS = tuple(k for k in vocab.CELL_KEYS if k != "activation")
 JOB_KEYS = ("dataset", "placement", "depth", "width", "batch_size")
-
-
-def families(config: dict) -> dict[tuple, tuple[str, ...]]:
-    """Every family (the cell keys but the activation, FAMILY_KEYS) -> its activations, in the
-    vocabulary's order."""
-    out: dict[tuple, set[str]] = {}
-    for c in cells(config):
-        out.setdefault(tuple(getattr(c, k) for k in FAMILY_KEYS), set()).add(c.activation)
-    return {k: tuple(a for a in vocab.ACTIVATIONS if a in acts) for k, acts in out.items()}
 
 
 def jobs(config: dict) -> dict[tuple, dict[Cell, tuple[str, ...]]]:
