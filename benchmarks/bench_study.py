@@ -59,7 +59,7 @@ def copy_checkout(src: Path, dest: Path) -> Path:
     return dest
 
 
-def run_study(work: Path, config: Path, cores: int) -> float:
+def run_study(work: Path, config: Path, cores: int) -> tuple[float, str]:
     env = dict(os.environ, PYTHONPATH=str(work / "src"))
     shutil.copy(config, work / "bench-config.yaml")
     cmd = [
@@ -74,7 +74,7 @@ def run_study(work: Path, config: Path, cores: int) -> float:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"the study failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return wall
+    return wall, proc.stderr
 
 
 def job_times(work: Path) -> pd.DataFrame:
@@ -104,11 +104,12 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--repo", default=str(REPO), help="the checkout to run (default: this one)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--log", help="also write Snakemake's log to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-study-") as tmp:
         work = copy_checkout(Path(args.repo).resolve(), Path(tmp) / "repo")
-        wall = run_study(work, Path(args.config).resolve(), args.cores)
+        wall, log = run_study(work, Path(args.config).resolve(), args.cores)
         jobs = job_times(work)
         phases = train_phases(work)
 
@@ -154,6 +155,8 @@ def main() -> None:
             " (everything but the compiled training loop)"
         )
         print(f"study wall / (pure training / cores): {out['wall_over_pure_training']:.1f}")
+    if args.log:
+        Path(args.log).write_text(log)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -260,6 +260,24 @@ def test_split_sizes_must_fit_the_pool():
         data.pool("mnist", test_size=100)
 
 
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("mnist1d", dict(n_samples=600, test_size=100, val_size=50)),
+        ("spirals", dict(n_samples=300)),
+        ("digits", {}),
+    ],
+)
+def test_train_size_is_known_before_the_data_are_made(name, kwargs):
+    assert data.train_size(name, **kwargs) == len(data.prepare(name, **kwargs).y_train)
+
+
+def test_train_size_of_a_downloaded_set_leaves_out_its_official_test_split():
+    # MNIST: 70,000 images, the official 10,000 test images, 5,000 for validation by default
+    assert data.train_size("mnist") == 55000
+    assert data.train_size("cifar10", val_size=1000) == 49000
+
+
 def test_get_loads_a_path_and_prepares_a_name(offline, tmp_path):
     path = tmp_path / "xor.npz"
     data.save(data.pool("xor", n_samples=400), path)

@@ -14,7 +14,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from bnstudy import grid, results, vocab
+from bnstudy import data, grid, results, vocab
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -184,6 +184,30 @@ def test_prepare_options_and_resources():
     assert grid.resources(config, "mnist1d")["mem_mb"] == 2000
     assert grid.use_gpu({"resources": {"gpu": False}}) is False
     assert grid.use_gpu({"resources": {"gpu": True}}) is True
+
+
+def test_job_cost_grows_with_the_training_work():
+    """The training rule's priority: a job's expected seconds, from its families, models, steps
+    and layers (the costliest start first)."""
+    config = config_with({"E1": [block(activations=["relu", "tanh"], depths=[2, 8])]})
+    config["data"] = {"mnist1d": {"n_samples": 1000}}
+    base = grid.job_cost(config, job())
+    n_train = data.train_size("mnist1d", n_samples=1000)
+    steps, models_ = 2 * (n_train // 32), 2 * 2 * 2  # epochs x batches; activations x seeds x lrs
+    expected = grid.COST_PER_FAMILY + 3 * (
+        grid.COST_PER_FAMILY_LAYER + grid.COST_PER_MODEL_STEP_LAYER * steps * models_
+    )
+    assert base == pytest.approx(expected, abs=0.05)
+    assert grid.job_cost(config, job(depth="8")) > base  # more layers
+    smaller = config_with(config["experiments"], batch_size=16)
+    smaller["data"] = config["data"]
+    assert grid.job_cost(smaller, job(batch_size="16")) > base  # more steps
+    more = config_with({"E1": [block(activations=["relu", "tanh"], norms=["batchnorm", "none"])]})
+    more["data"] = config["data"]
+    assert grid.job_cost(more, job()) > base  # two families
+    wider = config_with({"E1": [block(activations=["relu", "tanh"], widths=[256])]})
+    wider["data"] = config["data"]
+    assert grid.job_cost(wider, job(width="256")) > base
 
 
 # --- validation: schema and semantic checks -------------------------------------------------

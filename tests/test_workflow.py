@@ -10,12 +10,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import SMOKE, SMOKE_OUTPUT, copy_repo, run_snakemake, snakemake_command, snakemake_env
+from snakemake.utils import validate
 
 from bnstudy import grid, results, stats, vocab
 
@@ -56,6 +58,32 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
     assert counts["prepare_data"] == len(grid.datasets(config))
     assert counts["collect"] == 1
     assert not (fresh_copy / "results").exists()
+
+
+def test_training_jobs_start_costliest_first(fresh_copy):
+    """Each training job's priority is its expected cost (grid.job_cost); the data come first."""
+    proc = run_snakemake(fresh_copy, "-n", "--configfile", SMOKE, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    config = smoke_config()
+    validate(config, str(fresh_copy / "workflow" / "schemas" / "config.schema.yaml"))
+    jobs = {}
+    for block in re.split(r"^\[.*\]$", proc.stdout, flags=re.M):  # a job's block follows its date
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if rule is None:
+            continue
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        priority = re.search(r"^\s+priority: (\S+)$", block, re.M)
+        jobs.setdefault(rule.group(1), []).append(
+            (
+                dict(kv.split("=") for kv in wildcards.group(1).split(", ")) if wildcards else {},
+                float(priority.group(1)) if priority else 0.0,
+            )
+        )
+    trained = jobs["train"] + jobs.get("train_2d", [])
+    assert len(trained) == len(grid.jobs(config))
+    for wildcards, priority in trained:
+        assert priority == grid.job_cost(config, SimpleNamespace(**wildcards)) > 0
+    assert all(p > max(q for _, q in trained) for _, p in jobs["prepare_data"])
 
 
 BAD_CONFIGS = {

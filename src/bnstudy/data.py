@@ -54,6 +54,10 @@ GENERATED = tuple(DEFAULT_N_SAMPLES)  # generated from a seed
 TEST_FRACTION = 0.2  # generated sets and digits: default share of examples in the test split
 VAL_FRACTION = 0.2  # small sets: default validation share of the training pool
 VAL_SIZE_LARGE = 5000  # mnist, fashion_mnist, cifar10: default validation examples
+# Examples of the sets that are not generated, and the official test splits of the downloaded
+# ones (train_size reads them; pool counts what it loads)
+EXAMPLES = {"digits": 1797, "mnist": 70000, "fashion_mnist": 70000, "cifar10": 60000}
+OFFICIAL_TEST = {"mnist": 10000, "fashion_mnist": 10000, "cifar10": 10000}
 NUM_CLASSES = {
     "spirals": 2,
     "xor": 2,
@@ -226,9 +230,7 @@ def pool(
             len(y_test),
         )
     n = len(y)
-    test_size = round(TEST_FRACTION * n) if test_size is None else int(test_size)
-    if val_size is None:
-        val_size = VAL_SIZE_LARGE if fixed_test else round(VAL_FRACTION * (n - test_size))
+    test_size, val_size = _split_sizes(n, fixed_test, test_size, val_size)
     n_classes = NUM_CLASSES[name]
     for what, size, room in (
         ("test_size", test_size, n),
@@ -259,6 +261,35 @@ def pool(
         fixed_test,
         {"name": name, "seed": seed, **meta},
     )
+
+
+def _split_sizes(n: int, fixed_test: bool, test_size, val_size) -> tuple[int, int]:
+    """(test_size, val_size) of a pool of `n` examples, their defaults filled in."""
+    test_size = round(TEST_FRACTION * n) if test_size is None else int(test_size)
+    if val_size is None:
+        val_size = VAL_SIZE_LARGE if fixed_test else round(VAL_FRACTION * (n - test_size))
+    return test_size, int(val_size)
+
+
+def train_size(
+    name: str,
+    *,
+    n_samples: int | None = None,
+    val_size: int | None = None,
+    test_size: int | None = None,
+    **_,
+) -> int:
+    """The number of training examples `pool(name, ...)` gives each seed, known before any data
+    is made (the workflow orders its training jobs by their expected cost with it)."""
+    if name in GENERATED:
+        n = DEFAULT_N_SAMPLES[name] if n_samples is None else int(n_samples)
+    else:
+        n = EXAMPLES[name]
+    fixed_test = name in DOWNLOADED
+    test, val = _split_sizes(
+        n, fixed_test, OFFICIAL_TEST[name] if fixed_test else test_size, val_size
+    )
+    return n - test - val
 
 
 def split(p: Pool, seed: int) -> Dataset:

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from bnstudy import vocab
+from bnstudy import data, vocab
 
 TRAINING_KEYS = tuple(vocab.TRAINING_DEFAULTS)
 NO_GROUPS = vocab.TRAINING_DEFAULTS["groups"]  # the `groups` of a cell whose norm is not groupnorm
@@ -220,6 +220,33 @@ def job_runtime(config: dict, wildcards) -> int:
     runtime per family times the job's families, which it trains one after another."""
     per_family = resources(config, wildcards.dataset)["runtime"]
     return per_family * len(job_families(config, wildcards))
+
+
+# The expected seconds of a training job on one core of the 2-core benchmark machine
+# (docs/speed.md), fitted to default-v1's 9 training jobs (within 20% but for one): each family
+# costs a constant (its compilation and probes) that grows with its depth, and each model a
+# constant per training step and layer (at width 64; wider layers cost more).
+COST_PER_FAMILY, COST_PER_FAMILY_LAYER, COST_PER_MODEL_STEP_LAYER = 5.9, 0.5, 3.2e-5
+
+
+def job_cost(config: dict, wildcards) -> float:
+    """The expected seconds of the training job named by a rule's wildcards (COST_*): the
+    rule's priority, so that the costliest jobs start first and no long job is left to run
+    alone at the end of a study."""
+    s = training(config, wildcards.dataset)
+    n_train = data.train_size(
+        wildcards.dataset, **config.get("data", {}).get(wildcards.dataset, {})
+    )
+    steps = s["epochs"] * (n_train // int(wildcards.batch_size))
+    layers = int(wildcards.depth) + 1
+    per_model = COST_PER_MODEL_STEP_LAYER * steps * layers * max(1, int(wildcards.width) / 64) ** 2
+    cost = sum(
+        COST_PER_FAMILY
+        + COST_PER_FAMILY_LAYER * layers
+        + per_model * len(f["activations"]) * len(s["seeds"]) * len(s["lrs"])
+        for f in job_families(config, wildcards)
+    )
+    return round(cost, 1)
 
 
 def job_families(config: dict, wildcards) -> list[dict]:

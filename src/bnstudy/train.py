@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import NamedTuple
@@ -90,16 +91,21 @@ def _init_linears(sizes: tuple[int, int, int, int], seeds):
     return jax.vmap(lambda k: nnx.to_pure_dict(models.init(bare, k)[1]))(init_keys)
 
 
+def _abstract(spec: models.ModelSpec):
+    """(graphdef, params, stats) of one model of `spec`: shapes and dtypes only, nothing computed."""
+    return models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))
+
+
 def init_models(spec: models.ModelSpec, seeds, choices=None):
     """(graphdef, params, stats) with params/stats stacked over the models along axis 0: one
     model per entry of `seeds`, using activation `choices[i]` of a family spec (default 0).
+    The arrays are on the host (NumPy), to be placed on the devices as the caller needs.
 
     The Linear weights come from `_init_linears`; the norms' scales, shifts and running
     statistics start at the constants of their initializers, the same for every model."""
-    model = nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0)))
-    graphdef, params, stats = models.split(model)
+    graphdef, params, stats = _abstract(spec)
     m = len(seeds)
-    stack = lambda tree: jax.tree.map(lambda a: jnp.broadcast_to(a, (m, *a.shape)), tree)  # noqa: E731
+    stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
     # One initialization per distinct seed, then copied to its models on the host: the compiled
     # program depends on the sizes and the number of distinct seeds only, so every family and
     # edge-extension round of a study (same seeds) reuses it.
@@ -107,19 +113,17 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     per_seed = _init_linears(
         (spec.in_features, spec.num_classes, spec.depth, spec.width), jnp.asarray(distinct)
     )
-    pure_params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[model_seed.ravel()]), per_seed)
+    pure_params = jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], per_seed)
     pure_stats = {}
     if spec.norm != "none":
         norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
-        pure_params["norms"] = {
-            i: stack(nnx.to_pure_dict(nnx.state(norm, nnx.Param))) for i in range(spec.depth)
-        }
+        constants = lambda kind: jax.device_get(nnx.to_pure_dict(nnx.state(norm, kind)))  # noqa: E731
+        pure_params["norms"] = {i: stack(constants(nnx.Param)) for i in range(spec.depth)}
         if spec.uses_batch_stats:
-            batch_stats = nnx.to_pure_dict(nnx.state(norm, nnx.BatchStat))
-            pure_stats["norms"] = {i: stack(batch_stats) for i in range(spec.depth)}
+            pure_stats["norms"] = {i: stack(constants(nnx.BatchStat)) for i in range(spec.depth)}
     if len(spec.activations) > 1:
-        pure_stats["choice"] = jnp.asarray(
-            np.zeros(m, np.int32) if choices is None else choices, jnp.int32
+        pure_stats["choice"] = (
+            np.zeros(m, np.int32) if choices is None else np.asarray(choices, np.int32)
         )
     nnx.replace_by_pure_dict(params, pure_params)
     nnx.replace_by_pure_dict(stats, pure_stats)
@@ -172,6 +176,22 @@ class ModelState(NamedTuple):
     diverged: jax.Array  # bool
     diverged_step: jax.Array  # int32, -1 while not diverged
     step: jax.Array  # int32
+
+
+def _abstract_state(spec: models.ModelSpec, m: int, tx, sharding):
+    """(graphdef, the ModelState of `m` models of `spec`: shapes, dtypes and `sharding` only)."""
+    graphdef, params, stats = _abstract(spec)
+    stacked = lambda tree: jax.tree.map(  # noqa: E731
+        lambda a: jax.ShapeDtypeStruct((m, *a.shape), a.dtype, sharding=sharding), tree
+    )
+    params, stats = stacked(params), stacked(stats)
+    opt_state = jax.eval_shape(jax.vmap(tx.init), params)
+    opt_state = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), opt_state
+    )
+    diverged = jax.ShapeDtypeStruct((m,), bool, sharding=sharding)
+    counter = jax.ShapeDtypeStruct((m,), jnp.int32, sharding=sharding)
+    return graphdef, ModelState(params, stats, opt_state, diverged, counter, counter)
 
 
 def _train_step(graphdef, tx, first, state: ModelState, lr, xb, yb):
@@ -284,7 +304,8 @@ class TrainResult:
     grad_norms_init: np.ndarray  # (models, depth + 1) each Linear kernel's gradient norm at the
     # first step (initial weights, the model's first batch, batch statistics), head last
     batch_size: int  # the training batch size (that of grad_norms_init's one batch)
-    seconds: dict  # wall time of the phases: init (and its compilation), compile, train
+    seconds: dict  # wall time of the phases: init (and its compilation), compile (the wait for
+    # the training program once the models are initialized: it compiles while they are), train
 
 
 def train(
@@ -318,34 +339,51 @@ def train(
     seeds, lrs, choices = (
         np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seeds, lrs, choices)
     )
-    graphdef, params, stats = init_models(spec, seeds, choices)
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
-    opt_state = jax.jit(jax.vmap(tx.init))(params)
-    state = ModelState(
-        params,
-        stats,
-        opt_state,
-        jnp.zeros(m + pad, bool),
-        jnp.full(m + pad, -1, jnp.int32),
-        jnp.zeros(m + pad, jnp.int32),
-    )
     position = {s: i for i, s in enumerate(cfg.seeds)} if len(x_train) > 1 else {}
     split = np.array([position.get(s, 0) for s in seeds], np.int32)  # each model's split
     distinct, order = np.unique(seeds, return_inverse=True)  # each model's data order
-    _, order_keys = jax.jit(model_keys)(jnp.asarray(distinct))
     mesh = jax.sharding.Mesh(np.array(devices), ("models",))
     per_model = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
     everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    state, lrs_dev, split, order = jax.device_put((state, lrs, split, order.ravel()), per_model)
+    lrs_dev, split, order = jax.device_put((lrs, split, order.ravel()), per_model)
     data = (*jax.device_put((x_train, y_train, x_val, y_val), everywhere), split, order)
-    order_keys = jax.device_put(order_keys, everywhere)
-
     block = _block_size(cfg.epochs)
-    jax.block_until_ready(state)
-    setup = time.perf_counter()
-    run_block = _train_block.lower(
-        graphdef, tx, cfg.batch_size, block, data, lrs_dev, order_keys, state, jnp.int32(0)
-    ).compile()
+    # The training program depends on the shapes only, so it compiles on a worker thread while
+    # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
+    # a core is free (the same program either way).
+    graphdef, abstract_state = _abstract_state(spec, m + pad, tx, per_model)
+    abstract_keys = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=everywhere),
+        jax.eval_shape(model_keys, distinct)[1],
+    )
+    with ThreadPoolExecutor(1) as worker:
+        compiling = worker.submit(
+            lambda: _train_block.lower(
+                graphdef,
+                tx,
+                cfg.batch_size,
+                block,
+                data,
+                lrs_dev,
+                abstract_keys,
+                abstract_state,
+                jnp.int32(0),
+            ).compile()
+        )
+        _, params, stats = init_models(spec, seeds, choices)
+        params, stats = jax.device_put((params, stats), per_model)
+        flags = (
+            np.zeros(m + pad, bool),
+            np.full(m + pad, -1, np.int32),
+            np.zeros(m + pad, np.int32),
+        )
+        opt_state = jax.jit(jax.vmap(tx.init))(params)  # placed as params are
+        state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
+        order_keys = jax.device_put(jax.jit(model_keys)(jnp.asarray(distinct))[1], everywhere)
+        jax.block_until_ready(state)
+        setup = time.perf_counter()
+        run_block = compiling.result()
     compiled = time.perf_counter()
     history = []
     for first in range(0, cfg.epochs, block):

@@ -9,6 +9,7 @@ rule prepare_data:
         "results/logs/data/{dataset}.log",
     benchmark:
         "results/benchmarks/data/{dataset}.tsv"
+    priority: 1_000_000  # before any training job: it is short, and the dataset's jobs wait for it
     conda:
         "../envs/bnstudy.yaml"
     params:

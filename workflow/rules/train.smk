@@ -18,6 +18,7 @@ rule train:
         grid.TRAIN_BENCHMARK
     wildcard_constraints:
         dataset="|".join(d for d in vocab.DATASETS if d not in vocab.TWO_D),
+    priority: lambda wc: grid.job_cost(config, wc)  # the costliest first
     conda:
         TRAIN_ENV
     threads: lambda wc: grid.resources(config, wc.dataset)["threads"]
