@@ -8,7 +8,8 @@ Copies a checkout (its tracked and unignored files) to a temporary folder, runs
   imports), load (data, device), init (models and optimizer, their compilation included),
   compile (the training program), train (the compiled training loop: the useful work),
   probes (evaluation and every probe, their compilation included), write;
-- scheduling: the cores' idle time, cores x wall - the summed job wall time.
+- scheduling: the cores' idle time, cores x wall - the summed job wall time, and from
+  Snakemake's log when the last training job ended and how long the study ran after it.
 
 It prints the breakdown and the two ratios the speed issue asks about: the fixed cost's share
 of the summed job wall time (everything but `train`), and the study's wall time against its
@@ -17,12 +18,13 @@ in a `git worktree`), whose training logs may have no PHASES line: then only the
 times are reported. Timings are from the machine it runs on; run nothing else beside it.
 
     python benchmarks/bench_study.py [--config benchmarks/configs/default-v1.yaml] [--cores 2]
-        [--repo PATH] [--json OUT]
+        [--repo PATH] [--json OUT] [--log OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -89,6 +91,27 @@ def job_times(work: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def job_spans(log: str) -> pd.DataFrame:
+    """Each job's rule, start and end (seconds after the first job's start, to the second) from
+    Snakemake's log: a job's block starts with a date line and `rule NAME:` (or `localrule`) and
+    names its `jobid: N`; a date line and `Finished jobid: N` end it."""
+    spans, when, rule = {}, None, None
+    for line in log.splitlines():
+        if m := re.fullmatch(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line.strip()):
+            when = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+        elif m := re.match(r"(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif (m := re.match(r"\s+jobid: (\d+)", line)) and rule:
+            spans[m.group(1)], rule = {"rule": rule, "start": when, "end": None}, None
+        elif (m := re.match(r"Finished jobid: (\d+)", line)) and m.group(1) in spans:
+            spans[m.group(1)]["end"] = when
+    df = pd.DataFrame(spans.values())
+    first = df["start"].min()
+    return df.assign(
+        start=(df["start"] - first).dt.total_seconds(), end=(df["end"] - first).dt.total_seconds()
+    )
+
+
 def train_phases(work: Path) -> pd.DataFrame:
     rows = []
     for log in sorted((work / "results" / "logs" / "train").rglob("*.log")):
@@ -137,6 +160,14 @@ def main() -> None:
     for kind, r in by_kind.iterrows():
         print(f"  {kind:<22}  {r['sum']:8.1f} s  ({int(r['count'])} jobs)")
     print(f"idle cores (scheduling)    {out['scheduling_idle_core_s']:8.1f} core-s")
+    spans = job_spans(log)
+    trained = spans[spans["rule"].str.startswith("train")]
+    if len(trained):
+        out["last_training_job_end_s"] = float(trained["end"].max())
+        print(
+            f"last training job ended  {out['last_training_job_end_s']:8.0f} s after the first job"
+            f" started; jobs summed / cores: {job_sum / args.cores:.0f} s"
+        )
     if len(phases):
         summed = {p: float(phases[p].sum()) for p in PHASES if p in phases}
         out["train_phases_s"] = {p: round(v, 1) for p, v in summed.items()}

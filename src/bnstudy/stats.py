@@ -86,11 +86,7 @@ def at_shared_lr(df: pd.DataFrame, metrics: pd.DataFrame, experiment: str, cells
     `experiment` at one learning rate per setting shared by all of them: the rate, among those
     every cell was trained at, with the highest validation accuracy averaged over the cells and
     seeds (E7 compares training curves at the same step size)."""
-    runs = metrics[metrics["experiment"] == experiment]
-    keep = np.zeros(len(runs), bool)
-    for c in cells:
-        keep |= ((runs["activation"] == c[0]) & (runs["norm"] == c[1])).to_numpy()
-    runs = runs[keep]
+    runs = _of_cells(metrics[metrics["experiment"] == experiment], cells)
     chosen = []
     for key, g in runs.groupby(SETTING, sort=True):
         per = (
@@ -105,10 +101,13 @@ def at_shared_lr(df: pd.DataFrame, metrics: pd.DataFrame, experiment: str, cells
         return df.iloc[:0]
     on = [*SETTING, "lr"]
     out = df[df["experiment"] == experiment].merge(pd.DataFrame(chosen), on=on, how="inner")
-    mask = np.zeros(len(out), bool)
-    for c in cells:
-        mask |= ((out["activation"] == c[0]) & (out["norm"] == c[1])).to_numpy()
-    return out[mask]
+    return _of_cells(out, cells)
+
+
+def _of_cells(frame: pd.DataFrame, cells) -> pd.DataFrame:
+    """The rows of `frame` whose (activation, norm) is one of `cells`."""
+    pairs = pd.MultiIndex.from_frame(frame[["activation", "norm"]])
+    return frame[pairs.isin([tuple(c) for c in cells])]
 
 
 def summarize(
@@ -133,18 +132,11 @@ def summarize(
     return pd.DataFrame(rows)
 
 
-def _differences(a, b) -> np.ndarray:
-    """Per-seed differences a - b. Series indexed by seed are aligned on their common seeds;
-    plain arrays are paired by position."""
-    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
-        a, b = a.align(b, join="inner")
-    d = np.asarray(a, float) - np.asarray(b, float)
-    return d[np.isfinite(d)]
-
-
 def paired(a, b) -> tuple[float, float, float, float]:
-    """(mean per-seed difference a - b, its 95% t interval low, high, two-sided p-value)."""
-    d = _differences(a, b)
+    """(mean per-seed difference a - b, its 95% t interval low, high, two-sided p-value), on the
+    seeds where both are finite (`_by_seed`)."""
+    a, b = _by_seed(a, b)
+    d = a - b
     diff = float(d.mean()) if len(d) else np.nan
     if len(d) < 2:
         return diff, np.nan, np.nan, np.nan
