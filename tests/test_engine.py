@@ -206,7 +206,7 @@ cfg = train.TrainConfig(seeds=(0, 1, 2), lrs=(1e-2,), epochs=3, batch_size=64)
 r = train.train(spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open("/dev/null", "w"))
 np.savez(sys.argv[1], devices=len(jax.devices()), seeds=r.seeds, activations=r.activations,
          grad_norms=r.grad_norms_init, head=np.asarray(r.params["head"]["kernel"][...]),
-         device=str(r.params["head"]["kernel"][...].devices()), **r.history)
+         host=isinstance(r.params["head"]["kernel"][...], np.ndarray), **r.history)
 """
 
 
@@ -227,7 +227,7 @@ def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
         spec, cfg, mnist1d.x_train, mnist1d.y_train, mnist1d.x_val, mnist1d.y_val, log=QUIET
     )
     with np.load(out) as two:
-        assert two["devices"] == 2 and "CpuDevice(id=0)" in str(two["device"])  # back on one
+        assert two["devices"] == 2 and two["host"]  # the trained models come back to the host
         np.testing.assert_array_equal(two["seeds"], one.seeds)
         np.testing.assert_array_equal(two["activations"], one.activations)
         for key in ("train_loss", "train_acc"):

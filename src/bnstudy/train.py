@@ -293,7 +293,7 @@ def _block_size(epochs: int, target_blocks: int = 10) -> int:
 @dataclass
 class TrainResult:
     graphdef: object
-    params: object  # stacked over models
+    params: object  # stacked over models, on the host (NumPy)
     stats: object
     diverged: np.ndarray  # (models,) bool
     diverged_step: np.ndarray  # (models,) int, -1 when not diverged
@@ -400,10 +400,9 @@ def train(
         )
     history = {k: np.concatenate([h[k] for h in history])[:, :m] for k in history[0]}
     grad_norms_init = history.pop("grad_norms_first_step")[0]  # the very first step: at init
-    params, stats = state.params, state.stats
-    if len(devices) > 1 or pad:  # the real models, on one device (what the probes expect)
-        trim = lambda a: np.asarray(a)[:m]  # noqa: E731 (on the host: no compiled slices)
-        params, stats = jax.device_put(jax.tree.map(trim, (params, stats)), devices[0])
+    # The trained models without the padding, on the host: the probes take them seed by seed,
+    # and NumPy slices them without a compiled gather per shape.
+    params, stats = jax.tree.map(lambda a: np.asarray(a)[:m], (state.params, state.stats))
     return TrainResult(
         graphdef,
         params,
