@@ -208,6 +208,10 @@ def test_job_cost_grows_with_the_training_work():
     wider = config_with({"E1": [block(activations=["relu", "tanh"], widths=[256])]})
     wider["data"] = config["data"]
     assert grid.job_cost(wider, job(width="256")) > base
+    # a reference job: a constant per training example and seed
+    assert grid.reference_cost(config, "mnist1d") == pytest.approx(
+        grid.COST_PER_REFERENCE_EXAMPLE * n_train * 2, abs=0.05
+    )
 
 
 # --- validation: schema and semantic checks -------------------------------------------------

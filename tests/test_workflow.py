@@ -61,7 +61,8 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
 
 
 def test_training_jobs_start_costliest_first(fresh_copy):
-    """Each training job's priority is its expected cost (grid.job_cost); the data come first."""
+    """Each training and reference job's priority is its expected seconds (grid.job_cost,
+    grid.reference_cost); the data come first, the figures before the tables."""
     proc = run_snakemake(fresh_copy, "-n", "--configfile", SMOKE, timeout=120)
     assert proc.returncode == 0, proc.stdout
     config = smoke_config()
@@ -84,6 +85,9 @@ def test_training_jobs_start_costliest_first(fresh_copy):
     for wildcards, priority in trained:
         assert priority == grid.job_cost(config, SimpleNamespace(**wildcards)) > 0
     assert all(p > max(q for _, q in trained) for _, p in jobs["prepare_data"])
+    for wildcards, priority in jobs["reference"]:  # in the same unit: expected seconds
+        assert priority == grid.reference_cost(config, wildcards["dataset"]) > 0
+    assert {p for _, p in jobs["figure"]} == {1} and {p for _, p in jobs["table"]} == {0}
 
 
 BAD_CONFIGS = {

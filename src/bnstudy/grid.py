@@ -222,22 +222,21 @@ def job_runtime(config: dict, wildcards) -> int:
     return per_family * len(job_families(config, wildcards))
 
 
-# The expected seconds of a training job on one core of the 2-core benchmark machine
-# (docs/speed.md), fitted to default-v1's 9 training jobs (within 20% but for one): each family
-# costs a constant (its compilation and probes) that grows with its depth, and each model a
-# constant per training step and layer (at width 64; wider layers cost more).
+# The expected seconds of a job on one core of the 2-core benchmark machine (docs/speed.md),
+# fitted to default-v1's jobs. A training job (within 20% but for one of 9): each family costs
+# a constant (its compilation and probes) that grows with its depth, and each model a constant
+# per training step and layer (at width 64; wider layers cost more). A reference job: a
+# constant per training example and seed (within 25% on its 4 jobs).
 COST_PER_FAMILY, COST_PER_FAMILY_LAYER, COST_PER_MODEL_STEP_LAYER = 5.9, 0.5, 3.2e-5
+COST_PER_REFERENCE_EXAMPLE = 5e-4
 
 
 def job_cost(config: dict, wildcards) -> float:
     """The expected seconds of the training job named by a rule's wildcards (COST_*): the
     rule's priority, so that the costliest jobs start first and no long job is left to run
-    alone at the end of a study."""
+    alone at the end of a study (a reference job's priority is in the same unit)."""
     s = training(config, wildcards.dataset)
-    n_train = data.train_size(
-        wildcards.dataset, **config.get("data", {}).get(wildcards.dataset, {})
-    )
-    steps = s["epochs"] * (n_train // int(wildcards.batch_size))
+    steps = s["epochs"] * (_train_size(config, wildcards.dataset) // int(wildcards.batch_size))
     layers = int(wildcards.depth) + 1
     per_model = COST_PER_MODEL_STEP_LAYER * steps * layers * max(1, int(wildcards.width) / 64) ** 2
     cost = sum(
@@ -247,6 +246,17 @@ def job_cost(config: dict, wildcards) -> float:
         for f in job_families(config, wildcards)
     )
     return round(cost, 1)
+
+
+def reference_cost(config: dict, dataset: str) -> float:
+    """The expected seconds of the reference job on `dataset` (COST_*): the reference rule's
+    priority, so that the longest starts first."""
+    seeds = training(config, dataset)["seeds"]
+    return round(COST_PER_REFERENCE_EXAMPLE * _train_size(config, dataset) * len(seeds), 1)
+
+
+def _train_size(config: dict, dataset: str) -> int:
+    return data.train_size(dataset, **config.get("data", {}).get(dataset, {}))
 
 
 def job_families(config: dict, wildcards) -> list[dict]:

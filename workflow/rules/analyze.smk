@@ -67,6 +67,7 @@ rule figure:
         "results/benchmarks/analyze/figure_{name}.tsv"
     wildcard_constraints:
         name="|".join(n for n in OUTPUTS if n in vocab.FIGURES),
+    priority: 1  # before the tables, which take about half as long
     conda:
         "../envs/bnstudy.yaml"
     params:

@@ -27,6 +27,7 @@ rule reference:
         grid.REFERENCE_LOG,
     benchmark:
         "results/benchmarks/reference/{dataset}.tsv"
+    priority: lambda wc: grid.reference_cost(config, wc.dataset)  # as train's: seconds
     conda:
         "../envs/bnstudy.yaml"
     params:
