@@ -62,7 +62,7 @@ def test_dry_run_trains_each_cell_once(fresh_copy, configfile):
 
 def test_training_jobs_start_costliest_first(fresh_copy):
     """Each training and reference job's priority is its expected seconds (grid.job_cost,
-    grid.reference_cost); the data come first, the figures before the tables."""
+    grid.reference_cost); the data come first; then the statistics, the figures, the tables."""
     proc = run_snakemake(fresh_copy, "-n", "--configfile", SMOKE, timeout=120)
     assert proc.returncode == 0, proc.stdout
     config = smoke_config()
@@ -87,6 +87,7 @@ def test_training_jobs_start_costliest_first(fresh_copy):
     assert all(p > max(q for _, q in trained) for _, p in jobs["prepare_data"])
     for wildcards, priority in jobs["reference"]:  # in the same unit: expected seconds
         assert priority == grid.reference_cost(config, wildcards["dataset"]) > 0
+    assert [p for _, p in jobs["stats"]] == [2]  # the figures, tables and macros read it
     assert {p for _, p in jobs["figure"]} == {1} and {p for _, p in jobs["table"]} == {0}
 
 

@@ -39,6 +39,7 @@ rule stats:
         "results/logs/analyze/stats.log",
     benchmark:
         "results/benchmarks/analyze/stats.tsv"
+    priority: 2  # first: figures, tables and macros read its tests
     conda:
         "../envs/bnstudy.yaml"
     params:
