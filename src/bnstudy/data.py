@@ -277,10 +277,12 @@ def train_size(
     n_samples: int | None = None,
     val_size: int | None = None,
     test_size: int | None = None,
-    **_,
+    seed: int | None = None,
+    noise: float | None = None,
 ) -> int:
     """The number of training examples `pool(name, ...)` gives each seed, known before any data
-    is made (the workflow orders its training jobs by their expected cost with it)."""
+    is made (the workflow orders its training jobs by their expected cost with it); `seed` and
+    `noise` do not change it (the arguments are those of `pool`, as the config's data section)."""
     if name in GENERATED:
         n = DEFAULT_N_SAMPLES[name] if n_samples is None else int(n_samples)
     else:

@@ -181,17 +181,18 @@ class ModelState(NamedTuple):
 def _abstract_state(spec: models.ModelSpec, m: int, tx, sharding):
     """(graphdef, the ModelState of `m` models of `spec`: shapes, dtypes and `sharding` only)."""
     graphdef, params, stats = _abstract(spec)
-    stacked = lambda tree: jax.tree.map(  # noqa: E731
-        lambda a: jax.ShapeDtypeStruct((m, *a.shape), a.dtype, sharding=sharding), tree
+    params, stats = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct((m, *a.shape), a.dtype), (params, stats)
     )
-    params, stats = stacked(params), stacked(stats)
     opt_state = jax.eval_shape(jax.vmap(tx.init), params)
-    opt_state = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), opt_state
-    )
-    diverged = jax.ShapeDtypeStruct((m,), bool, sharding=sharding)
-    counter = jax.ShapeDtypeStruct((m,), jnp.int32, sharding=sharding)
-    return graphdef, ModelState(params, stats, opt_state, diverged, counter, counter)
+    counter = jax.ShapeDtypeStruct((m,), jnp.int32)
+    state = ModelState(params, stats, opt_state, jax.ShapeDtypeStruct((m,), bool), counter, counter)
+    return graphdef, _placed(state, sharding)
+
+
+def _placed(tree, sharding):
+    """The shapes and dtypes of `tree` with `sharding`: what lowering needs of arrays to come."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
 def _train_step(graphdef, tx, first, state: ModelState, lr, xb, yb):
@@ -353,10 +354,7 @@ def train(
     # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
     # a core is free (the same program either way).
     graphdef, abstract_state = _abstract_state(spec, m + pad, tx, per_model)
-    abstract_keys = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=everywhere),
-        jax.eval_shape(model_keys, distinct)[1],
-    )
+    abstract_keys = _placed(jax.eval_shape(model_keys, distinct)[1], everywhere)
     with ThreadPoolExecutor(1) as worker:
         compiling = worker.submit(
             lambda: _train_block.lower(
