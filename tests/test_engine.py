@@ -255,6 +255,24 @@ def test_learning_rates_of_one_seed_share_the_initialization(mnist1d):
     np.testing.assert_array_equal(k, np.asarray(params2["linears"][0]["kernel"][...]))
 
 
+def test_the_trainers_initialization_is_the_models_own():
+    """init_models draws the stacked models layer by layer (one program per layer shape); each
+    model equals the one nnx builds on its own from its seed's key (models.init)."""
+    import jax
+
+    spec = models.ModelSpec(7, 3, ("identity", "relu"), "batchnorm", "pre", 4, 8)
+    seeds, choices = np.array([3, 0, 3, 5]), np.array([0, 1, 1, 0], np.int32)
+    graphdef, params, stats = train.init_models(spec, seeds, choices)
+    init_keys, _ = train.model_keys(seeds)
+    for m in range(len(seeds)):
+        g, p, s = models.init(spec, init_keys[m], choice=choices[m])
+        assert g == graphdef
+        want, got = jax.tree.leaves((p, s)), jax.tree.leaves(probes.unstack((params, stats), m))
+        assert len(want) == len(got) == 2 * (spec.depth + 1) + 4 * spec.depth + 1
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
     _, r = fit(mnist1d, "relu", "none", lrs=(5e-2, 1e6), optimizer="sgd", epochs=4)
     # models: (seed 0, 1e-2), (seed 0, 1e6), (seed 1, 1e-2), (seed 1, 1e6)

@@ -132,6 +132,27 @@ def make_norm(spec: ModelSpec, rngs: nnx.Rngs):
     return None
 
 
+def linear_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
+    """(in_features, out_features) of every Linear layer, the input layer first, the head last."""
+    sizes = [spec.in_features] + [spec.width] * spec.depth + [spec.num_classes]
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def init_linear(key, index, in_features: int, out_features: int) -> nnx.Linear:
+    """Linear layer `index` (the head is layer `depth`) of a model whose layers draw from `key`.
+    Each layer's key is derived from the model's by the layer's index, so that for a given seed
+    the Linear weights are the same whatever the activation, norm and placement: cells of one
+    seed differ only in their blocks (paired comparisons). `index` may be traced."""
+    return nnx.Linear(
+        in_features, out_features, rngs=nnx.Rngs(params=jax.random.fold_in(key, index))
+    )
+
+
+def layer_key(init_key):
+    """The key the layers of `init(spec, init_key)` draw from (`MLP` takes it from its Rngs)."""
+    return nnx.Rngs(params=init_key).params()
+
+
 class MLP(nnx.Module):
     """`depth` hidden blocks of `width` units and a linear head producing logits."""
 
@@ -139,24 +160,18 @@ class MLP(nnx.Module):
         self.spec = spec
         if len(spec.activations) > 1:
             self.choice = Choice(jnp.asarray(choice, jnp.int32))
-        # Each layer's key is derived from one key by the layer's index, so that for a given
-        # seed the Linear weights are the same whatever the activation, norm and placement:
-        # cells of one seed differ only in their blocks (paired comparisons).
         key = rngs.params()
-        layer_rngs = lambda i: nnx.Rngs(params=jax.random.fold_in(key, i))  # noqa: E731
-        sizes = [spec.in_features] + [spec.width] * spec.depth
-        self.linears = nnx.List(
-            [
-                nnx.Linear(i, o, rngs=layer_rngs(k))
-                for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))
-            ]
-        )
+        *hidden, head = [init_linear(key, k, i, o) for k, (i, o) in enumerate(linear_sizes(spec))]
+        self.linears = nnx.List(hidden)
         self.norms = nnx.List(
-            [make_norm(spec, layer_rngs(10_000 + k)) for k in range(spec.depth)]
+            [
+                make_norm(spec, nnx.Rngs(params=jax.random.fold_in(key, 10_000 + k)))
+                for k in range(spec.depth)
+            ]
             if spec.norm != "none"
             else []
         )
-        self.head = nnx.Linear(spec.width, spec.num_classes, rngs=layer_rngs(spec.depth))
+        self.head = head
 
     def _normalize(self, i: int, h, train: bool, mask):
         if self.spec.norm == "none":

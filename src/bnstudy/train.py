@@ -81,14 +81,25 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
     )
 
 
-@partial(jax.jit, static_argnums=0)
-def _init_linears(sizes: tuple[int, int, int, int], seeds):
-    """The Linear layers' parameters, stacked over models: they depend on the seed and the layer
-    sizes (in_features, num_classes, depth, width) only (bnstudy.models), so one compiled
-    program initializes every cell and family of these sizes."""
-    bare = models.ModelSpec(*sizes[:2], "identity", "none", "pre", *sizes[2:])
-    init_keys, _ = model_keys(seeds)
-    return jax.vmap(lambda k: nnx.to_pure_dict(models.init(bare, k)[1]))(init_keys)
+@jax.jit
+def _layer_keys(seeds):
+    """The key each seed's model draws its layers from (models.layer_key of its init key)."""
+    return jax.vmap(models.layer_key)(model_keys(seeds)[0])
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _init_linear(in_features: int, out_features: int, keys, index):
+    """Linear layer `index`'s parameters for every key of `keys` (models.init_linear). The index
+    is traced, so the program depends on the layer's shape only: the hidden layers of every
+    depth, family and cell share one, and the jobs of a study share them through the persistent
+    compilation cache."""
+
+    def layer(key):
+        return nnx.to_pure_dict(
+            nnx.state(models.init_linear(key, index, in_features, out_features))
+        )
+
+    return jax.vmap(layer)(keys)
 
 
 def _abstract(spec: models.ModelSpec):
@@ -101,19 +112,19 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     model per entry of `seeds`, using activation `choices[i]` of a family spec (default 0).
     The arrays are on the host (NumPy), to be placed on the devices as the caller needs.
 
-    The Linear weights come from `_init_linears`; the norms' scales, shifts and running
-    statistics start at the constants of their initializers, the same for every model."""
+    The Linear weights come from `_init_linear`, one layer at a time; the norms' scales, shifts
+    and running statistics start at the constants of their initializers, the same for every model."""
     graphdef, params, stats = _abstract(spec)
     m = len(seeds)
     stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
-    # One initialization per distinct seed, then copied to its models on the host: the compiled
-    # program depends on the sizes and the number of distinct seeds only, so every family and
-    # edge-extension round of a study (same seeds) reuses it.
+    # One initialization per distinct seed, then copied to its models on the host.
     distinct, model_seed = np.unique(np.asarray(seeds), return_inverse=True)
-    per_seed = _init_linears(
-        (spec.in_features, spec.num_classes, spec.depth, spec.width), jnp.asarray(distinct)
+    keys = _layer_keys(jnp.asarray(distinct))
+    *hidden, head = (
+        jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], _init_linear(i, o, keys, k))
+        for k, (i, o) in enumerate(models.linear_sizes(spec))
     )
-    pure_params = jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], per_seed)
+    pure_params = {"linears": dict(enumerate(hidden)), "head": head}
     pure_stats = {}
     if spec.norm != "none":
         norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
@@ -370,14 +381,15 @@ def train(
             ).compile()
         )
         _, params, stats = init_models(spec, seeds, choices)
-        params, stats = jax.device_put((params, stats), per_model)
+        # Eager: a handful of small operations (zeros, mostly) whose programs every family shares,
+        # instead of one program per family's parameter tree.
+        opt_state = jax.vmap(tx.init)(params)
         flags = (
             np.zeros(m + pad, bool),
             np.full(m + pad, -1, np.int32),
             np.zeros(m + pad, np.int32),
         )
-        opt_state = jax.jit(jax.vmap(tx.init))(params)  # placed as params are
-        state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
+        state = jax.device_put(ModelState(params, stats, opt_state, *flags), per_model)
         order_keys = jax.device_put(jax.jit(model_keys)(jnp.asarray(distinct))[1], everywhere)
         jax.block_until_ready(state)
         setup = time.perf_counter()
