@@ -159,6 +159,48 @@ def test_a_cell_trains_to_the_same_numbers_alone_or_in_its_family(mnist1d, norm)
         np.testing.assert_allclose(acc, fam_acc[members], atol=tolerance)
 
 
+def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d, caplog):
+    """train(shared=...): the models carry the layers of every candidate norm and run their
+    own; one compiled program serves every norm, and each family comes back as its own models,
+    trained as alone up to float rounding (the tolerances of the activation family above)."""
+    import jax
+
+    norms = ("none", "batchnorm", "layernorm", "groupnorm")
+    shared = models.ModelSpec(40, 10, ("identity", "relu"), norms, "post", 2, 32, groups=4)
+    cfg = train.TrainConfig(seeds=(0, 1), lrs=(1e-3, 1e-2), epochs=5)
+    split = (mnist1d.x_train, mnist1d.y_train, mnist1d.x_val, mnist1d.y_val)
+    # (the global flag: the program compiles on a worker thread, which a context would not reach)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING"):
+            shared_runs = [
+                train.train(shared.member_norm(n), cfg, *split, log=QUIET, shared=shared)
+                for n in norms
+            ]
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiles = [r for r in caplog.records if "compilation of jit(_train_block)" in r.getMessage()]
+    assert len(compiles) == 1  # one program trained the four families
+    for norm, both in zip(norms, shared_runs):
+        alone = train.train(shared.member_norm(norm), cfg, *split, log=QUIET)
+        assert both.graphdef == alone.graphdef
+        assert jax.tree.structure((both.params, both.stats)) == jax.tree.structure(
+            (alone.params, alone.stats)
+        )
+        np.testing.assert_allclose(
+            both.params["head"]["kernel"], alone.params["head"]["kernel"], atol=1e-5
+        )
+        for key in ("train_loss", "train_acc"):
+            np.testing.assert_allclose(both.history[key], alone.history[key], atol=1e-5)
+        accs = [
+            probes.evaluate(r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test)[1]
+            for r in (both, alone)
+        ]
+        np.testing.assert_allclose(*accs, atol=0.0 if norm == "none" else 0.0125)
+    with pytest.raises(ValueError, match="is not .* with several candidate norms"):
+        train.train(shared.member_norm("zscore"), cfg, *split, log=QUIET, shared=shared)
+
+
 def test_each_seed_trains_on_its_own_split_as_it_would_alone():
     pool = data.pool("mnist1d", n_samples=1000)
     splits = [data.split(pool, s) for s in (3, 5)]

@@ -306,6 +306,16 @@ def _run_train(args) -> None:
         )
         for f in args.family
     ]
+    # The families that differ only in their norm share one compiled training program: the
+    # models carry every such norm's layers and run their own (train.train's `shared`).
+    norms = {}
+    for spec in specs:
+        norms.setdefault(dataclasses.replace(spec, norm="none"), []).append(spec.norm)
+
+    def shared(spec):
+        candidates = norms.get(dataclasses.replace(spec, norm="none"), [])
+        return dataclasses.replace(spec, norm=tuple(candidates)) if len(candidates) > 1 else None
+
     n_train = min(len(d.x_train) for d in splits.values())
     for family in args.family:
         probes.check_init_batch_sizes(family.get("init_batch_sizes", []), n_train)
@@ -329,7 +339,7 @@ def _run_train(args) -> None:
     def train_round(cfg, spec, family):
         """Train and measure the family (or the members `spec` names) at cfg.lrs: its tables
         and (2-D) boundary pieces."""
-        result = train.train(spec, cfg, **stacked)
+        result = train.train(spec, cfg, **stacked, shared=shared(spec))
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()

@@ -60,12 +60,17 @@ class ModelSpec:
     their activation. The members share one graph (one compiled program trains them all), and
     each model picks its activation by its `Choice` index; all candidates are computed and the
     model's own is selected, so a member computes what it would compute alone.
+
+    `norm` is one name, or a tuple of names: models that carry the layers of every candidate
+    normalization and run one of them, the same for every model of a call (the `norm` index of
+    `apply`; only that branch runs). Families that differ only in their normalization then share
+    one compiled training program; `member_norm` gives each one's own architecture.
     """
 
     in_features: int
     num_classes: int
     activation: str | tuple[str, ...] = "relu"
-    norm: str = "none"
+    norm: str | tuple[str, ...] = "none"
     placement: str = "pre"
     depth: int = 2
     width: int = 64
@@ -78,7 +83,10 @@ class ModelSpec:
             )
         for a in self.activations:
             _choose("activation", a, tuple(ACTIVATIONS))
-        _choose("norm", self.norm, tuple(vocab.NORMS))
+        if not self.norms or len(set(self.norms)) != len(self.norms):
+            raise ValueError(f"norms must be distinct and at least one, got {self.norm!r}")
+        for n in self.norms:
+            _choose("norm", n, tuple(vocab.NORMS))
         _choose("placement", self.placement, tuple(vocab.PLACEMENTS))
         for name in ("in_features", "depth", "width"):
             value = getattr(self, name)
@@ -86,7 +94,7 @@ class ModelSpec:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
-        if self.norm == "groupnorm" and (self.groups < 1 or self.width % self.groups):
+        if "groupnorm" in self.norms and (self.groups < 1 or self.width % self.groups):
             divisors = [g for g in range(1, self.width + 1) if self.width % g == 0]
             raise ValueError(
                 f"groupnorm groups={self.groups} does not divide width={self.width}; "
@@ -98,24 +106,39 @@ class ModelSpec:
         """The candidate activations (one for a single architecture)."""
         return (self.activation,) if isinstance(self.activation, str) else tuple(self.activation)
 
+    @property
+    def norms(self) -> tuple[str, ...]:
+        """The candidate normalizations (one for a single architecture)."""
+        return (self.norm,) if isinstance(self.norm, str) else tuple(self.norm)
+
     def member(self, activation: str) -> ModelSpec:
         """The single architecture of this family with `activation`."""
         return replace(self, activation=activation)
 
+    def member_norm(self, norm: str) -> ModelSpec:
+        """This spec with the one normalization `norm`."""
+        return replace(self, norm=norm)
+
     @property
     def uses_batch_stats(self) -> bool:
-        return vocab.NORMS[self.norm].batch_stats
+        (norm,) = self.norms
+        return vocab.NORMS[norm].batch_stats
 
     @property
     def foldable(self) -> bool:
         """True when the inference-mode network (a single architecture) is one affine map of
         its input."""
-        (activation,) = self.activations
-        return vocab.ACTIVATIONS[activation].function is None and vocab.NORMS[self.norm].affine
+        (activation,), (norm,) = self.activations, self.norms
+        return vocab.ACTIVATIONS[activation].function is None and vocab.NORMS[norm].affine
 
 
 def make_norm(spec: ModelSpec, rngs: nnx.Rngs):
-    """One normalization layer of `spec` (None for "none")."""
+    """One normalization layer of `spec` (None for "none"); with several candidate norms, a
+    dict of one layer per candidate but "none"."""
+    if len(spec.norms) > 1:
+        return nnx.Dict(
+            {n: make_norm(spec.member_norm(n), rngs) for n in spec.norms if n != "none"}
+        )
     w = spec.width
     if spec.norm == "batchnorm":
         return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
@@ -168,18 +191,20 @@ class MLP(nnx.Module):
                 make_norm(spec, nnx.Rngs(params=jax.random.fold_in(key, 10_000 + k)))
                 for k in range(spec.depth)
             ]
-            if spec.norm != "none"
+            if spec.norms != ("none",)
             else []
         )
         self.head = head
 
-    def _normalize(self, i: int, h, train: bool, mask):
-        if self.spec.norm == "none":
-            return h
-        norm = self.norms[i]
-        if self.spec.uses_batch_stats:
-            return norm(h, use_running_average=not train, mask=mask)
-        return norm(h)
+    def _normalize(self, i: int, h, train: bool, mask, norm):
+        names = self.spec.norms
+        if len(names) == 1:
+            return _run_norm(names[0], self.norms[i] if self.norms else None, h, train, mask)
+        branches = [
+            lambda layers, h, name=name: _run_norm(name, layers.get(name), h, train, mask)
+            for name in names
+        ]
+        return nnx.switch(norm, branches, self.norms[i], h)
 
     def _activation(self):
         names = self.spec.activations
@@ -188,22 +213,32 @@ class MLP(nnx.Module):
         branches = [ACTIVATIONS[a] for a in names]
         return lambda h: jax.lax.switch(self.choice[...], branches, h)
 
-    def __call__(self, x, train: bool = False, mask=None):
+    def __call__(self, x, train: bool = False, mask=None, norm=None):
         """Logits for a batch `x` of shape (batch, in_features).
 
         train=True: batch-statistics mode (BatchNorm normalizes with the statistics of this
         batch, restricted to the rows where `mask` (shape (batch, 1)) is True, and updates its
-        running averages). train=False: inference mode (running statistics).
+        running averages). train=False: inference mode (running statistics). `norm`: with
+        several candidate normalizations, the index of the one to run (may be traced).
         """
         h = x
         act = self._activation()
         for i, linear in enumerate(self.linears):
             h = linear(h)
             if self.spec.placement == "pre":
-                h = act(self._normalize(i, h, train, mask))
+                h = act(self._normalize(i, h, train, mask, norm))
             else:
-                h = self._normalize(i, act(h), train, mask)
+                h = self._normalize(i, act(h), train, mask, norm)
         return self.head(h)
+
+
+def _run_norm(name: str, layer, h, train: bool, mask):
+    """Normalization `name` (its `layer`; None for "none") of the pre- or post-activations h."""
+    if name == "none":
+        return h
+    if vocab.NORMS[name].batch_stats:
+        return layer(h, use_running_average=not train, mask=mask)
+    return layer(h)
 
 
 def split(model: MLP):
@@ -211,10 +246,10 @@ def split(model: MLP):
     return nnx.split(model, nnx.Param, STATE)
 
 
-def apply(graphdef, params, stats, x, train: bool = False, mask=None):
+def apply(graphdef, params, stats, x, train: bool = False, mask=None, norm=None):
     """Pure forward pass: (logits, updated state)."""
     model = nnx.merge(graphdef, params, stats, copy=True)  # fresh Variables in this trace
-    logits = model(x, train=train, mask=mask)
+    logits = model(x, train=train, mask=mask, norm=norm)
     return logits, nnx.state(model, STATE)
 
 

@@ -126,11 +126,11 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     )
     pure_params = {"linears": dict(enumerate(hidden)), "head": head}
     pure_stats = {}
-    if spec.norm != "none":
-        norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
+    norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
+    if norm is not None:
         constants = lambda kind: jax.device_get(nnx.to_pure_dict(nnx.state(norm, kind)))  # noqa: E731
         pure_params["norms"] = {i: stack(constants(nnx.Param)) for i in range(spec.depth)}
-        if spec.uses_batch_stats:
+        if jax.tree.leaves(constants(nnx.BatchStat)):
             pure_stats["norms"] = {i: stack(constants(nnx.BatchStat)) for i in range(spec.depth)}
     if len(spec.activations) > 1:
         pure_stats["choice"] = (
@@ -167,13 +167,14 @@ def _all_finite(tree) -> jax.Array:
     )
 
 
-def evaluate(graphdef, params, stats, x, y, chunk: int = 8192):
-    """Inference-mode (loss, accuracy) of one model on (x, y), in chunks to bound memory."""
+def evaluate(graphdef, params, stats, x, y, chunk: int = 8192, norm=None):
+    """Inference-mode (loss, accuracy) of one model on (x, y), in chunks to bound memory
+    (`norm`: models.apply's)."""
     n = x.shape[0]
     chunk = min(chunk, n)
     pad = (-n) % chunk
     xs = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, chunk, x.shape[1])
-    logits = jax.lax.map(lambda xb: models.apply(graphdef, params, stats, xb)[0], xs)
+    logits = jax.lax.map(lambda xb: models.apply(graphdef, params, stats, xb, norm=norm)[0], xs)
     logits = logits.reshape(-1, logits.shape[-1])[:n]
     return cross_entropy(logits, y), accuracy(logits, y)
 
@@ -206,8 +207,9 @@ def _placed(tree, sharding):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
-def _train_step(graphdef, tx, first, state: ModelState, lr, xb, yb):
+def _train_step(graphdef, tx, first, norm, state: ModelState, lr, xb, yb):
     """One optimizer step of one model; a non-finite step is not applied and marks divergence.
+    `norm`: models.apply's, the same for every model.
     Returns the step's loss, accuracy and, on the run's first step (`first`, the same for every
     model), each Linear kernel's gradient norm (zeros on the other steps: nothing reads them).
 
@@ -217,7 +219,7 @@ def _train_step(graphdef, tx, first, state: ModelState, lr, xb, yb):
     diverges the optimizer state sees zero gradients; the model is frozen from then on."""
 
     def loss_fn(p):
-        logits, new_stats = models.apply(graphdef, p, state.stats, xb, train=True)
+        logits, new_stats = models.apply(graphdef, p, state.stats, xb, train=True, norm=norm)
         return cross_entropy(logits, yb), (new_stats, accuracy(logits, yb))
 
     (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -252,7 +254,7 @@ def kernel_norms(grads) -> jax.Array:
     return jnp.stack([jnp.linalg.norm(k) for k in _kernels(grads)])
 
 
-def _train_epoch(graphdef, tx, batch_size, data, lrs, order_keys, state, epoch):
+def _train_epoch(graphdef, tx, batch_size, norm, data, lrs, order_keys, state, epoch):
     """One epoch of every model (vmapped), then their inference-mode validation metrics.
     `data`: the splits stacked over seeds, each model's split (models,) and each model's data
     order (models,): an index into `order_keys`, one key per distinct seed. The models of one
@@ -269,12 +271,12 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, order_keys, state, epoch):
         idx = idx[order]  # (models, batch)
         xb, yb = x_train[split[:, None], idx], y_train[split[:, None], idx]
         first = (epoch == 0) & (i == 0)
-        return jax.vmap(partial(_train_step, graphdef, tx, first))(state, lrs, xb, yb)
+        return jax.vmap(partial(_train_step, graphdef, tx, first, norm))(state, lrs, xb, yb)
 
     state, (losses, accs, grad_norms) = jax.lax.scan(step, state, (jnp.arange(steps), batches))
-    val_loss, val_acc = jax.vmap(lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k]))(
-        state.params, state.stats, split
-    )
+    val_loss, val_acc = jax.vmap(
+        lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k], norm=norm)
+    )(state.params, state.stats, split)
     # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
     return state, dict(
         train_loss=losses.mean(0),
@@ -290,9 +292,12 @@ def _train_epoch(graphdef, tx, batch_size, data, lrs, order_keys, state, epoch):
     static_argnames=("graphdef", "tx", "batch_size", "n_epochs"),
     donate_argnames=("state",),
 )
-def _train_block(graphdef, tx, batch_size, n_epochs, data, lrs, order_keys, state, first_epoch):
-    """`n_epochs` epochs as one scan: the compiled program reused for every block of a run."""
-    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, data, lrs, order_keys)
+def _train_block(
+    graphdef, tx, batch_size, n_epochs, norm, data, lrs, order_keys, state, first_epoch
+):
+    """`n_epochs` epochs as one scan: the compiled program reused for every block of a run (and,
+    `norm` being traced, by every norm of a spec with several)."""
+    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, norm, data, lrs, order_keys)
     return jax.lax.scan(epoch_fn, state, first_epoch + jnp.arange(n_epochs))
 
 
@@ -300,6 +305,23 @@ def _block_size(epochs: int, target_blocks: int = 10) -> int:
     """The divisor of `epochs` closest to epochs / target_blocks (all blocks equal: one compile)."""
     divisors = [d for d in range(1, epochs + 1) if epochs % d == 0]
     return min(divisors, key=lambda d: abs(d - epochs / target_blocks))
+
+
+def _keep_norm(spec: models.ModelSpec, params, stats):
+    """(graphdef, params, stats) of the models of `spec` from stacked models that carry several
+    candidate norms' layers (spec's among them): spec's layers kept, the others dropped."""
+    graphdef, own_params, own_stats = _abstract(spec)
+
+    def keep(tree: dict) -> dict:
+        tree = dict(tree)
+        layers = tree.pop("norms", {})
+        if any(spec.norm in layer for layer in layers.values()):
+            tree["norms"] = {i: layer[spec.norm] for i, layer in layers.items()}
+        return tree
+
+    for own, state in ((own_params, params), (own_stats, stats)):
+        nnx.replace_by_pure_dict(own, keep(nnx.to_pure_dict(state)))
+    return graphdef, own_params, own_stats
 
 
 @dataclass
@@ -321,15 +343,33 @@ class TrainResult:
 
 
 def train(
-    spec: models.ModelSpec, cfg: TrainConfig, x_train, y_train, x_val, y_val, log=sys.stderr
+    spec: models.ModelSpec,
+    cfg: TrainConfig,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    log=sys.stderr,
+    shared: models.ModelSpec | None = None,
 ) -> TrainResult:
     """Train all seeds x learning rates of one cell, or of every member of a family (spec with
     several activations: models activation-major, then seed, then learning rate), in one
     compiled program; returns the final stacked models.
 
     The data: one split shared by every seed (x of shape (n, d)), or one split per seed of
-    `cfg.seeds`, stacked in that order (x of shape (seeds, n, d); y (seeds, n))."""
+    `cfg.seeds`, stacked in that order (x of shape (seeds, n, d); y (seeds, n)).
+
+    `shared`: `spec` with several candidate norms, spec's among them. The models then carry
+    every candidate's layers and run spec's, so that the families of a job that differ only in
+    their norm are trained by one compiled program (the others' layers get zero gradients and
+    stay as initialized); they come back as models of `spec`. The numbers agree with training
+    `spec` on its own up to float rounding (XLA fuses the norm's branch apart), not bit for bit.
+    """
     start = time.perf_counter()
+    run = spec if shared is None else shared
+    if len(spec.norms) != 1 or spec.norm not in run.norms or run.member_norm(spec.norm) != spec:
+        raise ValueError(f"shared={shared} is not {spec} with several candidate norms")
+    norm = jnp.int32(run.norms.index(spec.norm))
     if np.ndim(x_train) == 2:  # one split for every seed
         x_train, y_train, x_val, y_val = (
             np.asarray(a)[None] for a in (x_train, y_train, x_val, y_val)
@@ -364,7 +404,7 @@ def train(
     # The training program depends on the shapes only, so it compiles on a worker thread while
     # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
     # a core is free (the same program either way).
-    graphdef, abstract_state = _abstract_state(spec, m + pad, tx, per_model)
+    graphdef, abstract_state = _abstract_state(run, m + pad, tx, per_model)
     abstract_keys = _placed(jax.eval_shape(model_keys, distinct)[1], everywhere)
     with ThreadPoolExecutor(1) as worker:
         compiling = worker.submit(
@@ -373,6 +413,7 @@ def train(
                 tx,
                 cfg.batch_size,
                 block,
+                norm,
                 data,
                 lrs_dev,
                 abstract_keys,
@@ -380,7 +421,7 @@ def train(
                 jnp.int32(0),
             ).compile()
         )
-        _, params, stats = init_models(spec, seeds, choices)
+        _, params, stats = init_models(run, seeds, choices)
         # Eager: a handful of small operations (zeros, mostly) whose programs every family shares,
         # instead of one program per family's parameter tree.
         opt_state = jax.vmap(tx.init)(params)
@@ -397,7 +438,7 @@ def train(
     compiled = time.perf_counter()
     history = []
     for first in range(0, cfg.epochs, block):
-        state, hist = run_block(data, lrs_dev, order_keys, state, jnp.int32(first))
+        state, hist = run_block(norm, data, lrs_dev, order_keys, state, jnp.int32(first))
         hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
@@ -413,6 +454,8 @@ def train(
     # The trained models without the padding, on the host: the probes take them seed by seed,
     # and NumPy slices them without a compiled gather per shape.
     params, stats = jax.tree.map(lambda a: np.asarray(a)[:m], (state.params, state.stats))
+    if shared is not None:
+        graphdef, params, stats = _keep_norm(spec, params, stats)
     return TrainResult(
         graphdef,
         params,
