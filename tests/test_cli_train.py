@@ -1,6 +1,7 @@
 """`bnstudy train` through the real console script: the files it writes and how it fails."""
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -281,6 +282,27 @@ def test_a_family_trained_in_a_job_equals_the_family_trained_alone(spirals_file,
         np.testing.assert_array_equal(b["pred_inference"][rows], a["pred_inference"])
         np.testing.assert_array_equal(b["pred_batch"][rows], a["pred_batch"])
         assert (b["pred_batch"][~rows] == -1).all()  # no batch statistics: not computed
+
+
+def test_families_that_differ_only_in_their_norm_share_one_training_program(spirals_file, tmp_path):
+    """The job's families with the same activations (none, layernorm) are trained by one
+    compiled program; a family with other activations by its own (tests/test_engine.py checks
+    that the shared program trains each family as alone, up to float rounding)."""
+    families = family("none", "relu") + family("zscore", "identity", "relu")
+    families += family("layernorm", "relu")
+    r = subprocess.run(
+        ["bnstudy", "train", "--data", str(spirals_file), "--width", "8", "--epochs", "2"]
+        + ["--seeds", "0", "--lrs", "0.01", "--out", str(tmp_path / "o.parquet"), *families],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_LOG_COMPILES="1"),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("compilation of jit(_train_block)") == 2
+    run = pd.read_parquet(tmp_path / "o.parquet")
+    assert list(run.norm.unique()) == ["none", "zscore", "layernorm"]
+    assert run.groupby("norm").size().to_dict() == {"none": 1, "zscore": 2, "layernorm": 1}
 
 
 def test_help_documents_every_option():
