@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bnstudy import data, models, probes, train
+from bnstudy import data, models, probes, train, vocab
 
 QUIET = open("/dev/null", "w")
 
@@ -199,6 +199,29 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
         np.testing.assert_allclose(*accs, atol=0.0 if norm == "none" else 0.0125)
     with pytest.raises(ValueError, match="is not .* with several candidate norms"):
         train.train(shared.member_norm("zscore"), cfg, *split, log=QUIET, shared=shared)
+
+
+def test_candidate_norms_hold_their_common_variables_in_one():
+    """With several candidate norms, the candidates share each attribute they have in common
+    (scale, bias, mean, var): sound because each starts it at the same values, which this checks
+    for every norm; the model then carries one norm layer's Variables, not one set per norm."""
+    import jax
+    from flax import nnx
+
+    names = tuple(n for n in vocab.NORMS if n != "none")
+    spec = models.ModelSpec(6, 3, "relu", ("none", *names), "pre", 2, 8, groups=4)
+    first = {}
+    for name in names:
+        layer = models.make_norm(spec.member_norm(name), nnx.Rngs(0))
+        for attr, var in vars(layer).items():
+            if isinstance(var, nnx.Variable):
+                key = (attr, type(var), var.shape)
+                np.testing.assert_array_equal(var[...], first.setdefault(key, var[...]))
+    _, params, stats = models.init(spec, jax.random.key(0))
+    _, bn_params, bn_stats = models.init(spec.member_norm("batchnorm"), jax.random.key(0))
+    for state, bn in ((params, bn_params), (stats, bn_stats)):
+        shapes = [a.shape for a in jax.tree.leaves(nnx.to_pure_dict(state)["norms"])]
+        assert shapes == [a.shape for a in jax.tree.leaves(nnx.to_pure_dict(bn)["norms"])]
 
 
 def test_each_seed_trains_on_its_own_split_as_it_would_alone():

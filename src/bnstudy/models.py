@@ -136,9 +136,9 @@ def make_norm(spec: ModelSpec, rngs: nnx.Rngs):
     """One normalization layer of `spec` (None for "none"); with several candidate norms, a
     dict of one layer per candidate but "none"."""
     if len(spec.norms) > 1:
-        return nnx.Dict(
-            {n: make_norm(spec.member_norm(n), rngs) for n in spec.norms if n != "none"}
-        )
+        layers = {n: make_norm(spec.member_norm(n), rngs) for n in spec.norms if n != "none"}
+        _share_variables(layers.values())
+        return nnx.Dict(layers)
     w = spec.width
     if spec.norm == "batchnorm":
         return nnx.BatchNorm(w, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
@@ -174,6 +174,25 @@ def init_linear(key, index, in_features: int, out_features: int) -> nnx.Linear:
 def layer_key(init_key):
     """The key the layers of `init(spec, init_key)` draw from (`MLP` takes it from its Rngs)."""
     return nnx.Rngs(params=init_key).params()
+
+
+def _share_variables(layers) -> None:
+    """Give the candidate norm layers one Variable for each attribute they have in common (the
+    scale, bias, mean and var of the same type and shape). A model runs one candidate at a time
+    and every candidate starts its common attributes at the same values (Flax's initializers,
+    which make_norm keeps: ones for scales and variances, zeros for biases and means;
+    tests/test_engine.py checks), so the candidates can hold them in common: the model carries
+    the Variables of one norm layer, not one set per candidate."""
+    first = {}
+    for layer in layers:
+        for name, var in list(vars(layer).items()):
+            if not isinstance(var, nnx.Variable):
+                continue
+            key = (name, type(var), var.shape, var.dtype)
+            if key in first:
+                setattr(layer, name, first[key])
+            else:
+                first[key] = var
 
 
 class MLP(nnx.Module):

@@ -307,21 +307,21 @@ def _block_size(epochs: int, target_blocks: int = 10) -> int:
     return min(divisors, key=lambda d: abs(d - epochs / target_blocks))
 
 
-def _keep_norm(spec: models.ModelSpec, params, stats):
-    """(graphdef, params, stats) of the models of `spec` from stacked models that carry several
-    candidate norms' layers (spec's among them): spec's layers kept, the others dropped."""
-    graphdef, own_params, own_stats = _abstract(spec)
-
-    def keep(tree: dict) -> dict:
-        tree = dict(tree)
-        layers = tree.pop("norms", {})
-        if any(spec.norm in layer for layer in layers.values()):
-            tree["norms"] = {i: layer[spec.norm] for i, layer in layers.items()}
-        return tree
-
-    for own, state in ((own_params, params), (own_stats, stats)):
-        nnx.replace_by_pure_dict(own, keep(nnx.to_pure_dict(state)))
-    return graphdef, own_params, own_stats
+def _keep_norm(spec: models.ModelSpec, graphdef, params, stats):
+    """(graphdef, params, stats) of the models of `spec` from stacked models whose norm layers
+    are several candidates' (spec's among them; models.make_norm): spec's layers kept."""
+    union = nnx.merge(graphdef, params, stats)  # the stacked arrays as its values: no compute
+    own_graphdef, own_params, own_stats = _abstract(spec)
+    for kind, own in ((nnx.Param, own_params), (models.STATE, own_stats)):
+        pure = nnx.to_pure_dict(nnx.state(union, kind))
+        pure.pop("norms", None)
+        if spec.norm != "none":
+            layers = {i: union.norms[i][spec.norm] for i in range(spec.depth)}
+            layers = {i: nnx.to_pure_dict(nnx.state(layer, kind)) for i, layer in layers.items()}
+            if jax.tree.leaves(layers):
+                pure["norms"] = layers
+        nnx.replace_by_pure_dict(own, pure)
+    return own_graphdef, own_params, own_stats
 
 
 @dataclass
@@ -455,7 +455,7 @@ def train(
     # and NumPy slices them without a compiled gather per shape.
     params, stats = jax.tree.map(lambda a: np.asarray(a)[:m], (state.params, state.stats))
     if shared is not None:
-        graphdef, params, stats = _keep_norm(spec, params, stats)
+        graphdef, params, stats = _keep_norm(spec, graphdef, params, stats)
     return TrainResult(
         graphdef,
         params,
