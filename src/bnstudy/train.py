@@ -102,6 +102,15 @@ def _init_linear(in_features: int, out_features: int, keys, index):
     return jax.vmap(layer)(keys)
 
 
+@partial(jax.jit, static_argnums=0)
+def _norm_constants(spec: models.ModelSpec):
+    """(params, statistics) of one norm layer of `spec` as initialized: constants, the same for
+    every model and layer (compiled, since building the layer eagerly would dispatch its key
+    operations one by one)."""
+    layer = models.make_norm(spec, nnx.Rngs(0))
+    return tuple(nnx.to_pure_dict(nnx.state(layer, kind)) for kind in (nnx.Param, nnx.BatchStat))
+
+
 def _abstract(spec: models.ModelSpec):
     """(graphdef, params, stats) of one model of `spec`: shapes and dtypes only, nothing computed."""
     return models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))
@@ -126,12 +135,11 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     )
     pure_params = {"linears": dict(enumerate(hidden)), "head": head}
     pure_stats = {}
-    norm = models.make_norm(spec, nnx.Rngs(0))  # no randomness: constant initial values
-    if norm is not None:
-        constants = lambda kind: jax.device_get(nnx.to_pure_dict(nnx.state(norm, kind)))  # noqa: E731
-        pure_params["norms"] = {i: stack(constants(nnx.Param)) for i in range(spec.depth)}
-        if jax.tree.leaves(constants(nnx.BatchStat)):
-            pure_stats["norms"] = {i: stack(constants(nnx.BatchStat)) for i in range(spec.depth)}
+    if spec.norms != ("none",):
+        norm_params, norm_stats = jax.device_get(_norm_constants(spec))
+        pure_params["norms"] = {i: stack(norm_params) for i in range(spec.depth)}
+        if jax.tree.leaves(norm_stats):
+            pure_stats["norms"] = {i: stack(norm_stats) for i in range(spec.depth)}
     if len(spec.activations) > 1:
         pure_stats["choice"] = (
             np.zeros(m, np.int32) if choices is None else np.asarray(choices, np.int32)
@@ -422,15 +430,14 @@ def train(
             ).compile()
         )
         _, params, stats = init_models(run, seeds, choices)
-        # Eager: a handful of small operations (zeros, mostly) whose programs every family shares,
-        # instead of one program per family's parameter tree.
-        opt_state = jax.vmap(tx.init)(params)
+        params, stats = jax.device_put((params, stats), per_model)
         flags = (
             np.zeros(m + pad, bool),
             np.full(m + pad, -1, np.int32),
             np.zeros(m + pad, np.int32),
         )
-        state = jax.device_put(ModelState(params, stats, opt_state, *flags), per_model)
+        opt_state = jax.jit(jax.vmap(tx.init))(params)  # placed as params are
+        state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
         order_keys = jax.device_put(jax.jit(model_keys)(jnp.asarray(distinct))[1], everywhere)
         jax.block_until_ready(state)
         setup = time.perf_counter()
