@@ -217,7 +217,9 @@ def test_candidate_norms_hold_their_common_variables_in_one():
             if isinstance(var, nnx.Variable):
                 key = (attr, type(var), var.shape)
                 np.testing.assert_array_equal(var[...], first.setdefault(key, var[...]))
-    _, params, stats = models.init(spec, jax.random.key(0))
+    graphdef, params, stats = models.init(spec, jax.random.key(0))
+    with pytest.raises(ValueError, match="several candidate norms .* pass `norm`"):
+        models.apply(graphdef, params, stats, np.ones((4, 6), np.float32))
     _, bn_params, bn_stats = models.init(spec.member_norm("batchnorm"), jax.random.key(0))
     for state, bn in ((params, bn_params), (stats, bn_stats)):
         shapes = [a.shape for a in jax.tree.leaves(nnx.to_pure_dict(state)["norms"])]

@@ -219,6 +219,8 @@ class MLP(nnx.Module):
         names = self.spec.norms
         if len(names) == 1:
             return _run_norm(names[0], self.norms[i] if self.norms else None, h, train, mask)
+        if norm is None:
+            raise ValueError(f"a model with several candidate norms {names} runs one: pass `norm`")
         branches = [
             lambda layers, h, name=name: _run_norm(name, layers.get(name), h, train, mask)
             for name in names
