@@ -199,6 +199,8 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
         np.testing.assert_allclose(*accs, atol=0.0 if norm == "none" else 0.0125)
     with pytest.raises(ValueError, match="is not .* with several candidate norms"):
         train.train(shared.member_norm("zscore"), cfg, *split, log=QUIET, shared=shared)
+    with pytest.raises(ValueError, match="train one norm at a time"):
+        train.train(shared, cfg, *split, log=QUIET)
 
 
 def test_candidate_norms_hold_their_common_variables_in_one():

@@ -223,9 +223,11 @@ def job_runtime(config: dict, wildcards) -> int:
 
 
 # The expected seconds of a job on one core of the 2-core benchmark machine (docs/speed.md),
-# fitted to default-v1's jobs. A training job (within 20% but for one of 9): each family costs
-# a constant (its compilation and probes) that grows with its depth, and each model a constant
-# per training step and layer (at width 64; wider layers cost more). A reference job: a
+# fitted to default-v1's jobs at d00efea. A training job (within 20% but for one of 9): each
+# family costs a constant (its compilation and probes) that grows with its depth, and each model
+# a constant per training step and layer (at width 64; wider layers cost more). Since then the
+# families with the same activations share one compiled program, so the fit overestimates the
+# many-family jobs; the order it gives still ends the training at its packing bound. A reference job: a
 # constant per training example and seed (within about a third on its 4 jobs).
 COST_PER_FAMILY, COST_PER_FAMILY_LAYER, COST_PER_MODEL_STEP_LAYER = 5.9, 0.5, 3.2e-5
 COST_PER_REFERENCE_EXAMPLE = 5e-4

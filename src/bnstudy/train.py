@@ -368,14 +368,17 @@ def train(
     `cfg.seeds`, stacked in that order (x of shape (seeds, n, d); y (seeds, n)).
 
     `shared`: `spec` with several candidate norms, spec's among them. The models then carry
-    every candidate's layers and run spec's, so that the families of a job that differ only in
-    their norm are trained by one compiled program (the others' layers get zero gradients and
-    stay as initialized); they come back as models of `spec`. The numbers agree with training
+    every candidate's layers (their common Variables held once: models.make_norm) and run
+    spec's, so that the families of a job that differ only in their norm are trained by one
+    compiled program (what only the other candidates use gets zero gradients and stays as
+    initialized); they come back as models of `spec`. The numbers agree with training
     `spec` on its own up to float rounding (XLA fuses the norm's branch apart), not bit for bit.
     """
     start = time.perf_counter()
     run = spec if shared is None else shared
-    if len(spec.norms) != 1 or spec.norm not in run.norms or run.member_norm(spec.norm) != spec:
+    if len(spec.norms) != 1:
+        raise ValueError(f"train one norm at a time (`shared` holds the candidates), got {spec}")
+    if spec.norm not in run.norms or run.member_norm(spec.norm) != spec:
         raise ValueError(f"shared={shared} is not {spec} with several candidate norms")
     norm = jnp.int32(run.norms.index(spec.norm))
     if np.ndim(x_train) == 2:  # one split for every seed
