@@ -197,6 +197,36 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
             for r in (both, alone)
         ]
         np.testing.assert_allclose(*accs, atol=0.0 if norm == "none" else 0.0125)
+    # The probes run them as models of `shared` too (train.as_shared, undone by _keep_norm):
+    # one compiled program per probe for every family, the same measures up to float rounding.
+    splits = {s: mnist1d for s in cfg.seeds}
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING"):
+            caplog.clear()
+            together = [
+                probes.measure(shared.member_norm(n), r, splits, [8], shared=shared)
+                for n, r in zip(norms, shared_runs)
+            ]
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [r.getMessage() for r in caplog.records if "compilation of jit(" in r.getMessage()]
+    count = lambda name: sum(f"jit({name})" in c for c in compiled)  # noqa: E731
+    # the splits and affinity inputs, for every family; the test set, for batchnorm's probes
+    # (each family with its own programs: five)
+    assert count("_logits") == 2
+    assert count("_batch_stat_predict") == 1
+    for norm, r, (scalars, batch, _) in zip(norms, shared_runs, together):
+        own_scalars, own_batch, _ = probes.measure(shared.member_norm(norm), r, splits, [8])
+        assert scalars.keys() == own_scalars.keys() and len(batch) == len(own_batch)
+        for key, values in scalars.items():
+            np.testing.assert_allclose(values, own_scalars[key], rtol=1e-5, atol=1e-6)
+        for record, own in zip(batch, own_batch):
+            np.testing.assert_allclose(record["accuracy"], own["accuracy"], atol=0.0125)
+        union = train.as_shared(shared, r.graphdef, r.params, r.stats)
+        back = train._keep_norm(shared.member_norm(norm), *union)
+        assert back[0] == r.graphdef
+        jax.tree.map(np.testing.assert_array_equal, back[1:], (r.params, r.stats))
     with pytest.raises(ValueError, match="is not .* with several candidate norms"):
         train.train(shared.member_norm("zscore"), cfg, *split, log=QUIET, shared=shared)
     with pytest.raises(ValueError, match="train one norm at a time"):

@@ -339,7 +339,8 @@ def _run_train(args) -> None:
     def train_round(cfg, spec, family):
         """Train and measure the family (or the members `spec` names) at cfg.lrs: its tables
         and (2-D) boundary pieces."""
-        result = train.train(spec, cfg, **stacked, shared=shared(spec))
+        union = shared(spec)
+        result = train.train(spec, cfg, **stacked, shared=union)
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
@@ -353,6 +354,7 @@ def _run_train(args) -> None:
             conditional=cfg.batch_size if conditional else None,
             init_batch_sizes=family.get("init_batch_sizes", []),
             batch_probes=family.get("batch_probes"),
+            shared=union,  # the job's other families compiled the probes too
         )
         ident = dict(
             dataset=ds.name,
@@ -379,12 +381,14 @@ def _run_train(args) -> None:
         first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
         grids = {}
         if args.boundary:
+            graphdef, params, stats, norm = probes.shared_view(spec, result, union)
             grids = probes.boundary(
-                result.graphdef,
-                probes.unstack(result.params, first),
-                probes.unstack(result.stats, first),
+                graphdef,
+                probes.unstack(params, first),
+                probes.unstack(stats, first),
                 ds.x_train,
                 mates=probes.draw_mates(ds.x_train, cfg.batch_size),
+                norm=norm,
             )
             grids |= dict(
                 seeds=result.seeds[first],

@@ -1,4 +1,6 @@
-"""What the study measures on trained models (all functions take models stacked along axis 0).
+"""What the study measures on trained models (all functions take models stacked along axis 0;
+and models with several candidate norms, as a job's families share them, with the index `norm` of
+the one they run: `shared_view`).
 
 - `evaluate`: inference-mode loss and accuracy (running statistics).
 - `batch_stat_probe`: accuracy in batch-statistics mode at several test batch sizes and two batch
@@ -31,28 +33,31 @@ COARSE = 4  # conditional decision boundaries: every COARSE-th grid point (their
 
 
 @partial(jax.jit, static_argnames="graphdef")
-def _logits(graphdef, params, stats, x):
+def _logits(graphdef, params, stats, x, norm):
     """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK, classes)."""
-    one = lambda xb: jax.vmap(lambda p, s: models.apply(graphdef, p, s, xb)[0])(params, stats)  # noqa: E731
+    one = lambda xb: jax.vmap(lambda p, s: models.apply(graphdef, p, s, xb, norm=norm)[0])(  # noqa: E731
+        params, stats
+    )
     return jax.lax.map(one, x)
 
 
-def logits(graphdef, params, stats, x) -> np.ndarray:
+def logits(graphdef, params, stats, x, norm=None) -> np.ndarray:
     """Inference-mode logits per model: (models, n, classes). One compiled program serves every
-    n that pads to the same number of chunks."""
+    n that pads to the same number of chunks. `norm`: for models with several candidate norms,
+    the index of the one they run (see `shared_view`); the same for every probe below."""
     x = np.asarray(x, np.float32)
     n = len(x)
     padded = np.zeros((-(-n // CHUNK) * CHUNK, x.shape[1]), np.float32)
     padded[:n] = x
     out = np.asarray(
-        _logits(graphdef, params, stats, jnp.asarray(padded.reshape(-1, CHUNK, x.shape[1])))
+        _logits(graphdef, params, stats, jnp.asarray(padded.reshape(-1, CHUNK, x.shape[1])), norm)
     )
     return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, :n]
 
 
-def evaluate(graphdef, params, stats, x, y):
+def evaluate(graphdef, params, stats, x, y, norm=None):
     """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
-    return loss_and_accuracy(logits(graphdef, params, stats, x), y)
+    return loss_and_accuracy(logits(graphdef, params, stats, x, norm), y)
 
 
 def loss_and_accuracy(logits_: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
@@ -70,14 +75,14 @@ def _loss_and_accuracy(logits_, y):
 
 
 @partial(jax.jit, static_argnames="graphdef")
-def _batch_stat_predict(graphdef, params, stats, x, idx, mask):
+def _batch_stat_predict(graphdef, params, stats, x, idx, mask, norm):
     """Predictions (models, batches, b) when each row of `idx` is evaluated as one batch with
     batch statistics over its `mask`ed entries. Running statistics are not updated."""
 
     def one_model(p, s):
         def one_batch(args):
             rows, m = args
-            out, _ = models.apply(graphdef, p, s, x[rows], train=True, mask=m[:, None])
+            out, _ = models.apply(graphdef, p, s, x[rows], train=True, mask=m[:, None], norm=norm)
             return jnp.argmax(out, -1)
 
         # as many batches at once as make about CHUNK examples: few, large steps
@@ -139,7 +144,7 @@ def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
     return out
 
 
-def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> list[dict]:
+def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=None) -> list[dict]:
     """Batch-statistics accuracy per test batch size and composition, and the flip rate per size.
 
     `sizes`: ints and/or vocab.FULL (the whole test set; for the one-class composition, each
@@ -156,7 +161,8 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
     confident = (
-        np.asarray(jax.nn.softmax(logits(graphdef, params, stats, x), -1).max(-1)) >= CONFIDENT
+        np.asarray(jax.nn.softmax(logits(graphdef, params, stats, x, norm), -1).max(-1))
+        >= CONFIDENT
     )
     records = []
     for size in sizes:
@@ -171,7 +177,13 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0) -> lis
                 idx, mask = _pad_rows(batches, rows, b)
                 p = np.asarray(
                     _batch_stat_predict(
-                        graphdef, params, stats, jnp.asarray(x), jnp.asarray(idx), jnp.asarray(mask)
+                        graphdef,
+                        params,
+                        stats,
+                        jnp.asarray(x),
+                        jnp.asarray(idx),
+                        jnp.asarray(mask),
+                        norm,
                     )
                 )
                 preds[name] = _per_example(p, idx, mask, n)
@@ -208,13 +220,14 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 
 @partial(jax.jit, static_argnames="graphdef")
-def _conditional(graphdef, params, stats, x, mates):
+def _conditional(graphdef, params, stats, x, mates, norm):
     """Logits (models, n, classes): each row of x normalized with batch statistics in one batch
     with the fixed rows `mates` (m - 1, features); running statistics are not updated."""
 
     def one_model(p, s):
         def one(xi):
-            out, _ = models.apply(graphdef, p, s, jnp.concatenate([xi[None], mates]), train=True)
+            batch = jnp.concatenate([xi[None], mates])
+            out, _ = models.apply(graphdef, p, s, batch, train=True, norm=norm)
             return out[0]
 
         return jax.lax.map(one, x, batch_size=max(1, CHUNK // (mates.shape[0] + 1)))
@@ -222,12 +235,12 @@ def _conditional(graphdef, params, stats, x, mates):
     return jax.vmap(one_model)(params, stats)
 
 
-def conditional_logits(graphdef, params, stats, x, mates) -> np.ndarray:
+def conditional_logits(graphdef, params, stats, x, mates, norm=None) -> np.ndarray:
     """The conditional function x -> f(x; mates) of batch-statistics networks, per model:
     (models, n, classes). With m - 1 fixed batch-mates, each unit's normalization is the bounded
     function g of Proposition 3 of the example's own pre-activation."""
     return np.asarray(
-        _conditional(graphdef, params, stats, jnp.asarray(x, jnp.float32), jnp.asarray(mates))
+        _conditional(graphdef, params, stats, jnp.asarray(x, jnp.float32), jnp.asarray(mates), norm)
     )
 
 
@@ -237,12 +250,16 @@ def draw_mates(x_train, batch_size: int, seed: int = 0) -> np.ndarray:
     return np.asarray(x_train, np.float32)[rng.choice(len(x_train), batch_size - 1, replace=False)]
 
 
-def conditional_measures(graphdef, params, stats, ds, batch_size: int) -> dict[str, np.ndarray]:
+def conditional_measures(
+    graphdef, params, stats, ds, batch_size: int, norm=None
+) -> dict[str, np.ndarray]:
     """Per model: test accuracy of the conditional function with fixed batch-mates from the
     training split (`cond_test_acc`) and its affinity gap (`cond_affine_gap`)."""
     mates = draw_mates(ds.x_train, batch_size)
     probe_x = affinity_inputs(ds.x_test, pairs=256)
-    f = conditional_logits(graphdef, params, stats, np.concatenate([ds.x_test, probe_x]), mates)
+    f = conditional_logits(
+        graphdef, params, stats, np.concatenate([ds.x_test, probe_x]), mates, norm
+    )
     n = len(ds.y_test)
     _, acc = loss_and_accuracy(f[:, :n], ds.y_test)
     return {"cond_test_acc": acc, "cond_affine_gap": gap_of(f[:, n:])}
@@ -373,9 +390,11 @@ def affinity_inputs(x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
     return np.concatenate([x[i], x[j], (x[i] + x[j]) / 2])
 
 
-def affinity_gap(graphdef, params, stats, x, seed: int = 0, pairs: int = 2048) -> np.ndarray:
+def affinity_gap(
+    graphdef, params, stats, x, seed: int = 0, pairs: int = 2048, norm=None
+) -> np.ndarray:
     """Midpoint defect of f relative to the logit spread, per model; ~1e-7 for an affine f."""
-    return gap_of(logits(graphdef, params, stats, affinity_inputs(x, seed, pairs)))
+    return gap_of(logits(graphdef, params, stats, affinity_inputs(x, seed, pairs), norm))
 
 
 def gap_of(f: np.ndarray) -> np.ndarray:
@@ -392,7 +411,14 @@ def gap_of(f: np.ndarray) -> np.ndarray:
 
 
 def boundary(
-    graphdef, params, stats, x_train, mates=None, resolution: int = 200, margin: float = 0.25
+    graphdef,
+    params,
+    stats,
+    x_train,
+    mates=None,
+    resolution: int = 200,
+    margin: float = 0.25,
+    norm=None,
 ) -> dict:
     """Predictions on a grid over the 2-D data range: inference mode for every model, and for
     batch-statistics models with `mates` given also the conditional function with those fixed
@@ -411,20 +437,39 @@ def boundary(
     out = {
         "xx": xx,
         "yy": yy,
-        "pred_inference": logits(graphdef, params, stats, grid).argmax(-1).reshape(m, *xx.shape),
+        "pred_inference": logits(graphdef, params, stats, grid, norm)
+        .argmax(-1)
+        .reshape(m, *xx.shape),
     }
-    model = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0))
-    if model.spec.uses_batch_stats and mates is not None:
+    if _runs(graphdef, params, stats, norm).uses_batch_stats and mates is not None:
         c = COARSE
         coarse = np.stack([xx[::c, ::c].ravel(), yy[::c, ::c].ravel()], 1)
-        pred = conditional_logits(graphdef, params, stats, coarse, mates).argmax(-1)
+        pred = conditional_logits(graphdef, params, stats, coarse, mates, norm).argmax(-1)
         pred = pred.reshape(m, *xx[::c, ::c].shape)
         out["pred_batch"] = pred.repeat(c, 1).repeat(c, 2)[:, : xx.shape[0], : xx.shape[1]]
         out["batch_mates"] = np.asarray(mates)
     return out
 
 
+def _runs(graphdef, params, stats, norm) -> models.ModelSpec:
+    """The architecture the models run: their spec, with several candidate norms the `norm`th."""
+    spec = nnx.merge(graphdef, unstack(params, 0), unstack(stats, 0)).spec
+    return spec if norm is None else spec.member_norm(spec.norms[int(norm)])
+
+
 # ---------------------------------------------------------------- everything, for one cell
+
+
+def shared_view(spec: models.ModelSpec, result: train.TrainResult, shared=None):
+    """(graphdef, params, stats, norm): what the compiled probes run. The result's own models
+    (norm None), or, with `shared` (spec with several candidate norms: train.train's `shared`),
+    the same models as models of `shared` that run spec's norm, the `norm`th candidate
+    (train.as_shared). The families of a job that share their training program then share the
+    probes' compiled programs too; their numbers are the same up to float rounding."""
+    if shared is None:
+        return result.graphdef, result.params, result.stats, None
+    graphdef, params, stats = train.as_shared(shared, result.graphdef, result.params, result.stats)
+    return graphdef, params, stats, np.int32(shared.norms.index(spec.norm))
 
 
 def measure(
@@ -435,6 +480,7 @@ def measure(
     conditional: int | None = None,
     init_batch_sizes=(),
     batch_probes=None,
+    shared: models.ModelSpec | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
     """Everything measured on one trained cell or family, per model (activation x seed x lr),
     each model on its own seed's split (`splits`: seed -> data.Dataset):
@@ -450,7 +496,8 @@ def measure(
     `conditional` (a batch size m; batch-statistics networks only): also measure the conditional
     function with m - 1 fixed batch-mates (`conditional_measures`). `batch_probes`: the
     activations whose models get the batch-statistics probes and the conditional function (None:
-    all of them).
+    all of them). `shared`: the spec the models were trained as (train.train's `shared`), whose
+    compiled programs the probes then share with the job's other families (`shared_view`).
 
     Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
     one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
@@ -459,27 +506,30 @@ def measure(
     cols: dict[str, np.ndarray] = {}
     batch = []
     probed = np.isin(result.activations, spec.activations if batch_probes is None else batch_probes)
+    graphdef, run_params, run_stats, norm = shared_view(spec, result, shared)
     for seed in np.unique(result.seeds):
         idx = np.flatnonzero(result.seeds == seed)
-        for name, values in _measure_split(spec, result, idx, splits[int(seed)]).items():
+        view = graphdef, unstack(run_params, idx), unstack(run_stats, idx), norm
+        for name, values in _measure_split(spec, result, idx, splits[int(seed)], view).items():
             cols.setdefault(name, np.full(m, np.nan))[idx] = values
         idx = idx[probed[idx]]  # the batch-statistics probes: only where an output reads them
         if not (spec.uses_batch_stats and len(idx)):
             continue
-        params, stats = unstack(result.params, idx), unstack(result.stats, idx)
+        params, stats = unstack(run_params, idx), unstack(run_stats, idx)
         if conditional:
             measured = conditional_measures(
-                result.graphdef, params, stats, splits[int(seed)], conditional
+                graphdef, params, stats, splits[int(seed)], conditional, norm
             )
             for name, values in measured.items():
                 cols.setdefault(name, np.full(m, np.nan))[idx] = values
         for record in batch_stat_probe(
-            result.graphdef,
+            graphdef,
             params,
             stats,
             splits[int(seed)].x_test,
             splits[int(seed)].y_test,
             test_batch_sizes,
+            norm=norm,
         ):
             batch.append({**record, "models": idx})
     names = list(cols)
@@ -521,12 +571,12 @@ def measure(
     return cols, batch, [{**g, "input_rank": input_rank} for g in grads]
 
 
-def _measure_split(spec, result, idx, ds) -> dict[str, np.ndarray]:
-    """The scalars of the models `idx` (one seed) on that seed's split `ds`."""
-    g, p, s = result.graphdef, unstack(result.params, idx), unstack(result.stats, idx)
+def _measure_split(spec, result, idx, ds, view) -> dict[str, np.ndarray]:
+    """The scalars of the models `idx` (one seed) on that seed's split `ds`; `view`: the models
+    `idx` as the compiled probes run them (`shared_view`)."""
     sets = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
     probe_x = affinity_inputs(ds.x_test)
-    every = logits(g, p, s, np.concatenate([x for x, _ in sets] + [probe_x]))
+    every = logits(*view[:3], np.concatenate([x for x, _ in sets] + [probe_x]), view[3])
     ends = np.cumsum([0] + [len(x) for x, _ in sets])
     cols = {}
     for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), sets)):
@@ -535,5 +585,6 @@ def _measure_split(spec, result, idx, ds) -> dict[str, np.ndarray]:
         )
     cols["affine_gap"] = gap_of(every[:, ends[-1] :])
     foldable = np.array([spec.member(a).foldable for a in result.activations[idx]])
+    g, p, s = result.graphdef, unstack(result.params, idx), unstack(result.stats, idx)
     cols.update(fold_check(g, p, s, ds.x_test, net=every[:, ends[2] : ends[3]], which=foldable))
     return cols

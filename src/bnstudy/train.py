@@ -82,9 +82,11 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
 
 
 @jax.jit
-def _layer_keys(seeds):
-    """The key each seed's model draws its layers from (models.layer_key of its init key)."""
-    return jax.vmap(models.layer_key)(model_keys(seeds)[0])
+def _keys(seeds):
+    """Per seed: the key its models draw their layers from (models.layer_key of its init key)
+    and its data-order key (model_keys); one compiled program gives both."""
+    init, order = model_keys(seeds)
+    return jax.vmap(models.layer_key)(init), order
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -128,7 +130,7 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
     # One initialization per distinct seed, then copied to its models on the host.
     distinct, model_seed = np.unique(np.asarray(seeds), return_inverse=True)
-    keys = _layer_keys(jnp.asarray(distinct))
+    keys, _ = _keys(jnp.asarray(distinct))
     *hidden, head = (
         jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], _init_linear(i, o, keys, k))
         for k, (i, o) in enumerate(models.linear_sizes(spec))
@@ -156,6 +158,13 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     if cfg.optimizer == "adam":
         return optax.adam(unit)
     return optax.sgd(unit, momentum=cfg.momentum)
+
+
+@lru_cache(maxsize=32)
+def _init_optimizer(tx: optax.GradientTransformation):
+    """tx.init over stacked models: one compiled program per optimizer and parameter shapes
+    (make_optimizer gives the same tx for the same settings)."""
+    return jax.jit(jax.vmap(tx.init))
 
 
 def cross_entropy(logits, labels):
@@ -332,6 +341,25 @@ def _keep_norm(spec: models.ModelSpec, graphdef, params, stats):
     return own_graphdef, own_params, own_stats
 
 
+def as_shared(shared: models.ModelSpec, graphdef, params, stats):
+    """`_keep_norm` undone: stacked models of one norm as models of `shared` (their spec with
+    several candidate norms, theirs among them) that run it with the norm index of
+    `shared.norms`. Their arrays are the models' own; what only the other candidates use is
+    zeros (those branches never run)."""
+    own = nnx.merge(graphdef, params, stats)
+    m = len(jax.tree.leaves(params)[0])
+    union_graphdef, *abstract = _abstract(shared)
+    zeros = [jax.tree.map(lambda a: np.zeros((m, *a.shape), a.dtype), t) for t in abstract]
+    union = nnx.merge(union_graphdef, *zeros)
+    nnx.update(union.linears, nnx.state(own.linears))
+    nnx.update(union.head, nnx.state(own.head))
+    if len(own.spec.activations) > 1:
+        nnx.update(union, nnx.state(own, models.Choice))
+    for i, layer in enumerate(own.norms):  # empty without a norm
+        nnx.update(union.norms[i][own.spec.norm], nnx.state(layer))
+    return models.split(union)
+
+
 @dataclass
 class TrainResult:
     graphdef: object
@@ -439,9 +467,9 @@ def train(
             np.full(m + pad, -1, np.int32),
             np.zeros(m + pad, np.int32),
         )
-        opt_state = jax.jit(jax.vmap(tx.init))(params)  # placed as params are
+        opt_state = _init_optimizer(tx)(params)  # placed as params are
         state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
-        order_keys = jax.device_put(jax.jit(model_keys)(jnp.asarray(distinct))[1], everywhere)
+        order_keys = jax.device_put(_keys(jnp.asarray(distinct))[1], everywhere)
         jax.block_until_ready(state)
         setup = time.perf_counter()
         run_block = compiling.result()
