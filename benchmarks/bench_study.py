@@ -12,8 +12,9 @@ Copies a checkout (its tracked and unignored files) to a temporary folder, runs
   Snakemake's log when the last training job ended and how long the study ran after it.
 
 It prints the breakdown and the two ratios the speed issue asks about: the fixed cost's share
-of the summed job wall time (everything but `train`), and the study's wall time against its
-pure training time spread over the cores. `--repo` runs another checkout (say, an older commit
+of the summed job wall time (everything but `train`; also of the training jobs' alone, the
+measure of the issue's baseline), and the study's wall time against its pure training time
+spread over the cores. `--repo` runs another checkout (say, an older commit
 in a `git worktree`), whose training logs may have no PHASES line: then only the job and study
 times are reported. Timings are from the machine it runs on; run nothing else beside it.
 
@@ -173,6 +174,7 @@ def main() -> None:
         out["train_phases_s"] = {p: round(v, 1) for p, v in summed.items()}
         pure = summed.get("train", float("nan"))
         out["fixed_cost_share"] = round(1 - pure / job_sum, 3)
+        out["fixed_cost_share_training_jobs"] = round(1 - pure / float(train_jobs["sum"]), 3)
         out["wall_over_pure_training"] = round(wall / (pure / args.cores), 2)
         print(f"\ntraining jobs ({len(phases)}), phases summed:")
         for p, v in summed.items():
@@ -183,7 +185,8 @@ def main() -> None:
         )
         print(
             f"\nfixed cost: {100 * out['fixed_cost_share']:.0f}% of the summed job wall time"
-            " (everything but the compiled training loop)"
+            " (everything but the compiled training loop);"
+            f" {100 * out['fixed_cost_share_training_jobs']:.0f}% of the training jobs' own"
         )
         print(f"study wall / (pure training / cores): {out['wall_over_pure_training']:.1f}")
     if args.log:
