@@ -228,6 +228,8 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
         assert back[0] == r.graphdef
         jax.tree.map(np.testing.assert_array_equal, back[1:], (r.params, r.stats))
     with pytest.raises(ValueError, match="is not .* with several candidate norms"):
+        train.as_shared(shared.member_norm("none"), r.graphdef, r.params, r.stats)
+    with pytest.raises(ValueError, match="is not .* with several candidate norms"):
         train.train(shared.member_norm("zscore"), cfg, *split, log=QUIET, shared=shared)
     with pytest.raises(ValueError, match="train one norm at a time"):
         train.train(shared, cfg, *split, log=QUIET)

@@ -347,6 +347,8 @@ def as_shared(shared: models.ModelSpec, graphdef, params, stats):
     `shared.norms`. Their arrays are the models' own; what only the other candidates use is
     zeros (those branches never run)."""
     own = nnx.merge(graphdef, params, stats)
+    if own.spec.norm not in shared.norms or shared.member_norm(own.spec.norm) != own.spec:
+        raise ValueError(f"shared={shared} is not {own.spec} with several candidate norms")
     m = len(jax.tree.leaves(params)[0])
     union_graphdef, *abstract = _abstract(shared)
     zeros = [jax.tree.map(lambda a: np.zeros((m, *a.shape), a.dtype), t) for t in abstract]
