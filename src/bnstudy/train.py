@@ -324,21 +324,39 @@ def _block_size(epochs: int, target_blocks: int = 10) -> int:
     return min(divisors, key=lambda d: abs(d - epochs / target_blocks))
 
 
+def _check_shared(spec: models.ModelSpec, shared: models.ModelSpec | None) -> None:
+    """`shared` must be `spec` with several candidate norms, spec's among them."""
+    run = spec if shared is None else shared
+    if spec.norm not in run.norms or run.member_norm(spec.norm) != spec:
+        raise ValueError(f"shared={shared} is not {spec} with several candidate norms")
+
+
+def _zeros(spec: models.ModelSpec, m: int):
+    """`m` stacked models of `spec` whose arrays are all zeros (to be filled: no compute)."""
+    graphdef, *abstract = _abstract(spec)
+    return nnx.merge(
+        graphdef, *(jax.tree.map(lambda a: np.zeros((m, *a.shape), a.dtype), t) for t in abstract)
+    )
+
+
+def _copy_common(source, target) -> None:
+    """Give `target` the Linear layers and activation choices of `source` (the same
+    architecture but for the norm layers)."""
+    nnx.update(target.linears, nnx.state(source.linears))
+    nnx.update(target.head, nnx.state(source.head))
+    if len(source.spec.activations) > 1:
+        nnx.update(target, nnx.state(source, models.Choice))
+
+
 def _keep_norm(spec: models.ModelSpec, graphdef, params, stats):
     """(graphdef, params, stats) of the models of `spec` from stacked models whose norm layers
     are several candidates' (spec's among them; models.make_norm): spec's layers kept."""
     union = nnx.merge(graphdef, params, stats)  # the stacked arrays as its values: no compute
-    own_graphdef, own_params, own_stats = _abstract(spec)
-    for kind, own in ((nnx.Param, own_params), (models.STATE, own_stats)):
-        pure = nnx.to_pure_dict(nnx.state(union, kind))
-        pure.pop("norms", None)
-        if spec.norm != "none":
-            layers = {i: union.norms[i][spec.norm] for i in range(spec.depth)}
-            layers = {i: nnx.to_pure_dict(nnx.state(layer, kind)) for i, layer in layers.items()}
-            if jax.tree.leaves(layers):
-                pure["norms"] = layers
-        nnx.replace_by_pure_dict(own, pure)
-    return own_graphdef, own_params, own_stats
+    own = _zeros(spec, len(jax.tree.leaves(params)[0]))
+    _copy_common(union, own)
+    for i, layer in enumerate(own.norms):  # empty without a norm
+        nnx.update(layer, nnx.state(union.norms[i][spec.norm]))
+    return models.split(own)
 
 
 def as_shared(shared: models.ModelSpec, graphdef, params, stats):
@@ -347,16 +365,9 @@ def as_shared(shared: models.ModelSpec, graphdef, params, stats):
     `shared.norms`. Their arrays are the models' own; what only the other candidates use is
     zeros (those branches never run)."""
     own = nnx.merge(graphdef, params, stats)
-    if own.spec.norm not in shared.norms or shared.member_norm(own.spec.norm) != own.spec:
-        raise ValueError(f"shared={shared} is not {own.spec} with several candidate norms")
-    m = len(jax.tree.leaves(params)[0])
-    union_graphdef, *abstract = _abstract(shared)
-    zeros = [jax.tree.map(lambda a: np.zeros((m, *a.shape), a.dtype), t) for t in abstract]
-    union = nnx.merge(union_graphdef, *zeros)
-    nnx.update(union.linears, nnx.state(own.linears))
-    nnx.update(union.head, nnx.state(own.head))
-    if len(own.spec.activations) > 1:
-        nnx.update(union, nnx.state(own, models.Choice))
+    _check_shared(own.spec, shared)
+    union = _zeros(shared, len(jax.tree.leaves(params)[0]))
+    _copy_common(own, union)
     for i, layer in enumerate(own.norms):  # empty without a norm
         nnx.update(union.norms[i][own.spec.norm], nnx.state(layer))
     return models.split(union)
@@ -408,8 +419,7 @@ def train(
     run = spec if shared is None else shared
     if len(spec.norms) != 1:
         raise ValueError(f"train one norm at a time (`shared` holds the candidates), got {spec}")
-    if spec.norm not in run.norms or run.member_norm(spec.norm) != spec:
-        raise ValueError(f"shared={shared} is not {spec} with several candidate norms")
+    _check_shared(spec, shared)
     norm = jnp.int32(run.norms.index(spec.norm))
     if np.ndim(x_train) == 2:  # one split for every seed
         x_train, y_train, x_val, y_val = (
