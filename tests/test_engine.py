@@ -1,5 +1,6 @@
 """The training engine and its probes, on real (small) training runs."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -163,7 +164,6 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     """train(shared=...): the models carry the layers of every candidate norm and run their
     own; one compiled program serves every norm, and each family comes back as its own models,
     trained as alone up to float rounding (the tolerances of the activation family above)."""
-    import jax
 
     norms = ("none", "batchnorm", "layernorm", "groupnorm")
     shared = models.ModelSpec(40, 10, ("identity", "relu"), norms, "post", 2, 32, groups=4)
@@ -239,7 +239,6 @@ def test_candidate_norms_hold_their_common_variables_in_one():
     """With several candidate norms, the candidates share each attribute they have in common
     (scale, bias, mean, var): sound because each starts it at the same values, which this checks
     for every norm; the model then carries one norm layer's Variables, not one set per norm."""
-    import jax
     from flax import nnx
 
     names = tuple(n for n in vocab.NORMS if n != "none")
@@ -311,6 +310,7 @@ np.savez(sys.argv[1], devices=len(jax.devices()), seeds=r.seeds, activations=r.a
 """
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="splits the models over CPU devices")
 def test_models_split_over_cpu_devices_train_as_on_one(mnist1d, tmp_path):
     """`bnstudy train --threads 2` on a CPU: the models are split over 2 devices, padded from 9 to
     10 and trimmed back; the numbers agree with one device up to float rounding."""
@@ -358,9 +358,10 @@ def test_learning_rates_of_one_seed_share_the_initialization(mnist1d):
 
 def test_the_trainers_initialization_is_the_models_own():
     """init_models draws the stacked models layer by layer (one program per layer shape); each
-    model equals the one nnx builds on its own from its seed's key (models.init)."""
-    import jax
-
+    model equals the one nnx builds on its own from its seed's key (models.init): bit for bit on
+    a CPU; on a GPU, whose batched initializers round differently, within a few ulps (2.4e-7 on
+    an H100)."""
+    tol = 0 if jax.default_backend() == "cpu" else 2e-6
     spec = models.ModelSpec(7, 3, ("identity", "relu"), "batchnorm", "pre", 4, 8)
     seeds, choices = np.array([3, 0, 3, 5]), np.array([0, 1, 1, 0], np.int32)
     graphdef, params, stats = train.init_models(spec, seeds, choices)
@@ -371,7 +372,7 @@ def test_the_trainers_initialization_is_the_models_own():
         want, got = jax.tree.leaves((p, s)), jax.tree.leaves(probes.unstack((params, stats), m))
         assert len(want) == len(got) == 2 * (spec.depth + 1) + 4 * spec.depth + 1
         for a, b in zip(want, got):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
 def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
@@ -390,7 +391,6 @@ def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
 
 
 def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
-    import jax
 
     spec, r = fit(mnist1d, "identity", "batchnorm", depth=5, seeds=(0, 1), epochs=1)
     g = r.grad_norms_init
@@ -417,7 +417,6 @@ def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():
     """A batch of the whole training split is the same batch in any order, so every draw of the
     probe gives the full-batch gradient at the initialization the trainer gives that model
     (seed, activation of the family) on its own seed's split."""
-    import jax
 
     splits = {s: data.prepare("spirals", seed=s, n_samples=300) for s in (0, 1)}
     spec = models.ModelSpec(2, 2, ("identity", "relu"), "batchnorm", "pre", 3, 16)
@@ -482,7 +481,6 @@ def test_invalid_training_settings_raise_clear_errors(kwargs, message):
 @pytest.mark.parametrize("norm", ["layernorm", "rmsnorm", "groupnorm"])
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"])
 def test_every_block_runs_forward(norm, activation):
-    import jax
 
     spec = models.ModelSpec(6, 3, activation, norm, "post", 2, 16, groups=4)
     g, p, s = models.init(spec, jax.random.key(0))

@@ -165,9 +165,17 @@ def init_linear(key, index, in_features: int, out_features: int) -> nnx.Linear:
     """Linear layer `index` (the head is layer `depth`) of a model whose layers draw from `key`.
     Each layer's key is derived from the model's by the layer's index, so that for a given seed
     the Linear weights are the same whatever the activation, norm and placement: cells of one
-    seed differ only in their blocks (paired comparisons). `index` may be traced."""
+    seed differ only in their blocks (paired comparisons). `index` may be traced.
+
+    The products are full float32 on every platform: GPUs would otherwise round their inputs to
+    TensorFloat-32 (10-bit mantissa; JAX's default there), which adds a nonlinearity of about
+    1e-3 relative to every network, and the probes measure affinity far below that. CPUs compute
+    float32 either way (same numbers as without the setting)."""
     return nnx.Linear(
-        in_features, out_features, rngs=nnx.Rngs(params=jax.random.fold_in(key, index))
+        in_features,
+        out_features,
+        precision=jax.lax.Precision.HIGHEST,
+        rngs=nnx.Rngs(params=jax.random.fold_in(key, index)),
     )
 
 

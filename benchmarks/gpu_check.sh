@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU path in one run, for a machine lent for minutes (docs/speed.md, "On a GPU"):
+#   1. the precision of a float32 product at JAX's default and at the models' setting (HIGHEST);
+#   2. the engine tests on the GPU (tests/test_engine.py);
+#   3. the engine benchmark on the GPU: engine, per-step loop and PyTorch loop on the same GPU;
+#   4. a timed slice of full.yaml's offline part: the given `bnstudy train` commands (as
+#      `snakemake -n -p --configfile workflow/config/full.yaml` prints them), 4 at a time as the
+#      default profile runs them on one GPU (--resources gpu=4), for at most SLICE seconds.
+# GPU utilization is sampled all along (nvidia-smi dmon). Everything lands in OUT.
+#
+#   bash benchmarks/gpu_check.sh OUT COMMANDS [SLICE_SECONDS]
+# Run from the repository root with the study's data under results/data (the prepare_data jobs
+# of the same dry run) and bnstudy importable (PYTHONPATH=src will do).
+set -u
+OUT=${1:?output folder}
+COMMANDS=${2:?file of bnstudy train commands, one per line}
+SLICE=${3:-240}
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+mkdir -p "$OUT"
+stamp() { echo "== $(date +%H:%M:%S) $*"; }
+
+nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+nvidia-smi dmon -s u -o T >"$OUT/dmon.txt" 2>&1 &
+dmon=$!
+
+stamp "1. versions and precision"
+python3 - <<'EOF'
+import jax, jax.numpy as jnp, numpy as np, flax, optax
+print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())
+a, b = np.random.default_rng(0).standard_normal((2, 1024, 1024)).astype(np.float32)
+ref = a.astype(np.float64) @ b.astype(np.float64)
+for p in (None, jax.lax.Precision.HIGHEST):
+    out = np.asarray(jnp.matmul(a, b, precision=p), np.float64)
+    print(f"float32 product, precision {p}: relative error {np.linalg.norm(out - ref) / np.linalg.norm(ref):.1e}")
+EOF
+
+stamp "2. engine tests"
+timeout 130 python3 -m pytest tests/test_engine.py -q -p no:cacheprovider -n 4 2>&1 | tee "$OUT/tests.txt" | tail -15
+
+stamp "3. engine benchmark"
+timeout 150 python3 benchmarks/bench_engine.py --repeats 2 2>&1 | tee "$OUT/bench_engine.txt"
+
+stamp "4. slice of full.yaml ($(wc -l <"$COMMANDS") jobs, 4 at a time, at most $SLICE s)"
+eval "$(python3 -c '
+import yaml, shlex
+from bnstudy import grid
+config = yaml.safe_load(open("workflow/config/full.yaml"))
+config.setdefault("resources", {}).setdefault("jax_cache", "results/jax-cache")
+for k, v in grid.job_environment(config).items():
+    print(f"export {k}={shlex.quote(v)}")
+')"
+env | grep -E '^(JAX|XLA)_' | sort
+mkdir -p results/logs/train/{mnist1d,digits,spirals,xor} results/runs/{mnist1d,digits,spirals,xor}
+start=$(date +%s.%N)
+# shellcheck disable=SC2016
+timeout "$SLICE" xargs -d '\n' -P 4 -I{} bash -c '
+    t0=$(date +%s.%N); eval "python3 -m $1"; rc=$?
+    echo "$(echo "$1" | grep -o -- "--out [^ ]*" | cut -d" " -f2) $t0 $(date +%s.%N) $rc" >>"$2/jobs.txt"
+' _ {} "$OUT" <"$COMMANDS"
+echo "slice: rc $? after $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
+cat "$OUT/jobs.txt" 2>/dev/null
+kill "$dmon" 2>/dev/null
+grep -h PHASES results/logs/train/*/*.log
+tar czf "$OUT/slice.tar.gz" results/logs results/runs results/benchmarks 2>/dev/null
+stamp done
