@@ -164,7 +164,6 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     """train(shared=...): the models carry the layers of every candidate norm and run their
     own; one compiled program serves every norm, and each family comes back as its own models,
     trained as alone up to float rounding (the tolerances of the activation family above)."""
-
     norms = ("none", "batchnorm", "layernorm", "groupnorm")
     shared = models.ModelSpec(40, 10, ("identity", "relu"), norms, "post", 2, 32, groups=4)
     cfg = train.TrainConfig(seeds=(0, 1), lrs=(1e-3, 1e-2), epochs=5)
@@ -417,7 +416,6 @@ def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():
     """A batch of the whole training split is the same batch in any order, so every draw of the
     probe gives the full-batch gradient at the initialization the trainer gives that model
     (seed, activation of the family) on its own seed's split."""
-
     splits = {s: data.prepare("spirals", seed=s, n_samples=300) for s in (0, 1)}
     spec = models.ModelSpec(2, 2, ("identity", "relu"), "batchnorm", "pre", 3, 16)
     seeds, choices = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1], np.int32)
