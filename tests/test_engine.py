@@ -74,6 +74,22 @@ def test_nonlinear_networks_have_a_large_affinity_gap(mnist1d, activation, norm)
     assert np.all(gap > 1e-2), gap  # four or more orders of magnitude above float noise
 
 
+def test_the_affinity_gap_of_constant_logits_is_undefined():
+    """A collapsed network (logits that do not vary over the inputs) has no spread to measure
+    its midpoint defect against: NaN, without a warning; an affine map's gap is ~0."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 10, 3))
+    affine = np.concatenate([x, rng.standard_normal((2, 10, 3))], 1)
+    affine = np.concatenate([affine, (affine[:, :10] + affine[:, 10:]) / 2], 1) @ np.ones((3, 4))
+    constant = np.ones((1, 30, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gaps = probes.gap_of(np.concatenate([affine, constant]))
+    assert np.all(gaps[:2] < 1e-12) and np.isnan(gaps[2])
+
+
 def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
     _, relu = fit(spirals, "relu", "none", depth=3, width=64, lrs=(1e-2,), epochs=60)
     _, bn = fit(spirals, "identity", "batchnorm", depth=3, width=64, lrs=(1e-2,), epochs=60)

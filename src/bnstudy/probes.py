@@ -398,13 +398,16 @@ def affinity_gap(
 
 
 def gap_of(f: np.ndarray) -> np.ndarray:
-    """The affinity gap per model from the logits (models, 3 * pairs, classes) of affinity_inputs."""
+    """The affinity gap per model from the logits (models, 3 * pairs, classes) of affinity_inputs;
+    NaN for a model whose logits do not vary over the inputs (spread 0: a collapsed network,
+    e.g. deep without normalization) or are not finite: relative to nothing, the gap is undefined."""
     f = f.astype(np.float64)
     pairs = f.shape[1] // 3
     fx, fy, fm = f[:, :pairs], f[:, pairs : 2 * pairs], f[:, 2 * pairs :]
     defect = np.linalg.norm(fm - (fx + fy) / 2, axis=-1).mean(-1)
     spread = np.linalg.norm(fx - fx.mean(1, keepdims=True), axis=-1).mean(-1)
-    return defect / spread
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(spread > 0, defect / spread, np.nan)
 
 
 # ---------------------------------------------------------------- decision boundaries
