@@ -511,4 +511,4 @@ def test_the_models_products_are_full_float32():
     dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
     assert len(dots) == spec.depth + 1
     for e in dots:
-        assert all(p == jax.lax.Precision.HIGHEST for p in e.params["precision"]), e.params
+        assert all(q == jax.lax.Precision.HIGHEST for q in e.params["precision"]), e.params
