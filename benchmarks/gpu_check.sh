@@ -31,26 +31,36 @@ nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 nvidia-smi dmon -s u -o T >"$OUT/dmon.txt" 2>&1 &
 dmon=$!
 
-stamp "1. versions and precision"
+STEPS=${GPU_CHECK_STEPS:-1 2 3 4}  # a subset, e.g. GPU_CHECK_STEPS="1 4"
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+
+step 1 && stamp "1. versions and precision" && {
 python3 - <<'EOF'
 import jax, jax.numpy as jnp, numpy as np, flax, optax
 print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())
 a, b = np.random.default_rng(0).standard_normal((2, 1024, 1024)).astype(np.float32)
 ref = a.astype(np.float64) @ b.astype(np.float64)
-for p in (None, jax.lax.Precision.HIGHEST):
-    out = np.asarray(jnp.matmul(a, b, precision=p), np.float64)
-    print(f"float32 product, precision {p}: relative error {np.linalg.norm(out - ref) / np.linalg.norm(ref):.1e}")
+from bnstudy import probes
+for p, options in ((None, None), (jax.lax.Precision.HIGHEST, None), (jax.lax.Precision.HIGHEST, probes.ONCE)):
+    f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=p), compiler_options=options)
+    out = np.asarray(f(a, b), np.float64)
+    print(f"float32 product, precision {p}, compiler options {options}: relative error "
+          f"{np.linalg.norm(out - ref) / np.linalg.norm(ref):.1e}")
 EOF
+}
 
-stamp "2. engine tests"
+step 2 && stamp "2. engine tests" && {
 workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")  # pytest-xdist where installed
 timeout 130 python3 -m pytest tests/test_engine.py -q -p no:cacheprovider $workers 2>&1 | tee "$OUT/tests.txt" | tail -15
+}
 
-stamp "3. engine benchmark"
+step 3 && stamp "3. engine benchmark" && {
 # 15 epochs, not the benchmark's 60: on an H100 the per-step loop takes about 4 s an epoch and
 # the PyTorch loop 1.6 s (both launch-bound); the engine's own time is mostly its compilation.
 timeout 150 python3 benchmarks/bench_engine.py --repeats 1 --epochs 15 2>&1 | tee "$OUT/bench_engine.txt"
+}
 
+step 4 || { kill "$dmon"; exit 0; }
 stamp "4. slice of full.yaml ($(wc -l <"$COMMANDS") jobs, 4 at a time, at most $SLICE s)"
 eval "$(python3 -c '
 import yaml, shlex

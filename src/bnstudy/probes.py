@@ -30,9 +30,15 @@ from bnstudy import models, train, vocab
 CHUNK = 4096  # examples per step of the inference-mode forward pass (bounds memory)
 CONFIDENT = 0.9  # E3: a prediction with at least this inference-mode probability is not a tie
 COARSE = 4  # conditional decision boundaries: every COARSE-th grid point (their cost grows with m)
+# The probes' programs run a few times each, so on a GPU, XLA's autotuning of their products (on
+# by default: it times candidate kernels while compiling) costs far more than it could save: on
+# an H100 it was most of a job's compilation (docs/speed.md). Their products keep the models'
+# precision (HIGHEST) either way; a CPU ignores the option. The training program, which runs
+# thousands of steps, keeps the autotuning.
+ONCE = {"xla_gpu_autotune_level": 0}
 
 
-@partial(jax.jit, static_argnames="graphdef")
+@partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _logits(graphdef, params, stats, x, norm):
     """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK, classes)."""
     one = lambda xb: jax.vmap(lambda p, s: models.apply(graphdef, p, s, xb, norm=norm)[0])(  # noqa: E731
@@ -66,7 +72,7 @@ def loss_and_accuracy(logits_: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.asarray(a) for a in _loss_and_accuracy(jnp.asarray(logits_), jnp.asarray(y)))
 
 
-@jax.jit
+@partial(jax.jit, compiler_options=ONCE)
 def _loss_and_accuracy(logits_, y):
     return jax.vmap(lambda z: (train.cross_entropy(z, y), train.accuracy(z, y)))(logits_)
 
@@ -74,7 +80,7 @@ def _loss_and_accuracy(logits_, y):
 # ---------------------------------------------------------------- batch-statistics mode
 
 
-@partial(jax.jit, static_argnames="graphdef")
+@partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _batch_stat_predict(graphdef, params, stats, x, idx, mask, norm):
     """Predictions (models, batches, b) when each row of `idx` is evaluated as one batch with
     batch statistics over its `mask`ed entries. Running statistics are not updated."""
@@ -219,7 +225,7 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the conditional function
 
 
-@partial(jax.jit, static_argnames="graphdef")
+@partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _conditional(graphdef, params, stats, x, mates, norm):
     """Logits (models, n, classes): each row of x normalized with batch statistics in one batch
     with the fixed rows `mates` (m - 1, features); running statistics are not updated."""
@@ -270,7 +276,7 @@ def conditional_measures(
 INIT_EXAMPLES = 2048  # training examples per batch size over which init gradients are averaged
 
 
-@partial(jax.jit, static_argnames="graphdef")
+@partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _mean_square_kernel_grads(graphdef, params, stats, x, y):
     """(models, depth + 1): each kernel's squared gradient norm, mean over the batches
     x (models, batches, b, features) of each model, batch statistics as in training."""
