@@ -10,6 +10,8 @@
 # GPU utilization is sampled all along (nvidia-smi dmon). Everything lands in OUT.
 #
 #   bash benchmarks/gpu_check.sh OUT COMMANDS [SLICE_SECONDS]
+#   GPU_CHECK_STEPS="1 4" bash benchmarks/gpu_check.sh ...    (some of the steps only)
+# benchmarks/gpu_job.sh breaks one job of COMMANDS down further (its compilations by program).
 # Run from the repository root with the study's data under results/data and bnstudy importable
 # (PYTHONPATH=src will do). COMMANDS and the data come from a dry run on any machine, e.g.
 #   snakemake -n -p --cores 16 --configfile workflow/config/full.yaml \

@@ -336,11 +336,11 @@ def _run_train(args) -> None:
         for k in ("x_train", "y_train", "x_val", "y_val")
     }
 
-    def train_round(cfg, spec, family):
-        """Train and measure the family (or the members `spec` names) at cfg.lrs: its tables
+    def train_round(cfg, spec, family, members=None):
+        """Train and measure the family (or its activations `members`) at cfg.lrs: its tables
         and (2-D) boundary pieces."""
         union = shared(spec)
-        result = train.train(spec, cfg, **stacked, shared=union)
+        result = train.train(spec, cfg, **stacked, shared=union, members=members)
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
@@ -411,7 +411,8 @@ def _run_train(args) -> None:
         # A cell whose selected rate is an edge of the rates trained so far: its activation
         # trains again at the next rates beyond that edge (results.edge_extension), up to
         # --extend-edges times. (Its Linear weights are those of the family: they depend on the
-        # seed only.)
+        # seed only.) A round trains its activations as members of the family's spec, so the
+        # job's rounds of the same size share one compiled program.
         own = [train_round(cfg, spec, family)]
         tried = list(cfg.lrs)
         for _ in range(args.extend_edges):
@@ -423,10 +424,9 @@ def _run_train(args) -> None:
                 f"{', '.join(members)} selected an edge of {sorted(tried)}: training at {more}",
                 file=sys.stderr,
             )
-            sub = dataclasses.replace(
-                spec, activation=members[0] if len(members) == 1 else tuple(members)
+            own.append(
+                train_round(dataclasses.replace(cfg, lrs=tuple(more)), spec, family, members)
             )
-            own.append(train_round(dataclasses.replace(cfg, lrs=tuple(more)), sub, family))
             tried += more
         rounds += own
     tables = {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Where one training job's time goes on a GPU (docs/speed.md, "Second run"): the job alone, cold,
+# under each of VARIANTS, with JAX's per-program compile log, each in a fresh compilation cache.
+#
+#   bash benchmarks/gpu_job.sh OUT COMMANDS OUT_PATH [EPOCHS] [VARIANTS]
+#
+# COMMANDS: `bnstudy train` commands as gpu_check.sh takes them; OUT_PATH picks one by its
+# --out (e.g. results/runs/mnist1d/post-d2-w128-b128.parquet). EPOCHS overrides the config's
+# (default 10: the fixed costs do not depend on it). VARIANTS (default "default noautotune warm"):
+#   default      the job as it is
+#   noautotune   XLA_FLAGS=--xla_gpu_autotune_level=0: no autotuning in any program
+#   warm         the job again in default's cache: what a cache hit leaves
+# Prints each variant's PHASES line and its compilations by program; OUT gets the logs and
+# run tables. Run from the repository root with the data under results/data and bnstudy
+# importable (PYTHONPATH=src).
+set -u
+OUT=${1:?output folder}
+COMMANDS=${2:?file of bnstudy train commands}
+TARGET=${3:?the --out of the job to run}
+EPOCHS=${4:-10}
+VARIANTS=${5:-default noautotune warm}
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
+cmd=$(grep -F -- "--out $TARGET " "$COMMANDS") || { echo "no command with --out $TARGET"; exit 2; }
+cmd=${cmd% > results/logs*}  # the log goes to OUT instead
+mkdir -p "$OUT" "$(dirname "$TARGET")"
+caches=$(mktemp -d)
+for v in $VARIANTS; do
+    case $v in
+        default) cache=$caches/default flags= ;;
+        noautotune) cache=$caches/noautotune flags=--xla_gpu_autotune_level=0 ;;
+        warm) cache=$caches/default flags= ;;
+        *) echo "unknown variant $v (valid: default noautotune warm)"; exit 2 ;;
+    esac
+    start=$(date +%s.%N)
+    JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
+        bash -c "python3 -m $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
+    echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
+    grep PHASES "$OUT/$v.log"
+    python3 - "$OUT/$v.log" <<'PY'
+import re, sys
+d = {}
+for name, t in re.findall(r"Finished XLA compilation of (\S+) in ([0-9.e-]+) sec", open(sys.argv[1]).read()):
+    n, s = d.get(name, (0, 0))
+    d[name] = (n + 1, s + float(t))
+print(f"compilations: {sum(n for n, _ in d.values())}, {sum(s for _, s in d.values()):.1f} s")
+for k, (n, s) in sorted(d.items(), key=lambda x: -x[1][1])[:6]:
+    print(f"  {k:32s} {n:3d} {s:6.1f} s")
+PY
+done
+rm -rf "$caches"
