@@ -287,12 +287,13 @@ def test_a_family_trained_in_a_job_equals_the_family_trained_alone(spirals_file,
 def test_families_that_differ_only_in_their_norm_share_one_training_program(spirals_file, tmp_path):
     """The job's families with the same activations (none, layernorm) are trained by one
     compiled program; a family with other activations by its own (tests/test_engine.py checks
-    that the shared program trains each family as alone, up to float rounding)."""
+    that the shared program trains each family as alone, up to float rounding). Their
+    edge-extension rounds of the same activations share one too, at whatever rates."""
     families = family("none", "relu") + family("zscore", "identity", "relu")
     families += family("layernorm", "relu")
     r = subprocess.run(
         ["bnstudy", "train", "--data", str(spirals_file), "--width", "8", "--epochs", "2"]
-        + ["--seeds", "0", "--lrs", "0.01", "--extend-edges", "0"]
+        + ["--seeds", "0", "--lrs", "0.01", "--extend-edges", "1"]  # one rate: an edge for all
         + ["--out", str(tmp_path / "o.parquet"), *families],
         capture_output=True,
         text=True,
@@ -300,10 +301,12 @@ def test_families_that_differ_only_in_their_norm_share_one_training_program(spir
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("compilation of jit(_train_block)") == 2
+    assert r.stderr.count("selected an edge") == 3
+    # the families: two programs; the rounds: relu of none and of layernorm one, zscore's own
+    assert r.stderr.count("compilation of jit(_train_block)") == 4
     run = pd.read_parquet(tmp_path / "o.parquet")
     assert list(run.norm.unique()) == ["none", "zscore", "layernorm"]
-    assert run.groupby("norm").size().to_dict() == {"none": 1, "zscore": 2, "layernorm": 1}
+    assert run.groupby("norm").size().to_dict() == {"none": 5, "zscore": 10, "layernorm": 5}
 
 
 def test_help_documents_every_option():

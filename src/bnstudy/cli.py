@@ -336,11 +336,16 @@ def _run_train(args) -> None:
         for k in ("x_train", "y_train", "x_val", "y_val")
     }
 
-    def train_round(cfg, spec, family, members=None):
+    def train_round(cfg, spec, family, members=()):
         """Train and measure the family (or its activations `members`) at cfg.lrs: its tables
         and (2-D) boundary pieces."""
         union = shared(spec)
-        result = train.train(spec, cfg, **stacked, shared=union, members=members)
+        if members:  # an edge-extension round: the members alone, with the job's norms
+            spec = dataclasses.replace(
+                spec, activation=members[0] if len(members) == 1 else tuple(members)
+            )
+            union = union and dataclasses.replace(union, activation=spec.activation)
+        result = train.train(spec, cfg, **stacked, shared=union)
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
@@ -411,8 +416,9 @@ def _run_train(args) -> None:
         # A cell whose selected rate is an edge of the rates trained so far: its activation
         # trains again at the next rates beyond that edge (results.edge_extension), up to
         # --extend-edges times. (Its Linear weights are those of the family: they depend on the
-        # seed only.) A round trains its activations as members of the family's spec, so the
-        # job's rounds of the same size share one compiled program.
+        # seed only.) A round carries the job's candidate norms as its family does, so the
+        # job's rounds of the same activations share one compiled program, whatever their norm
+        # and rates.
         own = [train_round(cfg, spec, family)]
         tried = list(cfg.lrs)
         for _ in range(args.extend_edges):

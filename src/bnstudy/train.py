@@ -154,7 +154,8 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """The update direction at unit learning rate; each model scales it by its own rate. The
     same object for the same optimizer settings, whatever the seeds and rates: jit reuses its
-    compiled program (an edge-extension round, at other rates, runs its family's)."""
+    compiled program (an edge-extension round at other rates runs the program of an earlier
+    round of the same activations)."""
     return _optimizer(cfg.optimizer, cfg.momentum, cfg.schedule, total_steps)
 
 
@@ -406,7 +407,6 @@ def train(
     y_val,
     log=sys.stderr,
     shared: models.ModelSpec | None = None,
-    members: tuple[str, ...] | None = None,
 ) -> TrainResult:
     """Train all seeds x learning rates of one cell, or of every member of a family (spec with
     several activations: models activation-major, then seed, then learning rate), in one
@@ -421,11 +421,6 @@ def train(
     compiled program (what only the other candidates use gets zero gradients and stays as
     initialized); they come back as models of `spec`. The numbers agree with training
     `spec` on its own up to float rounding (XLA fuses the norm's branch apart), not bit for bit.
-
-    `members`: the activations of a family spec to train (default: all of them), each model
-    choosing its own as in the whole family. A job's edge-extension rounds train this way, so
-    that every round of the same size runs the family's compiled program instead of one of its
-    own.
     """
     start = time.perf_counter()
     run = spec if shared is None else shared
@@ -442,16 +437,9 @@ def train(
     n = x_train.shape[1]
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
-    members = spec.activations if members is None else tuple(members)
-    if not members or not set(members) <= set(spec.activations) or len(set(members)) < len(members):
-        raise ValueError(
-            f"members must be distinct activations of {spec.activations}, got {members}"
-        )
-    k = len(members)
+    k = len(spec.activations)
     seeds, lrs = np.tile(cfg.model_seeds, k), np.tile(cfg.model_lrs, k)
-    choices = np.repeat(
-        np.array([spec.activations.index(a) for a in members], np.int32), len(cfg.model_seeds)
-    )
+    choices = np.repeat(np.arange(k, dtype=np.int32), len(cfg.model_seeds))
     m = len(seeds)
     # The models are split over the local devices (one GPU; or, with `bnstudy train --threads N`
     # on a CPU, N CPU devices that run in parallel); their count is padded to a multiple of the
