@@ -19,8 +19,14 @@ COMMANDS=${2:?file of bnstudy train commands}
 TARGET=${3:?the --out of the job to run}
 EPOCHS=${4:-10}
 VARIANTS=${5:-default noautotune warm}
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
+export PYTHONUNBUFFERED=1
+# the study's job environment (grid.job_environment); each variant then names its own cache
+eval "$(python3 -c '
+import shlex
+from bnstudy import grid
+for k, v in grid.job_environment({"resources": {"jax_cache": ""}}).items():
+    print(f"export {k}={shlex.quote(v)}")
+')"
 cmd=$(grep -F -- "--out $TARGET " "$COMMANDS") || { echo "no command with --out $TARGET"; exit 2; }
 cmd=${cmd% > results/logs*}  # the log goes to OUT instead
 mkdir -p "$OUT" "$(dirname "$TARGET")"
