@@ -421,6 +421,32 @@ def test_the_trainers_initialization_is_the_models_own():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("optimizer", train.OPTIMIZERS)
+@pytest.mark.parametrize("schedule", train.SCHEDULES)
+def test_the_optimizers_start_at_the_state_tx_init_gives(optimizer, schedule):
+    """The trainer builds the optimizer's initial state as zeros from its shapes
+    (train._zero_state) instead of compiling tx.init: the same values, dtypes and structure."""
+    tx = train.make_optimizer(train.TrainConfig(optimizer=optimizer, schedule=schedule), 10)
+    spec = models.ModelSpec(5, 3, "relu", "batchnorm", "pre", 2, 8)
+    _, params, _ = train.init_models(spec, [0, 1, 2])
+    expected = jax.vmap(tx.init)(params)
+    built = train._zero_state(jax.eval_shape(jax.vmap(tx.init), params))
+    assert jax.tree.structure(built) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(built), jax.tree.leaves(expected)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_probes_loss_and_accuracy_are_the_trainers(mnist1d):
+    """probes.loss_and_accuracy (on the host, float64) gives the trainer's validation loss and
+    accuracy of the last epoch (its compiled float32 ones), up to float32 rounding."""
+    _, r = fit(mnist1d, ("identity", "relu"), "batchnorm", epochs=2, lrs=(1e-2, 1.0))
+    loss, acc = probes.evaluate(r.graphdef, r.params, r.stats, mnist1d.x_val, mnist1d.y_val)
+    np.testing.assert_allclose(loss, r.history["val_loss"][-1], rtol=1e-5)
+    np.testing.assert_allclose(acc, r.history["val_acc"][-1], rtol=1e-6)
+    assert loss.dtype == acc.dtype == np.float64
+
+
 def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
     _, r = fit(mnist1d, "relu", "none", lrs=(5e-2, 1e6), optimizer="sgd", epochs=4)
     # models: (seed 0, 1e-2), (seed 0, 1e6), (seed 1, 1e-2), (seed 1, 1e6)

@@ -34,6 +34,7 @@ import tarfile
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,12 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     meta: dict = field(default_factory=dict)
+
+    @cached_property
+    def input_rank(self) -> int:
+        """The dimension of the centred training inputs, which caps that of any batch's
+        representation (computed once: every family of a job reads it)."""
+        return int(np.linalg.matrix_rank(self.x_train - self.x_train.mean(0)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 from flax import nnx
 
 from bnstudy import models, train, vocab
@@ -68,13 +69,13 @@ def evaluate(graphdef, params, stats, x, y, norm=None):
 
 def loss_and_accuracy(logits_: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
     """Per model: mean cross-entropy and accuracy of logits (models, n, classes) for labels y
-    (the trainer's own loss and accuracy)."""
-    return tuple(np.asarray(a) for a in _loss_and_accuracy(jnp.asarray(logits_), jnp.asarray(y)))
-
-
-@partial(jax.jit, compiler_options=ONCE)
-def _loss_and_accuracy(logits_, y):
-    return jax.vmap(lambda z: (train.cross_entropy(z, y), train.accuracy(z, y)))(logits_)
+    (the trainer's loss and accuracy), on the host in float64 from the float32 logits: a
+    compiled program per shape would cost more to compile than this costs to compute."""
+    z, y = np.asarray(logits_, np.float64), np.asarray(y)
+    with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, as in the trainer
+        log_p = scipy.special.log_softmax(z, -1)
+    picked = np.take_along_axis(log_p, y[None, :, None], -1)[..., 0]
+    return -picked.mean(1), (z.argmax(-1) == y).mean(1)
 
 
 # ---------------------------------------------------------------- batch-statistics mode
@@ -166,10 +167,9 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=N
     rng = np.random.default_rng(seed)
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
-    confident = (
-        np.asarray(jax.nn.softmax(logits(graphdef, params, stats, x, norm), -1).max(-1))
-        >= CONFIDENT
-    )
+    with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, not confident
+        p = scipy.special.softmax(logits(graphdef, params, stats, x, norm).astype(float), -1)
+    confident = p.max(-1) >= CONFIDENT
     records = []
     for size in sizes:
         b = n if size == vocab.FULL else int(size)
@@ -551,11 +551,7 @@ def measure(
         }
         | {k: cols[k] for k in names[at:]}
     )
-    rank = {  # the dimension of the centred inputs, which caps that of any batch's representation
-        int(s): np.linalg.matrix_rank(splits[int(s)].x_train - splits[int(s)].x_train.mean(0))
-        for s in np.unique(result.seeds)
-    }
-    input_rank = np.array([rank[int(s)] for s in result.seeds])
+    input_rank = np.array([splits[int(s)].input_rank for s in result.seeds])
     grads = []
     if len(init_batch_sizes):
         # the learning rates of one (seed, activation) share its initialization: measure it once

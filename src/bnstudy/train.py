@@ -114,7 +114,16 @@ def _norm_constants(spec: models.ModelSpec):
 
 
 def _abstract(spec: models.ModelSpec):
-    """(graphdef, params, stats) of one model of `spec`: shapes and dtypes only, nothing computed."""
+    """(graphdef, params, stats) of one model of `spec`: shapes and dtypes only, nothing computed
+    (a fresh copy of `_traced`'s, which the caller may fill in)."""
+    graphdef, params, stats = _traced(spec)
+    return graphdef, *jax.tree.map(lambda a: a, (params, stats))
+
+
+@lru_cache(maxsize=64)
+def _traced(spec: models.ModelSpec):
+    """Tracing the model's construction takes 0.02 to 0.1 s (more with more candidate norms and
+    layers), and a job needs it several times per family: once per spec."""
     return models.split(nnx.eval_shape(lambda: models.MLP(spec, rngs=nnx.Rngs(0))))
 
 
@@ -167,11 +176,13 @@ def _optimizer(optimizer: str, momentum: float, schedule: str, total_steps: int)
     return optax.sgd(unit, momentum=momentum)
 
 
-@lru_cache(maxsize=32)
-def _init_optimizer(tx: optax.GradientTransformation):
-    """tx.init over stacked models: one compiled program per optimizer and parameter shapes
-    (make_optimizer gives the same tx for the same settings)."""
-    return jax.jit(jax.vmap(tx.init))
+def _zero_state(abstract):
+    """Arrays of zeros on the host with the shapes and dtypes of `abstract`. The optimizers'
+    initial states are zeros (adam's moments and count, sgd's momentum, the schedule's count:
+    tests/test_engine.py checks `tx.init` for every optimizer and schedule), so they are built
+    from their shapes instead of by a compiled `tx.init` (a program per parameter shapes, 0.2 to
+    1 s to compile in every training job)."""
+    return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
 
 
 def cross_entropy(logits, labels):
@@ -486,7 +497,7 @@ def train(
             np.full(m + pad, -1, np.int32),
             np.zeros(m + pad, np.int32),
         )
-        opt_state = _init_optimizer(tx)(params)  # placed as params are
+        opt_state = jax.device_put(_zero_state(abstract_state.opt_state), per_model)
         state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
         order_keys = jax.device_put(_keys(jnp.asarray(distinct))[1], everywhere)
         jax.block_until_ready(state)
