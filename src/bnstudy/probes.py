@@ -56,9 +56,7 @@ def logits(graphdef, params, stats, x, norm=None) -> np.ndarray:
     n = len(x)
     padded = np.zeros((-(-n // CHUNK) * CHUNK, x.shape[1]), np.float32)
     padded[:n] = x
-    out = np.asarray(
-        _logits(graphdef, params, stats, jnp.asarray(padded.reshape(-1, CHUNK, x.shape[1])), norm)
-    )
+    out = np.asarray(_logits(graphdef, params, stats, padded.reshape(-1, CHUNK, x.shape[1]), norm))
     return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, :n]
 
 
@@ -181,17 +179,7 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=N
             preds = {}
             for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
                 idx, mask = _pad_rows(batches, rows, b)
-                p = np.asarray(
-                    _batch_stat_predict(
-                        graphdef,
-                        params,
-                        stats,
-                        jnp.asarray(x),
-                        jnp.asarray(idx),
-                        jnp.asarray(mask),
-                        norm,
-                    )
-                )
+                p = np.asarray(_batch_stat_predict(graphdef, params, stats, x, idx, mask, norm))
                 preds[name] = _per_example(p, idx, mask, n)
             for comp in vocab.COMPOSITIONS:
                 seen = preds[comp] >= 0
@@ -246,7 +234,7 @@ def conditional_logits(graphdef, params, stats, x, mates, norm=None) -> np.ndarr
     (models, n, classes). With m - 1 fixed batch-mates, each unit's normalization is the bounded
     function g of Proposition 3 of the example's own pre-activation."""
     return np.asarray(
-        _conditional(graphdef, params, stats, jnp.asarray(x, jnp.float32), jnp.asarray(mates), norm)
+        _conditional(graphdef, params, stats, np.asarray(x, np.float32), np.asarray(mates), norm)
     )
 
 

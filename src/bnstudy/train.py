@@ -139,7 +139,7 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
     # One initialization per distinct seed, then copied to its models on the host.
     distinct, model_seed = np.unique(np.asarray(seeds), return_inverse=True)
-    keys, _ = _keys(jnp.asarray(distinct))
+    keys, _ = _keys(distinct)
     *hidden, head = (
         jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], _init_linear(i, o, keys, k))
         for k, (i, o) in enumerate(models.linear_sizes(spec))
@@ -499,7 +499,7 @@ def train(
         )
         opt_state = jax.device_put(_zero_state(abstract_state.opt_state), per_model)
         state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
-        order_keys = jax.device_put(_keys(jnp.asarray(distinct))[1], everywhere)
+        order_keys = jax.device_put(_keys(distinct)[1], everywhere)
         jax.block_until_ready(state)
         setup = time.perf_counter()
         run_block = compiling.result()
