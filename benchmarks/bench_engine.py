@@ -200,8 +200,7 @@ def main():
 
     engine_cold, engine_warm, loop_times, torch_times = [], [], [], []
     for rep in range(args.repeats):
-        train._optimizer.cache_clear()
-        jax.clear_caches()  # every cold run compiles from scratch, like a fresh `bnstudy train`
+        train.clear_caches()  # every cold run compiles from scratch, like a fresh `bnstudy train`
         t_cold, acc_engine = engine(spec, cfg, ds)
         t_warm, _ = engine(spec, cfg, ds)
         jax.clear_caches()

@@ -185,6 +185,14 @@ def _zero_state(abstract):
     return jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
 
 
+def clear_caches() -> None:
+    """Forget the compiled programs and what this module keeps per settings (the optimizers, the
+    models' traces): what follows runs as in a fresh process (benchmarks' cold runs)."""
+    _optimizer.cache_clear()
+    _traced.cache_clear()
+    jax.clear_caches()
+
+
 def cross_entropy(logits, labels):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
