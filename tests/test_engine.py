@@ -447,6 +447,22 @@ def test_the_probes_loss_and_accuracy_are_the_trainers(mnist1d):
     assert loss.dtype == acc.dtype == np.float64
 
 
+def test_a_step_is_finite_only_when_every_gradient_is():
+    """train._finite_grads checks the matrices one by one and the vectors in one concatenation:
+    a NaN or an infinity anywhere, in a matrix or in any vector, makes the step non-finite."""
+    spec = models.ModelSpec(5, 3, "relu", "batchnorm", "pre", 2, 8)
+    _, params, _ = train.init_models(spec, [0])
+    grads = probes.unstack(params, 0)
+    assert bool(train._finite_grads(grads))
+    leaves, treedef = jax.tree.flatten(grads)
+    assert {a.ndim for a in leaves} == {1, 2}
+    for i in range(len(leaves)):
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = [np.array(a) for a in leaves]
+            broken[i].flat[-1] = bad
+            assert not bool(train._finite_grads(jax.tree.unflatten(treedef, broken)))
+
+
 def test_a_blown_up_learning_rate_is_recorded_and_the_others_finish(mnist1d):
     _, r = fit(mnist1d, "relu", "none", lrs=(5e-2, 1e6), optimizer="sgd", epochs=4)
     # models: (seed 0, 1e-2), (seed 0, 1e6), (seed 1, 1e-2), (seed 1, 1e6)
