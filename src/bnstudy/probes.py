@@ -166,8 +166,8 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=N
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
     with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, not confident
-        p = scipy.special.softmax(logits(graphdef, params, stats, x, norm).astype(float), -1)
-    confident = p.max(-1) >= CONFIDENT
+        prob = scipy.special.softmax(logits(graphdef, params, stats, x, norm).astype(float), -1)
+    confident = prob.max(-1) >= CONFIDENT
     records = []
     for size in sizes:
         b = n if size == vocab.FULL else int(size)
