@@ -501,6 +501,22 @@ def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
         )
 
 
+def test_each_epochs_batches_are_its_permutation_of_the_seeds_split():
+    """`train._epoch_batches` (a program of its own, compiled without XLA's optimizations): in
+    each epoch, every seed's full batches of the permutation drawn from its data-order key
+    folded with the epoch, the rest of the split left out; the same integers as optimized."""
+    _, keys = train.model_keys(np.array([0, 7]))
+    n, b, epochs = 103, 10, np.array([3, 4, 5], np.int32)
+    got = np.asarray(train._epoch_batches(keys, epochs, n=n, batch_size=b))
+    assert got.shape == (3, 10, 2, 10)  # (epochs, steps, seeds, batch)
+    for e, epoch in enumerate(epochs):
+        for s in range(2):
+            perm = np.asarray(jax.random.permutation(jax.random.fold_in(keys[s], epoch), n))
+            np.testing.assert_array_equal(got[e, :, s], perm[:100].reshape(10, 10))
+    optimized = jax.jit(train._epoch_batches.__wrapped__, static_argnames=("n", "batch_size"))
+    np.testing.assert_array_equal(got, optimized(keys, epochs, n=n, batch_size=b))
+
+
 def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():
     """A batch of the whole training split is the same batch in any order, so every draw of the
     probe gives the full-batch gradient at the initialization the trainer gives that model

@@ -33,6 +33,10 @@ from bnstudy import models, vocab
 OPTIMIZERS = tuple(vocab.OPTIMIZERS)
 SCHEDULES = vocab.SCHEDULES
 _D = vocab.TRAINING_DEFAULTS
+# For the programs that only compute keys and data orders: integers come out the same at any of
+# XLA's optimization levels, and these programs, which run once per family or block of epochs,
+# compile in less than half the time without optimizing (docs/speed.md).
+INTEGER_ONLY = {"xla_backend_optimization_level": 0}
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
     )
 
 
-@jax.jit
+@partial(jax.jit, compiler_options=INTEGER_ONLY)
 def _keys(seeds):
     """Per seed: the key its models draw their layers from (models.layer_key of its init key)
     and its data-order key (model_keys); one compiled program gives both."""
@@ -310,17 +314,34 @@ def kernel_norms(grads) -> jax.Array:
     return jnp.stack([jnp.linalg.norm(k) for k in _kernels(grads)])
 
 
-def _train_epoch(graphdef, tx, batch_size, norm, data, lrs, order_keys, state, epoch):
+@partial(jax.jit, static_argnames=("n", "batch_size"), compiler_options=INTEGER_ONLY)
+def _epoch_batches(order_keys, epochs, n: int, batch_size: int):
+    """Every seed's batches in each of `epochs`: (epochs, steps, seeds, batch_size) indices into
+    its training split of `n` examples. An epoch's order is a permutation drawn from the seed's
+    data-order key folded with the epoch (what is left over after the last full batch is not
+    seen that epoch). The models of one seed see the same batches, so each permutation is drawn
+    once per seed, not per model. A program of its own, not part of the training program: the
+    permutations were about 15% of that program's compilation, and this one depends on the
+    dataset's size, the seeds' count and the block's length only, so a study's jobs on one
+    dataset share it through the persistent compilation cache. Integers: the same batches as
+    drawn inside the training program."""
+    steps = n // batch_size
+
+    def one_epoch(epoch):
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(order_keys)
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+        return perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
+
+    return jax.vmap(one_epoch)(epochs)
+
+
+def _train_epoch(graphdef, tx, norm, data, lrs, state, epoch_batches):
     """One epoch of every model (vmapped), then their inference-mode validation metrics.
     `data`: the splits stacked over seeds, each model's split (models,) and each model's data
-    order (models,): an index into `order_keys`, one key per distinct seed. The models of one
-    seed see the same batches, so each epoch's permutation is drawn once per seed, not per model.
-    """
+    order (models,): an index into the seeds of `epoch_batches` = (epoch, its batches: (steps,
+    seeds, batch) indices, `_epoch_batches`)."""
     x_train, y_train, x_val, y_val, split, order = data
-    n = x_train.shape[1]
-    steps = n // batch_size
-    perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(order_keys)
-    batches = perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
+    epoch, batches = epoch_batches
 
     def step(state, i_idx):  # idx: (seeds, batch)
         i, idx = i_idx
@@ -329,7 +350,8 @@ def _train_epoch(graphdef, tx, batch_size, norm, data, lrs, order_keys, state, e
         first = (epoch == 0) & (i == 0)
         return jax.vmap(partial(_train_step, graphdef, tx, first, norm))(state, lrs, xb, yb)
 
-    state, (losses, accs, grad_norms) = jax.lax.scan(step, state, (jnp.arange(steps), batches))
+    steps = jnp.arange(batches.shape[0])
+    state, (losses, accs, grad_norms) = jax.lax.scan(step, state, (steps, batches))
     val_loss, val_acc = jax.vmap(
         lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k], norm=norm)
     )(state.params, state.stats, split)
@@ -343,18 +365,13 @@ def _train_epoch(graphdef, tx, batch_size, norm, data, lrs, order_keys, state, e
     )
 
 
-@partial(
-    jax.jit,
-    static_argnames=("graphdef", "tx", "batch_size", "n_epochs"),
-    donate_argnames=("state",),
-)
-def _train_block(
-    graphdef, tx, batch_size, n_epochs, norm, data, lrs, order_keys, state, first_epoch
-):
-    """`n_epochs` epochs as one scan: the compiled program reused for every block of a run (and,
-    `norm` being traced, by every norm of a spec with several)."""
-    epoch_fn = partial(_train_epoch, graphdef, tx, batch_size, norm, data, lrs, order_keys)
-    return jax.lax.scan(epoch_fn, state, first_epoch + jnp.arange(n_epochs))
+@partial(jax.jit, static_argnames=("graphdef", "tx"), donate_argnames=("state",))
+def _train_block(graphdef, tx, norm, data, lrs, batches, state, epochs):
+    """The epochs `epochs` as one scan, `batches` their batches (`_epoch_batches`): the compiled
+    program reused for every block of a run (and, `norm` being traced, by every norm of a spec
+    with several)."""
+    epoch_fn = partial(_train_epoch, graphdef, tx, norm, data, lrs)
+    return jax.lax.scan(epoch_fn, state, (epochs, batches))
 
 
 def _block_size(epochs: int, target_blocks: int = 10) -> int:
@@ -495,20 +512,16 @@ def train(
     # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
     # a core is free (the same program either way).
     graphdef, abstract_state = _abstract_state(run, m + pad, tx, per_model)
-    abstract_keys = _placed(jax.eval_shape(model_keys, distinct)[1], everywhere)
+    epochs = np.arange(cfg.epochs, dtype=np.int32).reshape(-1, block)  # one row per block
+    abstract_keys = jax.eval_shape(model_keys, distinct)[1]
+    abstract_batches = _placed(
+        _epoch_batches.eval_shape(abstract_keys, epochs[0], n=n, batch_size=cfg.batch_size),
+        everywhere,
+    )
     with ThreadPoolExecutor(1) as worker:
         compiling = worker.submit(
             lambda: _train_block.lower(
-                graphdef,
-                tx,
-                cfg.batch_size,
-                block,
-                norm,
-                data,
-                lrs_dev,
-                abstract_keys,
-                abstract_state,
-                jnp.int32(0),
+                graphdef, tx, norm, data, lrs_dev, abstract_batches, abstract_state, epochs[0]
             ).compile()
         )
         _, params, stats = init_models(run, seeds, choices)
@@ -521,18 +534,26 @@ def train(
         opt_state = jax.device_put(_zero_state(abstract_state.opt_state), per_model)
         state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
         order_keys = jax.device_put(_keys(distinct)[1], everywhere)
-        jax.block_until_ready(state)
+
+        def batches(block_epochs):  # the block's batches, where the training program wants them
+            drawn = _epoch_batches(order_keys, block_epochs, n=n, batch_size=cfg.batch_size)
+            return jax.device_put(drawn, everywhere)
+
+        next_batches = batches(epochs[0])
+        jax.block_until_ready((state, next_batches))
         setup = time.perf_counter()
         run_block = compiling.result()
     compiled = time.perf_counter()
     history = []
-    for first in range(0, cfg.epochs, block):
-        state, hist = run_block(norm, data, lrs_dev, order_keys, state, jnp.int32(first))
+    for b, block_epochs in enumerate(epochs):
+        state, hist = run_block(norm, data, lrs_dev, next_batches, state, block_epochs)
+        if b + 1 < len(epochs):  # drawn while the block trains
+            next_batches = batches(epochs[b + 1])
         hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
         print(
-            f"epoch {first + block}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
+            f"epoch {block_epochs[-1] + 1}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
             f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
             f"diverged {int(np.asarray(state.diverged)[:m].sum())}/{m}, {time.perf_counter() - start:.1f}s",
             file=log,
