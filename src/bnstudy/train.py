@@ -5,7 +5,7 @@ trained together with `jax.vmap`, split over the local devices where there are s
 epoch is a `jax.lax.scan` over steps, and a block of epochs is a `jax.lax.scan` over epochs. The
 data live on the device, one split per seed (stacked; or one split shared by every seed); each
 seed's models shuffle its training split with the seed's key every epoch. Python only loops
-over epoch blocks, to log progress.
+over epoch blocks, to log progress and draw the next block's batches.
 
 Randomness: a model's initialization and data order depend on its seed only, so the learning
 rates of one seed start from the same weights and see the same batches (paired comparisons).
@@ -321,10 +321,9 @@ def _epoch_batches(order_keys, epochs, n: int, batch_size: int):
     data-order key folded with the epoch (what is left over after the last full batch is not
     seen that epoch). The models of one seed see the same batches, so each permutation is drawn
     once per seed, not per model. A program of its own, not part of the training program: the
-    permutations were about 15% of that program's compilation, and this one depends on the
-    dataset's size, the seeds' count and the block's length only, so a study's jobs on one
-    dataset share it through the persistent compilation cache. Integers: the same batches as
-    drawn inside the training program."""
+    permutations were about 15% of that program's compilation, and this one depends only on the
+    dataset's size, the number of seeds, the batch size and the block's length, so a study's
+    jobs of those shapes share it through the persistent compilation cache (docs/speed.md)."""
     steps = n // batch_size
 
     def one_epoch(epoch):
