@@ -130,6 +130,31 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     a = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:50])
     b = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:2])
     np.testing.assert_allclose(a[:, :2], b, rtol=1e-5, atol=1e-5)
+    # `measure` gives the probe the test set's inference logits of its own forward pass: the
+    # same records, seed by seed, as the probe computing them itself.
+    sizes = [2, 8, 32, "full"]
+    _, measured, _ = probes.measure(
+        models.ModelSpec(40, 10, "identity", "batchnorm", "pre", 2, 32),
+        r,
+        {0: mnist1d, 1: mnist1d},
+        sizes,
+    )
+    for seed in (0, 1):
+        idx = np.flatnonzero(r.seeds == seed)
+        alone = probes.batch_stat_probe(
+            r.graphdef,
+            probes.unstack(r.params, idx),
+            probes.unstack(r.stats, idx),
+            mnist1d.x_test,
+            mnist1d.y_test,
+            sizes,
+        )
+        ours = [rec for rec in measured if np.array_equal(rec["models"], idx)]
+        assert len(ours) == len(alone) == 8
+        for a, b in zip(ours, alone):
+            assert {k: v for k, v in a.items() if k != "models"}.keys() == b.keys()
+            for key in b:
+                np.testing.assert_array_equal(a[key], b[key])
     # The probe sees every model and gives NaN (not a crash) for batches larger than the set.
     big = probes.batch_stat_probe(
         r.graphdef, r.params, r.stats, mnist1d.x_test[:100], mnist1d.y_test[:100], [512], seed=0
@@ -258,9 +283,9 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
         jax.config.update("jax_log_compiles", False)
     compiled = [r.getMessage() for r in caplog.records if "compilation of jit(" in r.getMessage()]
     count = lambda name: sum(f"jit({name})" in c for c in compiled)  # noqa: E731
-    # the splits and affinity inputs, for every family; the test set, for batchnorm's probes
-    # (each family with its own programs: five)
-    assert count("_logits") == 2
+    # the splits and affinity inputs, for every family (the batch-statistics probe reads the
+    # test set's logits from that pass; each family with its own programs: four)
+    assert count("_logits") == 1
     assert count("_batch_stat_predict") == 1
     for norm, r, (scalars, batch, _) in zip(norms, shared_runs, together):
         own_scalars, own_batch, _ = probes.measure(shared.member_norm(norm), r, splits, [8])

@@ -149,7 +149,9 @@ def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
     return out
 
 
-def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=None) -> list[dict]:
+def batch_stat_probe(
+    graphdef, params, stats, x, y, sizes, seed: int = 0, norm=None, inference_logits=None
+) -> list[dict]:
     """Batch-statistics accuracy per test batch size and composition, and the flip rate per size.
 
     `sizes`: ints and/or vocab.FULL (the whole test set; for the one-class composition, each
@@ -158,15 +160,18 @@ def batch_stat_probe(graphdef, params, stats, x, y, sizes, seed: int = 0, norm=N
     flip_rate and flip_rate_confident (the flip rate among the examples the inference-mode
     network classifies with probability >= CONFIDENT: flips that are not ties near a boundary;
     both for random batches of a size smaller than the set only, else NaN). Sizes larger than the
-    test set give NaN.
+    test set give NaN. `inference_logits`: the models' inference-mode logits of x (models, n,
+    classes) where the caller has them already (`measure` does); else they are computed here.
     """
     x, y = np.asarray(x), np.asarray(y)
     n = len(y)
     rng = np.random.default_rng(seed)
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
+    if inference_logits is None:
+        inference_logits = logits(graphdef, params, stats, x, norm)
     with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, not confident
-        prob = scipy.special.softmax(logits(graphdef, params, stats, x, norm).astype(float), -1)
+        prob = scipy.special.softmax(np.asarray(inference_logits, float), -1)
     confident = prob.max(-1) >= CONFIDENT
     records = []
     for size in sizes:
@@ -497,7 +502,8 @@ def measure(
     compiled programs the probes then share with the job's other families (`shared_view`).
 
     Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
-    one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
+    one forward pass (the batch-statistics probe reads the test set's from it too); the seeds'
+    splits have equal sizes, so one compiled program serves all.
     """
     m = len(result.seeds)
     cols: dict[str, np.ndarray] = {}
@@ -507,9 +513,11 @@ def measure(
     for seed in np.unique(result.seeds):
         idx = np.flatnonzero(result.seeds == seed)
         view = graphdef, unstack(run_params, idx), unstack(run_stats, idx), norm
-        for name, values in _measure_split(spec, result, idx, splits[int(seed)], view).items():
+        measured, test_logits = _measure_split(spec, result, idx, splits[int(seed)], view)
+        for name, values in measured.items():
             cols.setdefault(name, np.full(m, np.nan))[idx] = values
-        idx = idx[probed[idx]]  # the batch-statistics probes: only where an output reads them
+        keep = probed[idx]  # the batch-statistics probes: only where an output reads them
+        idx, test_logits = idx[keep], test_logits[keep]
         if not (spec.uses_batch_stats and len(idx)):
             continue
         params, stats = unstack(run_params, idx), unstack(run_stats, idx)
@@ -527,6 +535,7 @@ def measure(
             splits[int(seed)].y_test,
             test_batch_sizes,
             norm=norm,
+            inference_logits=test_logits,
         ):
             batch.append({**record, "models": idx})
     names = list(cols)
@@ -564,8 +573,9 @@ def measure(
     return cols, batch, [{**g, "input_rank": input_rank} for g in grads]
 
 
-def _measure_split(spec, result, idx, ds, view) -> dict[str, np.ndarray]:
-    """The scalars of the models `idx` (one seed) on that seed's split `ds`; `view`: the models
+def _measure_split(spec, result, idx, ds, view) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The scalars of the models `idx` (one seed) on that seed's split `ds`, and their
+    inference-mode logits of its test set (the batch-statistics probe's too); `view`: the models
     `idx` as the compiled probes run them (`shared_view`)."""
     sets = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
     probe_x = affinity_inputs(ds.x_test)
@@ -579,5 +589,6 @@ def _measure_split(spec, result, idx, ds, view) -> dict[str, np.ndarray]:
     cols["affine_gap"] = gap_of(every[:, ends[-1] :])
     foldable = np.array([spec.member(a).foldable for a in result.activations[idx]])
     g, p, s = result.graphdef, unstack(result.params, idx), unstack(result.stats, idx)
-    cols.update(fold_check(g, p, s, ds.x_test, net=every[:, ends[2] : ends[3]], which=foldable))
-    return cols
+    test_logits = every[:, ends[2] : ends[3]]
+    cols.update(fold_check(g, p, s, ds.x_test, net=test_logits, which=foldable))
+    return cols, test_logits
