@@ -104,7 +104,7 @@ def test_relu_learns_spirals_but_batchnorm_alone_stays_linear(spirals):
 
 
 def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
-    _, r = fit(mnist1d, "identity", "batchnorm", epochs=10)
+    spec, r = fit(mnist1d, "identity", "batchnorm", epochs=10)
     records = probes.batch_stat_probe(
         r.graphdef, r.params, r.stats, mnist1d.x_test, mnist1d.y_test, [2, 8, 32, "full"], seed=0
     )
@@ -133,12 +133,7 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     # `measure` gives the probe the test set's inference logits of its own forward pass: the
     # same records, seed by seed, as the probe computing them itself.
     sizes = [2, 8, 32, "full"]
-    _, measured, _ = probes.measure(
-        models.ModelSpec(40, 10, "identity", "batchnorm", "pre", 2, 32),
-        r,
-        {0: mnist1d, 1: mnist1d},
-        sizes,
-    )
+    _, measured, _ = probes.measure(spec, r, {0: mnist1d, 1: mnist1d}, sizes)
     for seed in (0, 1):
         idx = np.flatnonzero(r.seeds == seed)
         alone = probes.batch_stat_probe(
@@ -152,7 +147,7 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
         ours = [rec for rec in measured if np.array_equal(rec["models"], idx)]
         assert len(ours) == len(alone) == 8
         for a, b in zip(ours, alone):
-            assert {k: v for k, v in a.items() if k != "models"}.keys() == b.keys()
+            assert set(a) - {"models"} == set(b)
             for key in b:
                 np.testing.assert_array_equal(a[key], b[key])
     # The probe sees every model and gives NaN (not a crash) for batches larger than the set.
