@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from bnstudy import data, models, probes, train, vocab
 
@@ -439,6 +440,20 @@ def test_the_trainers_initialization_is_the_models_own():
         assert len(want) == len(got) == 2 * (spec.depth + 1) + 4 * spec.depth + 1
         for a, b in zip(want, got):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(128, 10), (40, 128), (2, 64), (64, 3), (7, 8)])
+def test_the_flat_kernel_draw_is_flaxs_default_initializer(shape):
+    """models.lecun_normal_flat draws a kernel as a vector (it compiles faster): the numbers of
+    Flax's default `lecun_normal` for that shape, bit for bit, eagerly and compiled."""
+    key = jax.random.fold_in(jax.random.key(3), 2)
+    want = np.asarray(nnx.initializers.lecun_normal()(key, shape))
+    got = np.asarray(models.lecun_normal_flat(key, shape))
+    jitted = np.asarray(jax.jit(models.lecun_normal_flat, static_argnums=1)(key, shape))
+    assert got.shape == jitted.shape == shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(jitted, want)
+    assert 0.5 < want.std() * np.sqrt(shape[0]) < 1.5  # variance 1 / fan-in: a real draw
 
 
 @pytest.mark.parametrize("optimizer", train.OPTIMIZERS)
