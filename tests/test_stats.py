@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,6 +57,24 @@ def test_pairing_by_seed_removes_the_shared_seed_effect():
     shuffled = b.iloc[::-1]
     assert stats.paired(a, shuffled)[0] == pytest.approx(diff)
     assert np.isnan(stats.paired(a.iloc[:1], b)[3])
+
+
+def test_a_difference_the_same_for_every_seed_up_to_rounding_is_known_exactly():
+    # Accuracies are fractions of the test set: a - b is 0.1 for every seed, but not in floats.
+    a = pd.Series([0.8, 0.9, 0.7, 0.6, 0.3], index=range(5))
+    b = pd.Series([0.7, 0.8, 0.6, 0.5, 0.2], index=range(5))
+    assert np.ptp(a - b) > 0  # the rounding is there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no t-test on rounding noise (scipy warns of it)
+        diff, lo, hi, p = stats.paired(a, b)
+        p_gap = stats.gap(a, b)["p_gap"]
+        p_null = stats.paired(a, a)[3]
+    assert lo == diff == hi and diff == pytest.approx(0.1) and p == 0.0 and p_gap == 0.0
+    assert p_null == 1.0
+    # A spread of a thousandth is real: the t-test runs.
+    spread = b + np.array([0.0, 1e-3, -1e-3, 2e-3, 0.0])
+    diff, lo, hi, p = stats.paired(a, spread)
+    assert lo < diff < hi and 0 < p < 1e-4
 
 
 def test_holm_matches_a_hand_computed_example():

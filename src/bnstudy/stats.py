@@ -140,7 +140,7 @@ def paired(a, b) -> tuple[float, float, float, float]:
     diff = float(d.mean()) if len(d) else np.nan
     if len(d) < 2:
         return diff, np.nan, np.nan, np.nan
-    if d.var() == 0:  # the same difference for every seed: exactly known
+    if _constant(d, a, b):  # the same difference for every seed: exactly known
         return diff, diff, diff, (1.0 if diff == 0 else 0.0)
     res = stats.ttest_1samp(d, 0.0)
     ci = res.confidence_interval(LEVEL)
@@ -267,14 +267,22 @@ def _mean(x) -> float:
     return float(np.mean(x)) if len(x) else np.nan
 
 
-def _t_pvalue(d, alternative: str = "two-sided") -> float:
+def _constant(d, *operands) -> bool:
+    """Whether the values `d` are one value up to the float rounding of the `operands` they were
+    computed from (in floats, 0.8 - 0.7 != 0.9 - 0.8). They are then known exactly, and a t-test
+    on them would divide rounding by rounding."""
+    scale = max(float(np.abs(np.asarray(x, float)).max()) for x in (d, *operands))
+    return bool(np.ptp(d) <= 4 * np.finfo(float).eps * scale)
+
+
+def _t_pvalue(d, alternative: str = "two-sided", operands=()) -> float:
     """p-value of the one-sample t-test of mean(d) = 0 against `alternative` ("two-sided",
-    "greater", "less"). A constant d is known exactly: p = 0 if its value lies in the alternative,
-    else 1. NaN when n < 2."""
+    "greater", "less"). A constant d (`_constant`, given the `operands` it was computed from) is
+    known exactly: p = 0 if its value lies in the alternative, else 1. NaN when n < 2."""
     d = np.asarray(d, float)
     if len(d) < 2:
         return np.nan
-    if d.var() == 0:
+    if _constant(d, *operands):
         m = d.mean()
         inside = {"two-sided": m != 0, "greater": m > 0, "less": m < 0}[alternative]
         return 0.0 if inside else 1.0
@@ -294,7 +302,7 @@ def gap(nonlinear, reference, level: float = LEVEL, min_gap: float = 0.0) -> dic
         "gap": g,
         "gap_lo": lo,
         "gap_hi": hi,
-        "p_gap": _t_pvalue(n - r - min_gap, "greater"),
+        "p_gap": _t_pvalue(n - r - min_gap, "greater", (n, r, min_gap)),
     }
 
 
@@ -349,8 +357,8 @@ def share(network, nonlinear, reference, f: float = GAP_FRACTION, level: float =
         "share": float(u.mean() / v.mean()) if len(v) and v.mean() != 0 else np.nan,
         "share_lo": lo,
         "share_hi": hi,
-        "p_linear": _t_pvalue(u - f * v, "less"),
-        "p_nonlinear": _t_pvalue(u - f * v, "greater"),
+        "p_linear": _t_pvalue(u - f * v, "less", (a, n, r)),
+        "p_nonlinear": _t_pvalue(u - f * v, "greater", (a, n, r)),
     }
 
 
