@@ -26,10 +26,10 @@ def test_conditional_probe_of_a_hand_built_batchnorm_unit_is_the_closed_form(m):
     fixed batch-mates is Proposition 3's g, strictly inside the bound sqrt(m - 1)."""
     spec = models.ModelSpec(1, 2, "identity", "zscore", "pre", 1, 1)
     model = models.MLP(spec, rngs=nnx.Rngs(0))
-    model.linears[0].kernel.value = np.ones((1, 1), np.float32)
-    model.linears[0].bias.value = np.zeros(1, np.float32)
-    model.head.kernel.value = np.array([[1.0, 0.0]], np.float32)
-    model.head.bias.value = np.zeros(2, np.float32)
+    model.linears[0].kernel[...] = np.ones((1, 1), np.float32)
+    model.linears[0].bias[...] = np.zeros(1, np.float32)
+    model.head.kernel[...] = np.array([[1.0, 0.0]], np.float32)
+    model.head.bias[...] = np.zeros(2, np.float32)
     graphdef, params, stats = models.split(model)
     stack = lambda tree: jax.tree.map(lambda a: a[None], tree)  # noqa: E731
     rng = np.random.default_rng(m)
