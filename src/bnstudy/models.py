@@ -165,10 +165,10 @@ def linear_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
 def lecun_normal_flat(key, shape, dtype=jnp.float32):
     """Flax's default kernel initializer (`lecun_normal`: a normal truncated to two standard
     deviations, scaled to variance 1 / fan-in), drawn as a vector and reshaped to `shape`: the
-    same numbers (JAX's threefry draws each element from its flat index alone, tests check
-    bit for bit), and XLA compiles the draw in 0.2 s whatever the shape, against up to 0.5 s
-    for a kernel whose last dimension is not a multiple of 8, such as a 10-class head
-    (docs/speed.md)."""
+    same numbers (JAX's threefry, in its default partitionable mode, draws each element from its
+    flat index alone; tests check bit for bit), and XLA compiles the draw in 0.2 s whatever the
+    shape, against up to 0.5 s for a kernel whose last dimension is not a multiple of 8, such
+    as a 10-class head (docs/speed.md)."""
     stddev = jnp.sqrt(jnp.array(1.0 / shape[0], dtype)) / jnp.array(0.87962566103423978, dtype)
     flat = jax.random.truncated_normal(key, -2, 2, (math.prod(shape),), dtype)
     return (flat * stddev).reshape(shape)
