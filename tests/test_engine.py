@@ -445,7 +445,9 @@ def test_the_trainers_initialization_is_the_models_own():
 @pytest.mark.parametrize("shape", [(128, 10), (40, 128), (2, 64), (64, 3), (7, 8)])
 def test_the_flat_kernel_draw_is_flaxs_default_initializer(shape):
     """models.lecun_normal_flat draws a kernel as a vector (it compiles faster): the numbers of
-    Flax's default `lecun_normal` for that shape, bit for bit, eagerly and compiled."""
+    Flax's default `lecun_normal` for that shape, eagerly and compiled: bit for bit on a CPU;
+    within a few ulps on a GPU (not yet run there), whose compiled draws may round apart."""
+    tol = 0 if jax.default_backend() == "cpu" else 2e-6
     key = jax.random.fold_in(jax.random.key(3), 2)
     flax_init = nnx.initializers.lecun_normal()
     want = np.asarray(flax_init(key, shape))
@@ -453,8 +455,8 @@ def test_the_flat_kernel_draw_is_flaxs_default_initializer(shape):
     compiled = (jax.jit(f, static_argnums=1) for f in (models.lecun_normal_flat, flax_init))
     jitted, jitted_want = (np.asarray(f(key, shape)) for f in compiled)
     assert got.shape == jitted.shape == shape
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(jitted, jitted_want)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(jitted, jitted_want, rtol=tol, atol=tol)
     assert 0.5 < want.std() * np.sqrt(shape[0]) < 1.5  # variance 1 / fan-in: a real draw
 
 
