@@ -423,21 +423,30 @@ def test_learning_rates_of_one_seed_share_the_initialization(mnist1d):
     np.testing.assert_array_equal(k, np.asarray(params2["linears"][0]["kernel"][...]))
 
 
-def test_the_trainers_initialization_is_the_models_own():
-    """init_models draws the stacked models layer by layer (one program per layer shape); each
-    model equals the one nnx builds on its own from its seed's key (models.init): bit for bit on
-    a CPU; on a GPU, whose batched initializers round differently, within a few ulps (2.4e-7 on
-    an H100)."""
+@pytest.mark.parametrize(
+    "spec",
+    [
+        models.ModelSpec(7, 3, ("identity", "relu"), "batchnorm", "pre", 4, 8),
+        models.ModelSpec(40, 10, "identity", "zscore", "post", 2, 128),  # a head of 1,280 of 16,384
+    ],
+)
+def test_the_trainers_initialization_is_the_models_own(spec):
+    """init_models draws the stacked models layer by layer (one program for every layer: each
+    kernel is the first in x out numbers of a longer draw); each model equals the one nnx builds
+    on its own from its seed's key (models.init): bit for bit on a CPU; on a GPU, whose batched
+    initializers round differently, within a few ulps (2.4e-7 on an H100)."""
     tol = 0 if jax.default_backend() == "cpu" else 2e-6
-    spec = models.ModelSpec(7, 3, ("identity", "relu"), "batchnorm", "pre", 4, 8)
     seeds, choices = np.array([3, 0, 3, 5]), np.array([0, 1, 1, 0], np.int32)
+    choices = choices if len(spec.activations) > 1 else None
     graphdef, params, stats = train.init_models(spec, seeds, choices)
     init_keys, _ = train.model_keys(seeds)
     for m in range(len(seeds)):
-        g, p, s = models.init(spec, init_keys[m], choice=choices[m])
+        g, p, s = models.init(spec, init_keys[m], choice=0 if choices is None else choices[m])
         assert g == graphdef
         want, got = jax.tree.leaves((p, s)), jax.tree.leaves(probes.unstack((params, stats), m))
-        assert len(want) == len(got) == 2 * (spec.depth + 1) + 4 * spec.depth + 1
+        per_norm = {"batchnorm": 4, "zscore": 2}[spec.norm]  # scale, bias; mean, var
+        per_model = 2 * (spec.depth + 1) + per_norm * spec.depth + (choices is not None)
+        assert len(want) == len(got) == per_model
         for a, b in zip(want, got):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 

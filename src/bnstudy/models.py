@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from bnstudy import vocab
@@ -162,23 +163,47 @@ def linear_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
     return list(zip(sizes[:-1], sizes[1:]))
 
 
+def kernel_scale(fan_in: int) -> np.float32:
+    """The standard deviation Flax's default kernel initializer (`lecun_normal`) scales its
+    numbers by, as JAX's `variance_scaling` computes it in float32: the square root of 1 / fan-in
+    over the standard deviation of a standard normal truncated to two."""
+    return np.sqrt(np.float32(1.0 / fan_in)) / np.float32(0.87962566103423978)
+
+
+def kernel_numbers(key, size: int) -> jax.Array:
+    """`size` numbers of a standard normal truncated to [-2, 2], drawn as Flax's `lecun_normal`
+    draws them. Under JAX's partitionable threefry (its default) the i-th number depends on the
+    key and i alone: the first k of a longer draw are the draw of k (tests check bit for bit)."""
+    return jax.random.truncated_normal(key, -2, 2, (size,), jnp.float32)
+
+
 def lecun_normal_flat(key, shape, dtype=jnp.float32):
-    """Flax's default kernel initializer (`lecun_normal`: a normal truncated to two standard
-    deviations, scaled to variance 1 / fan-in), drawn as a vector and reshaped to `shape`: the
-    same numbers (JAX's threefry, in its default partitionable mode, draws each element from its
-    flat index alone; tests check bit for bit), and XLA compiles the draw in 0.2 s whatever the
+    """Flax's default kernel initializer (`lecun_normal`), drawn as a vector and reshaped to
+    `shape`: the same numbers (`kernel_numbers`), and XLA compiles the draw in 0.2 s whatever the
     shape, against up to 0.5 s for a kernel whose last dimension is not a multiple of 8, such
     as a 10-class head (docs/speed.md)."""
-    stddev = jnp.sqrt(jnp.array(1.0 / shape[0], dtype)) / jnp.array(0.87962566103423978, dtype)
-    flat = jax.random.truncated_normal(key, -2, 2, (math.prod(shape),), dtype)
-    return (flat * stddev).reshape(shape)
+    if jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(f"the models' kernels are float32, got {dtype}")
+    return (kernel_numbers(key, math.prod(shape)) * kernel_scale(shape[0])).reshape(shape)
+
+
+def _layer_rngs(key, index) -> nnx.Rngs:
+    """The random stream Linear layer `index` of a model whose layers draw from `key` is built
+    with: each layer's key is derived from the model's by the layer's index."""
+    return nnx.Rngs(params=jax.random.fold_in(key, index))
+
+
+def kernel_key(key, index):
+    """The key Linear layer `index` draws its kernel from: the first that `nnx.Linear` takes
+    from its stream (`init_linear`)."""
+    return _layer_rngs(key, index).params()
 
 
 def init_linear(key, index, in_features: int, out_features: int) -> nnx.Linear:
-    """Linear layer `index` (the head is layer `depth`) of a model whose layers draw from `key`.
-    Each layer's key is derived from the model's by the layer's index, so that for a given seed
-    the Linear weights are the same whatever the activation, norm and placement: cells of one
-    seed differ only in their blocks (paired comparisons). `index` may be traced.
+    """Linear layer `index` (the head is layer `depth`) of a model whose layers draw from `key`:
+    its kernel from `kernel_key`, its bias zeros (Flax's default). For a given seed the Linear
+    weights are then the same whatever the activation, norm and placement: cells of one seed
+    differ only in their blocks (paired comparisons). `index` may be traced.
 
     The products are full float32 on every platform: GPUs would otherwise round their inputs to
     TensorFloat-32 (10-bit mantissa; JAX's default there), which adds a nonlinearity of about
@@ -189,7 +214,7 @@ def init_linear(key, index, in_features: int, out_features: int) -> nnx.Linear:
         out_features,
         precision=jax.lax.Precision.HIGHEST,
         kernel_init=lecun_normal_flat,
-        rngs=nnx.Rngs(params=jax.random.fold_in(key, index)),
+        rngs=_layer_rngs(key, index),
     )
 
 

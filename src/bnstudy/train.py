@@ -93,19 +93,14 @@ def _keys(seeds):
     return jax.vmap(models.layer_key)(init), order
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _init_linear(in_features: int, out_features: int, keys, index):
-    """Linear layer `index`'s parameters for every key of `keys` (models.init_linear). The index
-    is traced, so the program depends on the layer's shape only: the hidden layers of every
-    depth, family and cell share one, and the jobs of a study share them through the persistent
-    compilation cache."""
-
-    def layer(key):
-        return nnx.to_pure_dict(
-            nnx.state(models.init_linear(key, index, in_features, out_features))
-        )
-
-    return jax.vmap(layer)(keys)
+@partial(jax.jit, static_argnums=0)
+def _kernel_numbers(size: int, keys, index):
+    """For every key of `keys`, `size` numbers of the draw Linear layer `index` takes its kernel
+    from (models.kernel_numbers of models.kernel_key): the layer's in x out are the first of
+    them. The index is traced and `size` is a power of two at least a model's largest kernel,
+    so one program serves every layer of a model, and the jobs of a study whose models have
+    kernels of like sizes share it through the persistent compilation cache (docs/speed.md)."""
+    return jax.vmap(lambda key: models.kernel_numbers(models.kernel_key(key, index), size))(keys)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -136,18 +131,29 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     model per entry of `seeds`, using activation `choices[i]` of a family spec (default 0).
     The arrays are on the host (NumPy), to be placed on the devices as the caller needs.
 
-    The Linear weights come from `_init_linear`, one layer at a time; the norms' scales, shifts
-    and running statistics start at the constants of their initializers, the same for every model."""
+    The Linear kernels come from `_kernel_numbers`, one call per layer, scaled on the host (a
+    float32 product either way) and copied to the models of their seed; the biases are zeros,
+    and the norms' scales, shifts and running statistics start at the constants of their
+    initializers, the same for every model (as in models.init_linear and models.make_norm:
+    tests/test_engine.py checks the models bit for bit against models.init)."""
     graphdef, params, stats = _abstract(spec)
     m = len(seeds)
     stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
     # One initialization per distinct seed, then copied to its models on the host.
     distinct, model_seed = np.unique(np.asarray(seeds), return_inverse=True)
     keys, _ = _keys(distinct)
-    *hidden, head = (
-        jax.tree.map(lambda a: np.asarray(a)[model_seed.ravel()], _init_linear(i, o, keys, k))
-        for k, (i, o) in enumerate(models.linear_sizes(spec))
-    )
+    sizes = models.linear_sizes(spec)
+    size = 1 << (max(i * o for i, o in sizes) - 1).bit_length()
+    linears = []
+    for k, (i, o) in enumerate(sizes):  # one layer's numbers at a time: bounded memory
+        kernel = np.asarray(_kernel_numbers(size, keys, k))[:, : i * o] * models.kernel_scale(i)
+        linears.append(
+            {
+                "kernel": kernel[model_seed.ravel()].reshape(m, i, o),
+                "bias": np.zeros((m, o), np.float32),
+            }
+        )
+    *hidden, head = linears
     pure_params = {"linears": dict(enumerate(hidden)), "head": head}
     pure_stats = {}
     if spec.norms != ("none",):
