@@ -440,12 +440,12 @@ def test_the_trainers_initialization_is_the_models_own(spec):
     choices = choices if len(spec.activations) > 1 else None
     graphdef, params, stats = train.init_models(spec, seeds, choices)
     init_keys, _ = train.model_keys(seeds)
+    per_norm = {"batchnorm": 4, "zscore": 2}[spec.norm]  # scale, bias; mean, var
+    per_model = 2 * (spec.depth + 1) + per_norm * spec.depth + (choices is not None)
     for m in range(len(seeds)):
         g, p, s = models.init(spec, init_keys[m], choice=0 if choices is None else choices[m])
         assert g == graphdef
         want, got = jax.tree.leaves((p, s)), jax.tree.leaves(probes.unstack((params, stats), m))
-        per_norm = {"batchnorm": 4, "zscore": 2}[spec.norm]  # scale, bias; mean, var
-        per_model = 2 * (spec.depth + 1) + per_norm * spec.depth + (choices is not None)
         assert len(want) == len(got) == per_model
         for a, b in zip(want, got):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
