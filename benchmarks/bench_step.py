@@ -1,0 +1,97 @@
+"""Where the engine's compiled training loop spends its time, on the cell of bench_engine.py.
+
+The engine splits its models over the CPU devices (one per core) and trains each device's
+share with batched products. This script times the already-compiled run (`train.train`'s
+`train` phase, the median of `--repeats` runs after one that compiles) as the number of models
+per device grows, and, at the benchmark cell's 8 models per device, with the cell's BatchNorm
+or its Adam taken out. From these it prints:
+
+- the time per model and step, and the fit time = a + b x models per device over 2 to 8
+  models: what a further model costs (b) and what a step costs whatever the models (a);
+- the FLOP/s per device against one core's share of a 2048x2048 product's (the ceiling of
+  bench_engine.py, divided by the devices);
+- the share of a step that BatchNorm and Adam take, against no normalization and plain SGD
+  (momentum 0.9) on the same shapes.
+
+    python benchmarks/bench_step.py [--epochs 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+
+import bench_engine  # this folder's: the cell, its FLOPs and the matmul ceiling
+import jax
+import numpy as np
+
+from bnstudy import models, train
+
+PER_DEVICE = (1, 2, 4, 8)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="compiled runs; medians reported")
+    args = parser.parse_args()
+    devices = os.cpu_count()
+    jax.config.update("jax_num_cpu_devices", devices)  # as bench_engine.py and `bnstudy train`
+    ds = bench_engine.make_data()
+    n_val = len(ds.y_val)
+
+    def spec(norm: str) -> models.ModelSpec:
+        return models.ModelSpec(
+            ds.x_train.shape[1], ds.num_classes, "identity", norm, "pre", 3, 128
+        )
+
+    def timed(spec, per_device: int, optimizer: str = "adam") -> tuple[float, float]:
+        """(seconds of the compiled run, its matmul FLOPs) for `per_device` models per device."""
+        seeds = tuple(range(per_device * devices // 2))  # x 2 rates: per_device x devices models
+        cfg = train.TrainConfig(
+            seeds=seeds, lrs=(1e-3, 3e-3), epochs=args.epochs, batch_size=128, optimizer=optimizer
+        )
+        runs = []
+        for _ in range(args.repeats + 1):  # the first compiles
+            r = train.train(
+                spec, cfg, ds.x_train, ds.y_train, ds.x_val, ds.y_val, log=open(os.devnull, "w")
+            )
+            runs.append(r.seconds["train"])
+        return statistics.median(runs[1:]), bench_engine.train_flops(
+            spec, cfg, len(ds.y_train), n_val
+        )
+
+    steps = args.epochs * (len(ds.y_train) // 128)
+    ceiling = bench_engine.matmul_flops(2048)
+    print(
+        f"host: {platform.processor() or platform.machine()}, {devices} CPUs as {devices} devices; "
+        f"jax {jax.__version__}; cell of bench_engine.py at {args.epochs} epochs ({steps} steps); "
+        f"2048^2 product {ceiling / 1e9:.1f} GFLOP/s, {ceiling / devices / 1e9:.1f} per device"
+    )
+    per_model = {}
+    for k in PER_DEVICE:
+        seconds, flops = timed(spec("batchnorm"), k)
+        per_model[k] = seconds
+        print(
+            f"  {k} model(s) per device: {seconds:.3f} s, {1e3 * seconds / steps / k:.3f} ms per "
+            f"model and step, {flops / devices / seconds / 1e9:.1f} GFLOP/s per device "
+            f"({100 * flops / seconds / ceiling:.0f}% of the ceiling)"
+        )
+    ks = [k for k in PER_DEVICE if k >= 2]
+    b, a = np.polyfit(ks, [1e3 * per_model[k] / steps for k in ks], 1)
+    print(f"  fit over 2-8 models per device: {a:.3f} ms + {b:.3f} ms x models per step")
+    base = per_model[PER_DEVICE[-1]]
+    for label, seconds in (
+        ("no normalization", timed(spec("none"), PER_DEVICE[-1])[0]),
+        ("SGD instead of Adam", timed(spec("batchnorm"), PER_DEVICE[-1], "sgd")[0]),
+    ):
+        print(
+            f"  {PER_DEVICE[-1]} per device, {label}: {seconds:.3f} s "
+            f"({100 * (base - seconds) / base:.0f}% less than the cell's {base:.3f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
