@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -33,7 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from bnstudy import data, models, train
+from bnstudy import cli, data, models, train
 
 SEEDS, LRS = (0, 1, 2, 3, 4), (1e-3, 3e-3, 1e-2)
 
@@ -186,8 +185,8 @@ def main():
     torch_device = "cuda" if gpu and torch_version and torch.cuda.is_available() else "cpu"
     matmul_n = 8192 if gpu else 2048  # large enough to fill the device
     print(
-        f"device: {dev.platform}:{dev.device_kind}; host: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; jax {jax.__version__}, engine on {len(jax.devices())} device(s)"
+        f"device: {dev.platform}:{dev.device_kind}; host: {cli.cpu_name()}; "
+        f"jax {jax.__version__}, engine on {len(jax.devices())} device(s)"
         + (
             f"; torch {torch_version} on {torch_device} ({torch.get_num_threads()} threads)"
             if torch_version

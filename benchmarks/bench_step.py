@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 
 import bench_engine  # this folder's: the cell, its FLOPs and the matmul ceiling
 import jax
 import numpy as np
 
-from bnstudy import models, train
+from bnstudy import cli, models, train
 
 PER_DEVICE = (1, 2, 4, 8)
 
@@ -66,7 +65,7 @@ def main():
     steps = args.epochs * (len(ds.y_train) // 128)
     ceiling = bench_engine.matmul_flops(2048)
     print(
-        f"host: {platform.processor() or platform.machine()}, {devices} CPUs as {devices} devices; "
+        f"host: {cli.cpu_name()} as {devices} devices; "
         f"jax {jax.__version__}; cell of bench_engine.py at {args.epochs} epochs ({steps} steps); "
         f"2048^2 product {ceiling / 1e9:.1f} GFLOP/s, {ceiling / devices / 1e9:.1f} per device"
     )

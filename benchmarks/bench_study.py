@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnstudy import cli  # the machine's name, as the results' device column gives it
+
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("startup", "load", "init", "compile", "train", "probes", "write")
 
@@ -143,7 +145,7 @@ def main() -> None:
     )
     job_sum = float(jobs["s"].sum())
     out = {
-        "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "machine": f"{platform.node()}: {cli.cpu_name()}",
         "config": str(args.config),
         "repo": str(args.repo),
         "cores": args.cores,

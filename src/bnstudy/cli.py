@@ -233,10 +233,9 @@ def _test_batch_sizes(values: list[str]) -> list:
     return sizes
 
 
-def _device_name(device) -> str:
-    """'NVIDIA H100 80GB HBM3' for a GPU; 'CPU (2 cores, <model name>)' for the host."""
-    if device.platform != "cpu":
-        return device.device_kind
+def cpu_name() -> str:
+    """'CPU (2 cores, <model name>)': this machine's processor, as the results' `device` column and
+    the benchmarks name it (the model from /proc/cpuinfo where there is one)."""
     import os
     import re
     from pathlib import Path
@@ -248,6 +247,11 @@ def _device_name(device) -> str:
         else None
     )
     return f"CPU ({os.cpu_count()} cores" + (f", {model.group(1).strip()})" if model else ")")
+
+
+def _device_name(device) -> str:
+    """'NVIDIA H100 80GB HBM3' for a GPU; `cpu_name()` for the host."""
+    return device.device_kind if device.platform != "cpu" else cpu_name()
 
 
 def _process_age() -> float:
