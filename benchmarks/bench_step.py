@@ -9,7 +9,8 @@ or its Adam taken out. From these it prints:
 - the time per model and step, and the fit time = a + b x models per device over 2 to 8
   models: what a further model costs (b) and what a step costs whatever the models (a);
 - the FLOP/s per device against one core's share of a 2048x2048 product's (the ceiling of
-  bench_engine.py, divided by the devices);
+  bench_engine.py, measured before and after the runs, the higher taken; divided by the
+  devices);
 - the share of a step that BatchNorm and Adam take, against no normalization and plain SGD
   (momentum 0.9) on the same shapes.
 
@@ -63,29 +64,30 @@ def main():
         )
 
     steps = args.epochs * (len(ds.y_train) // 128)
-    ceiling = bench_engine.matmul_flops(2048)
+    # The ceiling before and after the runs, the higher of the two (as bench_engine.py).
+    ceilings = [bench_engine.matmul_flops(2048)]
+    runs = {k: timed(spec("batchnorm"), k) for k in PER_DEVICE}
+    no_norm = timed(spec("none"), PER_DEVICE[-1])[0]
+    sgd = timed(spec("batchnorm"), PER_DEVICE[-1], "sgd")[0]
+    ceilings.append(bench_engine.matmul_flops(2048))
+    ceiling = max(ceilings)
     print(
         f"host: {cli.cpu_name()} as {devices} devices; "
         f"jax {jax.__version__}; cell of bench_engine.py at {args.epochs} epochs ({steps} steps); "
-        f"2048^2 product {ceiling / 1e9:.1f} GFLOP/s, {ceiling / devices / 1e9:.1f} per device"
+        f"2048^2 product {ceiling / 1e9:.1f} GFLOP/s, {ceiling / devices / 1e9:.1f} per device "
+        f"(measured {ceilings[0] / 1e9:.1f} before the runs, {ceilings[1] / 1e9:.1f} after)"
     )
-    per_model = {}
-    for k in PER_DEVICE:
-        seconds, flops = timed(spec("batchnorm"), k)
-        per_model[k] = seconds
+    for k, (seconds, flops) in runs.items():
         print(
             f"  {k} model(s) per device: {seconds:.3f} s, {1e3 * seconds / steps / k:.3f} ms per "
             f"model and step, {flops / devices / seconds / 1e9:.1f} GFLOP/s per device "
             f"({100 * flops / seconds / ceiling:.0f}% of the ceiling)"
         )
     ks = [k for k in PER_DEVICE if k >= 2]
-    b, a = np.polyfit(ks, [1e3 * per_model[k] / steps for k in ks], 1)
+    b, a = np.polyfit(ks, [1e3 * runs[k][0] / steps for k in ks], 1)
     print(f"  fit over 2-8 models per device: {a:.3f} ms + {b:.3f} ms x models per step")
-    base = per_model[PER_DEVICE[-1]]
-    for label, seconds in (
-        ("no normalization", timed(spec("none"), PER_DEVICE[-1])[0]),
-        ("SGD instead of Adam", timed(spec("batchnorm"), PER_DEVICE[-1], "sgd")[0]),
-    ):
+    base = runs[PER_DEVICE[-1]][0]
+    for label, seconds in (("no normalization", no_norm), ("SGD instead of Adam", sgd)):
         print(
             f"  {PER_DEVICE[-1]} per device, {label}: {seconds:.3f} s "
             f"({100 * (base - seconds) / base:.0f}% less than the cell's {base:.3f} s)"
