@@ -35,6 +35,12 @@ from flax import nnx
 from bnstudy import cli, data, models, train
 
 SEEDS, LRS = (0, 1, 2, 3, 4), (1e-3, 3e-3, 1e-2)
+BATCH = 128
+
+
+def cell_spec(ds, norm: str = "batchnorm") -> models.ModelSpec:
+    """The cell's architecture on the data `ds` (`make_data`); bench_step.py varies its norm."""
+    return models.ModelSpec(ds.x_train.shape[1], ds.num_classes, "identity", norm, "pre", 3, 128)
 
 
 def make_data():
@@ -172,10 +178,8 @@ def main():
     except ImportError:
         torch_version = None
     ds = make_data()
-    spec = models.ModelSpec(
-        ds.x_train.shape[1], ds.num_classes, "identity", "batchnorm", "pre", 3, 128
-    )
-    cfg = train.TrainConfig(seeds=SEEDS, lrs=LRS, epochs=args.epochs, batch_size=128)
+    spec = cell_spec(ds)
+    cfg = train.TrainConfig(seeds=SEEDS, lrs=LRS, epochs=args.epochs, batch_size=BATCH)
     examples = (
         len(SEEDS) * len(LRS) * args.epochs * (len(ds.y_train) // cfg.batch_size) * cfg.batch_size
     )

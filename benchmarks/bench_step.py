@@ -27,7 +27,7 @@ import bench_engine  # this folder's: the cell, its FLOPs and the matmul ceiling
 import jax
 import numpy as np
 
-from bnstudy import cli, models, train
+from bnstudy import cli, train
 
 PER_DEVICE = (1, 2, 4, 8)
 
@@ -42,16 +42,15 @@ def main():
     ds = bench_engine.make_data()
     n_val = len(ds.y_val)
 
-    def spec(norm: str) -> models.ModelSpec:
-        return models.ModelSpec(
-            ds.x_train.shape[1], ds.num_classes, "identity", norm, "pre", 3, 128
-        )
-
     def timed(spec, per_device: int, optimizer: str = "adam") -> tuple[float, float]:
         """(seconds of the compiled run, its matmul FLOPs) for `per_device` models per device."""
         seeds = tuple(range(per_device * devices // 2))  # x 2 rates: per_device x devices models
         cfg = train.TrainConfig(
-            seeds=seeds, lrs=(1e-3, 3e-3), epochs=args.epochs, batch_size=128, optimizer=optimizer
+            seeds=seeds,
+            lrs=(1e-3, 3e-3),
+            epochs=args.epochs,
+            batch_size=bench_engine.BATCH,
+            optimizer=optimizer,
         )
         runs = []
         for _ in range(args.repeats + 1):  # the first compiles
@@ -63,12 +62,12 @@ def main():
             spec, cfg, len(ds.y_train), n_val
         )
 
-    steps = args.epochs * (len(ds.y_train) // 128)
+    steps = args.epochs * (len(ds.y_train) // bench_engine.BATCH)
     # The ceiling before and after the runs, the higher of the two (as bench_engine.py).
     ceilings = [bench_engine.matmul_flops(2048)]
-    runs = {k: timed(spec("batchnorm"), k) for k in PER_DEVICE}
-    no_norm = timed(spec("none"), PER_DEVICE[-1])[0]
-    sgd = timed(spec("batchnorm"), PER_DEVICE[-1], "sgd")[0]
+    runs = {k: timed(bench_engine.cell_spec(ds), k) for k in PER_DEVICE}
+    no_norm = timed(bench_engine.cell_spec(ds, "none"), PER_DEVICE[-1])[0]
+    sgd = timed(bench_engine.cell_spec(ds), PER_DEVICE[-1], "sgd")[0]
     ceilings.append(bench_engine.matmul_flops(2048))
     ceiling = max(ceilings)
     print(
