@@ -9,10 +9,13 @@
 # (default 10: the fixed costs do not depend on it). VARIANTS (default "default noautotune warm"):
 #   default      the job as it is
 #   noautotune   XLA_FLAGS=--xla_gpu_autotune_level=0: no autotuning in any program
+#   notriton     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false: cuBLAS for every product, so no
+#                Triton matrix kernels to generate and time
 #   warm         the job again in default's cache: what a cache hit leaves
 # Prints each variant's PHASES line and its compilations by program; OUT gets the logs and
 # run tables. Run from the repository root with the data under results/data and bnstudy
-# importable (PYTHONPATH=src).
+# importable (PYTHONPATH=src). VARIANT_TIMEOUT (seconds, default 900) stops a variant that runs
+# longer.
 set -u
 OUT=${1:?output folder}
 COMMANDS=${2:?file of bnstudy train commands}
@@ -35,12 +38,13 @@ for v in $VARIANTS; do
     case $v in
         default) cache=$caches/default flags= ;;
         noautotune) cache=$caches/noautotune flags=--xla_gpu_autotune_level=0 ;;
+        notriton) cache=$caches/notriton flags=--xla_gpu_enable_triton_gemm=false ;;
         warm) cache=$caches/default flags= ;;
-        *) echo "unknown variant $v (valid: default noautotune warm)"; exit 2 ;;
+        *) echo "unknown variant $v (valid: default noautotune notriton warm)"; exit 2 ;;
     esac
     start=$(date +%s.%N)
     JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
-        bash -c "python3 -m $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
+        timeout "${VARIANT_TIMEOUT:-900}" bash -c "python3 -m $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
     echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
     grep PHASES "$OUT/$v.log"
     python3 - "$OUT/$v.log" <<'PY'
