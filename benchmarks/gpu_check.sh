@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The GPU path in one run, for a machine lent for minutes (docs/speed.md, "On a GPU"):
-#   1. the precision of a float32 product at JAX's default and at the models' setting (HIGHEST);
+#   1. the precision of a float32 product at JAX's default and at the models' setting (HIGHEST),
+#      and which kernels (Triton or cuBLAS) compute a model's product under each program's options;
 #   2. the engine tests on the GPU (tests/test_engine.py);
 #   3. the engine benchmark on the GPU: engine, per-step loop and PyTorch loop on the same GPU
 #      (15 epochs);
 #   4. a timed slice of full.yaml's offline part: the given `bnstudy train` commands (as
-#      `snakemake -n -p --configfile workflow/config/full.yaml` prints them), 4 at a time as the
-#      default profile runs them on one GPU (--resources gpu=4), for at most SLICE seconds.
+#      `snakemake -n -p --configfile workflow/config/full.yaml` prints them), 8 at a time as the
+#      default profile runs them on one GPU (--resources gpu=8), for at most SLICE seconds.
 # GPU utilization is sampled all along (nvidia-smi dmon). Everything lands in OUT.
 #
 #   bash benchmarks/gpu_check.sh OUT COMMANDS [SLICE_SECONDS]
 #   GPU_CHECK_STEPS="1 4" bash benchmarks/gpu_check.sh ...    (some of the steps only)
+#   SLICE_JOBS=8 SLICE_XLA_FLAGS=... bash benchmarks/gpu_check.sh ...
+#       (the slice's jobs at a time, default 8; XLA_FLAGS for its jobs, default none)
+# With NVIDIA MPS started beforehand (nvidia-cuda-mps-control -d), the slice's jobs use it.
 # benchmarks/gpu_job.sh breaks one job of COMMANDS down further (its compilations by program).
 # Run from the repository root with the study's data under results/data and bnstudy importable
 # (PYTHONPATH=src will do). COMMANDS and the data come from a dry run on any machine, e.g.
@@ -48,6 +52,14 @@ for p, options in ((None, None), (jax.lax.Precision.HIGHEST, None), (jax.lax.Pre
     out = np.asarray(f(a, b), np.float64)
     print(f"float32 product, precision {p}, compiler options {options}: relative error "
           f"{np.linalg.norm(out - ref) / np.linalg.norm(ref):.1e}")
+# which kernels compute a batched product like a model's: Triton by default, cuBLAS with
+# train.CUBLAS (the training program) and probes.ONCE (the probes)
+from bnstudy import train
+x = jnp.asarray(a[:960].reshape(15, 64, 1024)[:, :, :64])
+f = lambda x: jax.nn.relu(jnp.einsum("mij,mjk->mik", x, x, precision=jax.lax.Precision.HIGHEST))
+for name, options in (("default", None), ("train.CUBLAS", train.CUBLAS), ("probes.ONCE", probes.ONCE)):
+    text = jax.jit(f, compiler_options=options).lower(x).compile().as_text()
+    print(f"batched product, {name}: 'triton' {text.count('triton')}x, 'cublas' {text.count('cublas')}x")
 EOF
 }
 
@@ -63,7 +75,8 @@ timeout 150 python3 benchmarks/bench_engine.py --repeats 1 --epochs 15 2>&1 | te
 }
 
 step 4 || { kill "$dmon"; exit 0; }
-stamp "4. slice of full.yaml ($(wc -l <"$COMMANDS") jobs, 4 at a time, at most $SLICE s)"
+JOBS=${SLICE_JOBS:-8}
+stamp "4. slice of full.yaml ($(wc -l <"$COMMANDS") jobs, $JOBS at a time, at most $SLICE s)"
 eval "$(python3 -c '
 import yaml, shlex
 from bnstudy import grid
@@ -72,11 +85,12 @@ config.setdefault("resources", {}).setdefault("jax_cache", "results/jax-cache")
 for k, v in grid.job_environment(config).items():
     print(f"export {k}={shlex.quote(v)}")
 ')"
+export XLA_FLAGS=${SLICE_XLA_FLAGS:-}
 env | grep -E '^(JAX|XLA)_' | sort
 mkdir -p results/logs/train/{mnist1d,digits,spirals,xor} results/runs/{mnist1d,digits,spirals,xor}
 start=$(date +%s.%N)
 # shellcheck disable=SC2016
-timeout "$SLICE" xargs -d '\n' -P 4 -I{} bash -c '
+timeout "$SLICE" xargs -d '\n' -P "$JOBS" -I{} bash -c '
     t0=$(date +%s.%N); eval "python3 -m $1"; rc=$?
     echo "$(echo "$1" | grep -o -- "--out [^ ]*" | cut -d" " -f2) $t0 $(date +%s.%N) $rc" >>"$2/jobs.txt"
 ' _ {} "$OUT" <"$COMMANDS"

@@ -7,10 +7,9 @@
 # COMMANDS: `bnstudy train` commands as gpu_check.sh takes them; OUT_PATH picks one by its
 # --out (e.g. results/runs/mnist1d/post-d2-w128-b128.parquet). EPOCHS overrides the config's
 # (default 10: the fixed costs do not depend on it). VARIANTS (default "default noautotune warm"):
-#   default      the job as it is
+#   default      the job as it is (its products by cuBLAS: train.CUBLAS; the variant notriton of
+#                commit 2a53987 measured that change, docs/speed.md "Third run")
 #   noautotune   XLA_FLAGS=--xla_gpu_autotune_level=0: no autotuning in any program
-#   notriton     XLA_FLAGS=--xla_gpu_enable_triton_gemm=false: cuBLAS for every product, so no
-#                Triton matrix kernels to generate and time
 #   warm         the job again in default's cache: what a cache hit leaves
 # Prints each variant's PHASES line and its compilations by program; OUT gets the logs and
 # run tables. Run from the repository root with the data under results/data and bnstudy
@@ -38,9 +37,8 @@ for v in $VARIANTS; do
     case $v in
         default) cache=$caches/default flags= ;;
         noautotune) cache=$caches/noautotune flags=--xla_gpu_autotune_level=0 ;;
-        notriton) cache=$caches/notriton flags=--xla_gpu_enable_triton_gemm=false ;;
         warm) cache=$caches/default flags= ;;
-        *) echo "unknown variant $v (valid: default noautotune notriton warm)"; exit 2 ;;
+        *) echo "unknown variant $v (valid: default noautotune warm)"; exit 2 ;;
     esac
     start=$(date +%s.%N)
     JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \

@@ -35,8 +35,9 @@ COARSE = 4  # conditional decision boundaries: every COARSE-th grid point (their
 # by default: it times candidate kernels while compiling) costs far more than it could save: on
 # an H100 it was most of a job's compilation (docs/speed.md). Their products keep the models'
 # precision (HIGHEST) either way; a CPU ignores the option. The training program, which runs
-# thousands of steps, keeps the autotuning.
-ONCE = {"xla_gpu_autotune_level": 0}
+# thousands of steps, keeps the autotuning. Both compute their products with cuBLAS
+# (train.CUBLAS).
+ONCE = train.CUBLAS | {"xla_gpu_autotune_level": 0}
 
 
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)

@@ -37,6 +37,11 @@ _D = vocab.TRAINING_DEFAULTS
 # XLA's optimization levels, and these programs, which run once per family or block of epochs,
 # compile in less than half the time without optimizing (docs/speed.md).
 INTEGER_ONLY = {"xla_backend_optimization_level": 0}
+# For every program with the models' products, on a GPU: cuBLAS computes them instead of Triton
+# kernels that XLA generates and times in several configurations while compiling. On an H100 a
+# job's training programs then compiled in 7.9 s instead of 32.1 s and trained 2% slower; the
+# products keep full float32 precision either way (docs/speed.md, "Third run"). A CPU ignores it.
+CUBLAS = {"xla_gpu_enable_triton_gemm": False}
 
 
 @dataclass(frozen=True)
@@ -370,7 +375,9 @@ def _train_epoch(graphdef, tx, norm, data, lrs, state, epoch_batches):
     )
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx"), donate_argnames=("state",))
+@partial(
+    jax.jit, static_argnames=("graphdef", "tx"), donate_argnames=("state",), compiler_options=CUBLAS
+)
 def _train_block(graphdef, tx, norm, data, lrs, batches, state, epochs):
     """The epochs `epochs` as one scan, `batches` their batches (`_epoch_batches`): the compiled
     program reused for every block of a run (and, `norm` being traced, by every norm of a spec
