@@ -311,14 +311,14 @@ def init_gradient_norms(
     out = {}
     for b in batch_sizes:
         draws = max(1, INIT_EXAMPLES // b)
-        x, y = [], []
-        for s in seeds:  # the batches depend on the seed and b only: the same for every model
+        drawn = {}  # the batches depend on the seed and b only: drawn once per seed
+        for s in np.unique(seeds):
             ds = splits[int(s)]
             rng = np.random.default_rng([seed, int(s), int(b)])
             idx = rng.permuted(np.tile(np.arange(len(ds.x_train)), (draws, 1)), axis=1)[:, :b]
-            x.append(np.asarray(ds.x_train, np.float32)[idx])
-            y.append(np.asarray(ds.y_train)[idx])
-        sq = _mean_square_kernel_grads(graphdef, params, stats, np.stack(x), np.stack(y))
+            drawn[int(s)] = np.asarray(ds.x_train, np.float32)[idx], np.asarray(ds.y_train)[idx]
+        x, y = (np.stack([drawn[int(s)][k] for s in seeds]) for k in (0, 1))
+        sq = _mean_square_kernel_grads(graphdef, params, stats, x, y)
         out[int(b)] = np.sqrt(np.asarray(sq, np.float64))
     return out
 
