@@ -90,6 +90,18 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
     )
 
 
+def _host() -> jax.Device:
+    """Where the models' keys, their kernels' numbers (`init_models`) and the data orders
+    (`_epoch_batches`) are drawn: the host's CPU on every platform, or the default device where
+    JAX runs without its CPU backend (JAX_PLATFORMS=cuda). A GPU run then starts from the same
+    numbers as a CPU run, and on a GPU the data orders' program (a sort) compiled in 6 s against
+    0.2 to 0.6 s on the CPU (docs/speed.md, "Third run")."""
+    try:
+        return jax.devices("cpu")[0]
+    except RuntimeError:
+        return jax.devices()[0]
+
+
 @partial(jax.jit, compiler_options=INTEGER_ONLY)
 def _keys(seeds):
     """Per seed: the key its models draw their layers from (models.layer_key of its init key)
@@ -146,7 +158,7 @@ def init_models(spec: models.ModelSpec, seeds, choices=None):
     stack = lambda tree: jax.tree.map(lambda a: np.repeat(a[None], m, 0), tree)  # noqa: E731
     # One initialization per distinct seed, then copied to its models on the host.
     distinct, model_seed = np.unique(np.asarray(seeds), return_inverse=True)
-    keys, _ = _keys(distinct)
+    keys, _ = _keys(jax.device_put(distinct, _host()))
     sizes = models.linear_sizes(spec)
     size = 1 << (max(i * o for i, o in sizes) - 1).bit_length()
     linears = []
@@ -545,7 +557,7 @@ def train(
         )
         opt_state = jax.device_put(_zero_state(abstract_state.opt_state), per_model)
         state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
-        order_keys = jax.device_put(_keys(distinct)[1], everywhere)
+        order_keys = _keys(jax.device_put(distinct, _host()))[1]
 
         def batches(block_epochs):  # the block's batches, where the training program wants them
             drawn = _epoch_batches(order_keys, block_epochs, n=n, batch_size=cfg.batch_size)
