@@ -93,9 +93,10 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
 def _host() -> jax.Device:
     """Where the models' keys, their kernels' numbers (`init_models`) and the data orders
     (`_epoch_batches`) are drawn: the host's CPU on every platform, or the default device where
-    JAX runs without its CPU backend (JAX_PLATFORMS=cuda). A GPU run then starts from the same
-    numbers as a CPU run, and on a GPU the data orders' program (a sort) compiled in 6 s against
-    0.2 to 0.6 s on the CPU (docs/speed.md, "Third run")."""
+    JAX runs without its CPU backend (JAX_PLATFORMS=cuda). A GPU run then draws them with the
+    same CPU programs as a CPU run (the data orders are integers: the same everywhere), and on a
+    GPU the data orders' program (a sort) compiled in 6 s against 0.2 to 0.6 s on the CPU
+    (docs/speed.md, "Third run")."""
     try:
         return jax.devices("cpu")[0]
     except RuntimeError:
