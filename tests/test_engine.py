@@ -172,6 +172,24 @@ def test_batch_statistics_score_every_test_example_once_in_full_batches(n, size)
         assert len(np.unique(scored)) == n  # ... each from one batch position of its own
 
 
+def test_the_batch_statistics_probe_skips_only_steps_of_padding_rows():
+    # 7 rows, 2 a step: steps (0, 1), (2, 3), (4, 5) and the remainder (6). Rows 3 to 6 are
+    # padding (nothing masked in); row 3 shares its step with a scored row.
+    idx = np.arange(1, 22, dtype=np.int32).reshape(7, 3)
+    mask = np.zeros((7, 3), bool)
+    mask[:3, :2] = True
+    f = lambda rows, m: rows * 10 + m  # noqa: E731  (nonzero on padding rows too)
+    ours = np.asarray(jax.jit(probes._map_scored, static_argnums=(0, 3))(f, idx, mask, 2))
+    lax_map = np.asarray(jax.lax.map(lambda a: f(*a), (idx, mask), batch_size=2))
+    np.testing.assert_array_equal(ours[:4], lax_map[:4])  # steps with a scored row: computed
+    assert (ours[4:] == 0).all() and (lax_map[4:] != 0).all()  # padding steps: skipped
+    # The mask is the same for every model: under the models' vmap the skip stays a branch (a
+    # select would compute both sides).
+    per_model = lambda a: probes._map_scored(lambda r, m: r * a + m, idx, mask, 2)  # noqa: E731
+    jaxpr = str(jax.make_jaxpr(jax.vmap(per_model))(np.arange(3, dtype=np.int32)))
+    assert "cond[" in jaxpr and "select_n" not in jaxpr
+
+
 @pytest.mark.parametrize("norm", ["none", "batchnorm"])
 def test_a_cell_trains_to_the_same_numbers_alone_or_in_its_family(mnist1d, norm):
     family, f = fit(mnist1d, ("identity", "relu", "tanh"), norm, lrs=(1e-3, 1e-2), epochs=5)

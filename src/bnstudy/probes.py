@@ -86,16 +86,34 @@ def _batch_stat_predict(graphdef, params, stats, x, idx, mask, norm):
     batch statistics over its `mask`ed entries. Running statistics are not updated."""
 
     def one_model(p, s):
-        def one_batch(args):
-            rows, m = args
+        def one_batch(rows, m):
             out, _ = models.apply(graphdef, p, s, x[rows], train=True, mask=m[:, None], norm=norm)
-            return jnp.argmax(out, -1)
+            return jnp.argmax(out, -1).astype(jnp.int32)
 
         # as many batches at once as make about CHUNK examples: few, large steps
-        rows_per_step = max(1, min(idx.shape[0], CHUNK // idx.shape[1]))
-        return jax.lax.map(one_batch, (idx, mask), batch_size=rows_per_step)
+        k = max(1, min(idx.shape[0], CHUNK // idx.shape[1]))
+        return _map_scored(jax.vmap(one_batch), idx, mask, k)
 
     return jax.vmap(one_model)(params, stats)
+
+
+def _map_scored(f, idx, mask, k):
+    """f over the rows of (idx, mask), k rows a step, as `jax.lax.map(f, ..., batch_size=k)` runs
+    it (a scan over steps of k rows, then the remaining rows as one step), except that a step
+    without any masked-in entry (padding rows, see `_pad_rows`) is skipped: 0 for its rows.
+    `mask` does not depend on the model, so under the models' vmap the skip stays a branch."""
+    whole = idx.shape[0] // k * k
+
+    def step(rows_m):
+        rows, m = rows_m
+        skip = lambda rows, m: jnp.zeros(rows.shape, jnp.int32)  # noqa: E731
+        return jax.lax.cond(m.any(), f, skip, rows, m)
+
+    steps = lambda a: a[:whole].reshape(-1, k, a.shape[1])  # noqa: E731
+    out = [jax.lax.map(step, (steps(idx), steps(mask))).reshape(whole, idx.shape[1])]
+    if whole < idx.shape[0]:
+        out.append(step((idx[whole:], mask[whole:])))
+    return jnp.concatenate(out)
 
 
 def _pad_rows(batches: list[np.ndarray], rows: int, width: int):
@@ -183,7 +201,10 @@ def batch_stat_probe(
             by_class = class_batches(y, None if size == vocab.FULL else b, rng)
             rows = max(len(by_class), len(draws[0]))
             preds = {}
-            for name, batches in (("random", draws[0]), ("random2", draws[1]), ("class", by_class)):
+            passes = [("random", draws[0]), ("random2", draws[1]), ("class", by_class)]
+            if b == n:  # one batch of the whole set: no flips to count, random2 is not needed
+                del passes[1]
+            for name, batches in passes:
                 idx, mask = _pad_rows(batches, rows, b)
                 p = np.asarray(_batch_stat_predict(graphdef, params, stats, x, idx, mask, norm))
                 preds[name] = _per_example(p, idx, mask, n)
