@@ -11,6 +11,8 @@
 #                commit 2a53987 measured that change, docs/speed.md "Third run")
 #   noautotune   XLA_FLAGS=--xla_gpu_autotune_level=0: no autotuning in any program
 #   warm         the job again in default's cache: what a cache hit leaves
+#   profile      the job as default, in a fresh cache, under cProfile: where the probes' time
+#                goes (the functions under probes.measure; OUT/profile.prof keeps it all)
 # Prints each variant's PHASES line and its compilations by program; OUT gets the logs and
 # run tables. Run from the repository root with the data under results/data and bnstudy
 # importable (PYTHONPATH=src). VARIANT_TIMEOUT (seconds, default 900) stops a variant that runs
@@ -38,11 +40,14 @@ for v in $VARIANTS; do
         default) cache=$caches/default flags= ;;
         noautotune) cache=$caches/noautotune flags=--xla_gpu_autotune_level=0 ;;
         warm) cache=$caches/default flags= ;;
-        *) echo "unknown variant $v (valid: default noautotune warm)"; exit 2 ;;
+        profile) cache=$caches/profile flags= ;;
+        *) echo "unknown variant $v (valid: default noautotune warm profile)"; exit 2 ;;
     esac
+    run="-m"
+    [ "$v" = profile ] && run="-m cProfile -o $OUT/profile.prof -m"
     start=$(date +%s.%N)
     JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
-        timeout "${VARIANT_TIMEOUT:-900}" bash -c "python3 -m $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
+        timeout "${VARIANT_TIMEOUT:-900}" bash -c "python3 $run $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
     echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
     grep PHASES "$OUT/$v.log"
     python3 - "$OUT/$v.log" <<'PY'
@@ -54,6 +59,12 @@ for name, t in re.findall(r"Finished XLA compilation of (\S+) in ([0-9.e-]+) sec
 print(f"compilations: {sum(n for n, _ in d.values())}, {sum(s for _, s in d.values()):.1f} s")
 for k, (n, s) in sorted(d.items(), key=lambda x: -x[1][1])[:6]:
     print(f"  {k:32s} {n:3d} {s:6.1f} s")
+PY
+    [ "$v" = profile ] && [ -f "$OUT/profile.prof" ] && python3 - "$OUT/profile.prof" <<'PY'
+import pstats, sys
+stats = pstats.Stats(sys.argv[1])
+stats.sort_stats("cumulative").print_stats(r"bnstudy/(probes|train)\.py", 25)
+stats.sort_stats("tottime").print_stats(15)
 PY
 done
 rm -rf "$caches"
