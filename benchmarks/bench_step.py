@@ -44,10 +44,11 @@ def main():
 
     def timed(spec, per_device: int, optimizer: str = "adam") -> tuple[float, float]:
         """(seconds of the compiled run, its matmul FLOPs) for `per_device` models per device."""
-        seeds = tuple(range(per_device * devices // 2))  # x 2 rates: per_device x devices models
+        models = per_device * devices  # seeds x rates: two rates where the count is even
+        lrs = (1e-3, 3e-3) if models % 2 == 0 else (1e-3,)
         cfg = train.TrainConfig(
-            seeds=seeds,
-            lrs=(1e-3, 3e-3),
+            seeds=tuple(range(models // len(lrs))),
+            lrs=lrs,
             epochs=args.epochs,
             batch_size=bench_engine.BATCH,
             optimizer=optimizer,
