@@ -98,10 +98,11 @@ def _batch_stat_predict(graphdef, params, stats, x, idx, mask, norm):
 
 
 def _map_scored(f, idx, mask, k):
-    """f over the rows of (idx, mask), k rows a step, as `jax.lax.map(f, ..., batch_size=k)` runs
-    it (a scan over steps of k rows, then the remaining rows as one step), except that a step
-    without any masked-in entry (padding rows, see `_pad_rows`) is skipped: 0 for its rows.
-    `mask` does not depend on the model, so under the models' vmap the skip stays a branch."""
+    """The rows of (idx, mask) through `f`, k rows a step (`f` takes a step: the vmap of a
+    function of one row), as `jax.lax.map(one_row, ..., batch_size=k)` runs them (a scan over
+    steps of k rows, then the remaining rows as one step), except that a step without any
+    masked-in entry (padding rows, see `_pad_rows`) is skipped: 0 for its rows. `mask` does not
+    depend on the model, so under the models' vmap the skip stays a branch."""
     whole = idx.shape[0] // k * k
 
     def step(rows_m):
