@@ -173,7 +173,7 @@ def test_batch_statistics_score_every_test_example_once_in_full_batches(n, size)
 
 
 def test_the_batch_statistics_probe_skips_only_steps_of_padding_rows():
-    # 7 rows, 2 a step: steps (0, 1), (2, 3), (4, 5) and the remainder (6). Rows 3 to 6 are
+    # 7 rows, 2 a step: steps (0, 1), (2, 3), (4, 5) and (6, a filler row). Rows 3 to 6 are
     # padding (nothing masked in); row 3 shares its step with a scored row.
     idx = np.arange(1, 22, dtype=np.int32).reshape(7, 3)
     mask = np.zeros((7, 3), bool)
@@ -181,6 +181,7 @@ def test_the_batch_statistics_probe_skips_only_steps_of_padding_rows():
     f = lambda rows, m: rows * 10 + m  # noqa: E731  (nonzero on padding rows too)
     ours = np.asarray(jax.jit(probes._map_scored, static_argnums=(0, 3))(f, idx, mask, 2))
     lax_map = np.asarray(jax.lax.map(lambda a: f(*a), (idx, mask), batch_size=2))
+    assert ours.shape == idx.shape
     np.testing.assert_array_equal(ours[:4], lax_map[:4])  # steps with a scored row: computed
     assert (ours[4:] == 0).all() and (lax_map[4:] != 0).all()  # padding steps: skipped
     # The mask is the same for every model: under the models' vmap the skip stays a branch (a

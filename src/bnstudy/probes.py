@@ -99,22 +99,19 @@ def _batch_stat_predict(graphdef, params, stats, x, idx, mask, norm):
 
 def _map_scored(f, idx, mask, k):
     """The rows of (idx, mask) through `f`, k rows a step (`f` takes a step: the vmap of a
-    function of one row), as `jax.lax.map(one_row, ..., batch_size=k)` runs them (a scan over
-    steps of k rows, then the remaining rows as one step), except that a step without any
-    masked-in entry (padding rows, see `_pad_rows`) is skipped: 0 for its rows. `mask` does not
-    depend on the model, so under the models' vmap the skip stays a branch."""
-    whole = idx.shape[0] // k * k
+    function of one row), in a scan over the steps, the last step filled up with padding rows;
+    a step without any masked-in entry (padding rows, see `_pad_rows`) is skipped: 0 for its
+    rows. `mask` does not depend on the model, so under the models' vmap the skip stays a
+    branch."""
+    rows, width = idx.shape
+    fill = ((0, -rows % k), (0, 0))  # rows up to a whole number of steps
 
     def step(rows_m):
-        rows, m = rows_m
         skip = lambda rows, m: jnp.zeros(rows.shape, jnp.int32)  # noqa: E731
-        return jax.lax.cond(m.any(), f, skip, rows, m)
+        return jax.lax.cond(rows_m[1].any(), f, skip, *rows_m)
 
-    steps = lambda a: a[:whole].reshape(-1, k, a.shape[1])  # noqa: E731
-    out = [jax.lax.map(step, (steps(idx), steps(mask))).reshape(whole, idx.shape[1])]
-    if whole < idx.shape[0]:
-        out.append(step((idx[whole:], mask[whole:])))
-    return jnp.concatenate(out)
+    steps = lambda a: jnp.pad(a, fill).reshape(-1, k, width)  # noqa: E731
+    return jax.lax.map(step, (steps(idx), steps(mask))).reshape(-1, width)[:rows]
 
 
 def _pad_rows(batches: list[np.ndarray], rows: int, width: int):
@@ -244,7 +241,8 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _conditional(graphdef, params, stats, x, mates, norm):
     """Logits (models, n, classes): each row of x normalized with batch statistics in one batch
-    with the fixed rows `mates` (m - 1, features); running statistics are not updated."""
+    with the fixed rows `mates` (m - 1, features); running statistics are not updated. x: a
+    whole number of steps of `_conditional_rows(m)` rows."""
 
     def one_model(p, s):
         def one(xi):
@@ -252,18 +250,24 @@ def _conditional(graphdef, params, stats, x, mates, norm):
             out, _ = models.apply(graphdef, p, s, batch, train=True, norm=norm)
             return out[0]
 
-        return jax.lax.map(one, x, batch_size=max(1, CHUNK // (mates.shape[0] + 1)))
+        return jax.lax.map(one, x, batch_size=_conditional_rows(mates.shape[0] + 1))
 
     return jax.vmap(one_model)(params, stats)
+
+
+def _conditional_rows(m: int) -> int:
+    """Rows of x per step of `_conditional`: as many batches of m as make about CHUNK examples."""
+    return max(1, CHUNK // m)
 
 
 def conditional_logits(graphdef, params, stats, x, mates, norm=None) -> np.ndarray:
     """The conditional function x -> f(x; mates) of batch-statistics networks, per model:
     (models, n, classes). With m - 1 fixed batch-mates, each unit's normalization is the bounded
     function g of Proposition 3 of the example's own pre-activation."""
-    return np.asarray(
-        _conditional(graphdef, params, stats, np.asarray(x, np.float32), np.asarray(mates), norm)
-    )
+    n, k = len(x), _conditional_rows(len(mates) + 1)
+    padded = np.zeros((-(-n // k) * k, np.shape(x)[1]), np.float32)  # whole steps: one trace
+    padded[:n] = x
+    return np.asarray(_conditional(graphdef, params, stats, padded, np.asarray(mates), norm))[:, :n]
 
 
 def draw_mates(x_train, batch_size: int, seed: int = 0) -> np.ndarray:
