@@ -241,8 +241,7 @@ def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
 def _conditional(graphdef, params, stats, x, mates, norm):
     """Logits (models, n, classes): each row of x normalized with batch statistics in one batch
-    with the fixed rows `mates` (m - 1, features); running statistics are not updated. x: a
-    whole number of steps of `_conditional_rows(m)` rows."""
+    with the fixed rows `mates` (m - 1, features); running statistics are not updated."""
 
     def one_model(p, s):
         def one(xi):
@@ -250,24 +249,20 @@ def _conditional(graphdef, params, stats, x, mates, norm):
             out, _ = models.apply(graphdef, p, s, batch, train=True, norm=norm)
             return out[0]
 
-        return jax.lax.map(one, x, batch_size=_conditional_rows(mates.shape[0] + 1))
+        # Rows left over from whole steps run as a step of their own (two traces of `one`):
+        # computed in a full step instead, their logits differed in the last bits (docs/speed.md).
+        return jax.lax.map(one, x, batch_size=max(1, CHUNK // (mates.shape[0] + 1)))
 
     return jax.vmap(one_model)(params, stats)
-
-
-def _conditional_rows(m: int) -> int:
-    """Rows of x per step of `_conditional`: as many batches of m as make about CHUNK examples."""
-    return max(1, CHUNK // m)
 
 
 def conditional_logits(graphdef, params, stats, x, mates, norm=None) -> np.ndarray:
     """The conditional function x -> f(x; mates) of batch-statistics networks, per model:
     (models, n, classes). With m - 1 fixed batch-mates, each unit's normalization is the bounded
     function g of Proposition 3 of the example's own pre-activation."""
-    n, k = len(x), _conditional_rows(len(mates) + 1)
-    padded = np.zeros((-(-n // k) * k, np.shape(x)[1]), np.float32)  # whole steps: one trace
-    padded[:n] = x
-    return np.asarray(_conditional(graphdef, params, stats, padded, np.asarray(mates), norm))[:, :n]
+    return np.asarray(
+        _conditional(graphdef, params, stats, np.asarray(x, np.float32), np.asarray(mates), norm)
+    )
 
 
 def draw_mates(x_train, batch_size: int, seed: int = 0) -> np.ndarray:
