@@ -17,14 +17,9 @@
 # With NVIDIA MPS started beforehand (nvidia-cuda-mps-control -d), the slice's jobs use it.
 # benchmarks/gpu_job.sh breaks one job of COMMANDS down further (its compilations by program).
 # Run from the repository root with the study's data under results/data and bnstudy importable
-# (PYTHONPATH=src will do). COMMANDS and the data come from a dry run on any machine, e.g.
-#   snakemake -n -p --cores 16 --configfile workflow/config/full.yaml \
-#       results/runs/mnist1d/post-d2-w128-b128.parquet ... >dry.txt
-#   grep -o 'bnstudy train .*' dry.txt >COMMANDS
-#   mkdir -p results/logs/data; grep -o 'bnstudy prepare-data .*' dry.txt | bash  # the data
-# (the 2026-11-26 run: the MNIST-1D pre and post d2-w128-b128 jobs, MNIST-1D pre-d2-w128-b16,
-# digits pre-d16-w128-b128, spirals pre-d2-w128-b128, xor pre-d2-w128-b64, digits
-# pre-d2-w128-b128 and MNIST-1D pre-d8-w128-b128, in that order).
+# (PYTHONPATH=src will do). COMMANDS and the data come from a dry run on any machine:
+# `bash benchmarks/gpu_session.sh prepare` writes the slice's (its TARGETS, the 8 jobs of every
+# GPU run so far) to .gpu/commands.txt and results/data.
 set -u
 OUT=${1:?output folder}
 COMMANDS=${2:?file of bnstudy train commands, one per line}

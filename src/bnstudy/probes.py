@@ -199,10 +199,10 @@ def batch_stat_probe(
             by_class = class_batches(y, None if size == vocab.FULL else b, rng)
             rows = max(len(by_class), len(draws[0]))
             preds = {}
-            passes = [("random", draws[0]), ("random2", draws[1]), ("class", by_class)]
+            passes = {"random": draws[0], "random2": draws[1], "class": by_class}
             if b == n:  # one batch of the whole set: no flips to count, random2 is not needed
-                del passes[1]
-            for name, batches in passes:
+                del passes["random2"]
+            for name, batches in passes.items():
                 idx, mask = _pad_rows(batches, rows, b)
                 p = np.asarray(_batch_stat_predict(graphdef, params, stats, x, idx, mask, norm))
                 preds[name] = _per_example(p, idx, mask, n)
