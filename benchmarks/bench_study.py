@@ -178,6 +178,7 @@ def main() -> None:
         out["fixed_cost_share"] = round(1 - pure / job_sum, 3)
         out["fixed_cost_share_training_jobs"] = round(1 - pure / float(train_jobs["sum"]), 3)
         out["wall_over_pure_training"] = round(wall / (pure / args.cores), 2)
+        out["train_jobs"] = phases.round(3).to_dict(orient="records")  # each job's phases
         print(f"\ntraining jobs ({len(phases)}), phases summed:")
         for p, v in summed.items():
             print(f"  {p:<22}  {v:8.1f} s")

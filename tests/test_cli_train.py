@@ -219,6 +219,9 @@ def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, 
         (family("none", "swish"), "unknown activation 'swish'; valid: identity, relu"),
         (family("none", "relu", batchprobes=[]), "unknown key batchprobes"),
         (family("none", "relu", batch_probes=["tanh"]), "batch_probes must be among"),
+        (family("none", "relu", boundaries=["tanh"]), "boundaries must be among"),
+        (family("none", "relu", boundaries="relu"), "boundaries must be lists"),
+        (family("none", "relu", boundary_mates="no"), "boundary_mates must be true or false"),
         (["--family", "{norm: none}"], "not a JSON object"),
     ],
 )
@@ -282,6 +285,41 @@ def test_a_family_trained_in_a_job_equals_the_family_trained_alone(spirals_file,
         np.testing.assert_array_equal(b["pred_inference"][rows], a["pred_inference"])
         np.testing.assert_array_equal(b["pred_batch"][rows], a["pred_batch"])
         assert (b["pred_batch"][~rows] == -1).all()  # no batch statistics: not computed
+
+
+def test_a_job_draws_only_the_boundary_grids_its_families_ask_for(spirals_file, tmp_path):
+    """`boundaries` picks the activations whose models get grids, `boundary_mates` false leaves
+    out the fixed-mates grids (the workflow asks for what the boundary figure reads); the grids
+    drawn are those of a job that draws all of them. A job that draws none writes the grid
+    and no models."""
+    common = ["--data", spirals_file, "--width", 16, "--epochs", 2, "--seeds", 0, 1]
+    common += ["--lrs", 0.01, 0.1, "--batch-size", 32, "--test-batch-sizes", "full"]
+    common += ["--extend-edges", 0]
+    jobs = {
+        "all": family("batchnorm", "identity", "relu") + family("none", "relu"),
+        "some": family("batchnorm", "identity", "relu", boundaries=["relu"], boundary_mates=False)
+        + family("none", "relu", boundaries=["relu"]),
+        "none": family("batchnorm", "identity", "relu", boundaries=[])
+        + family("none", "relu", boundaries=[]),
+    }
+    for name, families in jobs.items():
+        out = tmp_path / f"{name}.parquet"
+        r = bnstudy(
+            "train", *common, *families, "--out", out, "--boundary", tmp_path / f"{name}.npz"
+        )
+        assert r.returncode == 0, r.stderr
+        assert len(pd.read_parquet(out)) == 12  # every model trained and measured either way
+    with np.load(tmp_path / "all.npz") as a, np.load(tmp_path / "some.npz") as s:
+        assert list(a["activations"]) == ["identity", "identity", "relu", "relu", "relu", "relu"]
+        rows = a["activations"] == "relu"
+        assert list(s["activations"]) == ["relu"] * 4 and list(s["norms"]) == list(a["norms"][rows])
+        np.testing.assert_array_equal(s["lrs"], a["lrs"][rows])
+        np.testing.assert_array_equal(s["pred_inference"], a["pred_inference"][rows])
+        assert "pred_batch" in a and "pred_batch" not in s and "batch_mates" not in s
+    with np.load(tmp_path / "none.npz") as z, np.load(tmp_path / "all.npz") as a:
+        assert z["pred_inference"].shape == (0, 200, 200) and len(z["seeds"]) == 0
+        for k in ("xx", "yy", "x_train", "y_train"):
+            np.testing.assert_array_equal(z[k], a[k])
 
 
 def test_families_that_differ_only_in_their_norm_share_one_training_program(spirals_file, tmp_path):

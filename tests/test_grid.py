@@ -152,6 +152,40 @@ def test_probes_run_only_where_an_experiment_reads_them():
     assert all("init_batch_sizes" not in f for f in grid.job_families(config, job()))
 
 
+def test_boundary_grids_are_drawn_only_where_the_boundary_figure_reads_them():
+    """On a 2-D set: inference-mode grids for E6's activations; at E8's small batch size
+    (vocab.CONDITIONAL_BATCH) fixed-mates grids too, for its batch-statistics families; none
+    where E6 is not in the config. Other datasets get neither key."""
+    two_d = dict(datasets=["spirals"])
+    config = config_with(
+        {
+            "E1": [block(**two_d, activations=["identity", "relu", "gelu"], norms=["batchnorm"])],
+            "E6": [block(**two_d, activations=["identity", "relu"], norms=["batchnorm", "none"])],
+            "E8": [
+                block(
+                    **two_d,
+                    activations=["identity"],
+                    norms=["batchnorm", "none"],
+                    batch_sizes=[vocab.CONDITIONAL_BATCH, 32],
+                )
+            ],
+        }
+    )
+    none, bn = grid.job_families(config, job(dataset="spirals"))
+    assert bn["boundaries"] == ["identity", "relu"] and not bn["boundary_mates"]
+    assert none["boundaries"] == ["identity", "relu"] and not none["boundary_mates"]
+    small = job(dataset="spirals", batch_size=str(vocab.CONDITIONAL_BATCH))
+    none, bn = grid.job_families(config, small)
+    assert bn["boundaries"] == ["identity"] and bn["boundary_mates"]
+    assert none["boundaries"] == [] and not none["boundary_mates"]  # no batch statistics
+    config["experiments"].pop("E6")
+    for wc in (job(dataset="spirals"), small):
+        assert all(f["boundaries"] == [] for f in grid.job_families(config, wc))
+        assert not any(f["boundary_mates"] for f in grid.job_families(config, wc))
+    config["experiments"]["E1"][0]["datasets"] = ["mnist1d"]
+    assert all("boundaries" not in f for f in grid.job_families(config, job()))
+
+
 def test_training_settings_with_per_dataset_override_and_schema_defaults():
     config = config_with(
         {"E1": [block(datasets=["mnist1d", "spirals"])]},

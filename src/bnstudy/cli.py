@@ -79,6 +79,10 @@ FAMILY_FIELDS = {
     "accuracy and affinity gap; E8)",
     "init_batch_sizes": "also measure every layer's gradient norm at initialization at these "
     "batch sizes (root mean square over batches; E4); by default only the first training step's",
+    "boundaries": "with --boundary: the activations whose models (the lowest seed's) get "
+    "decision-boundary grids (default: all; []: none)",
+    "boundary_mates": "with --boundary: false: no fixed-mates grids (the conditional function "
+    "of batch-statistics networks) beside the inference-mode ones (default: true)",
 }
 
 
@@ -105,15 +109,25 @@ def _family(text: str) -> dict:
         )
     acts = family["activations"]
     probed = family.get("batch_probes", acts)
-    if not isinstance(acts, list) or not acts or not isinstance(probed, list):
-        raise argparse.ArgumentTypeError(f"activations and batch_probes must be lists: {text}")
-    for a in acts + probed:
+    drawn = family.get("boundaries", acts)
+    if (
+        not isinstance(acts, list)
+        or not acts
+        or not all(isinstance(a, list) for a in (probed, drawn))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"activations, batch_probes and boundaries must be lists: {text}"
+        )
+    for a in acts + probed + drawn:
         if a not in vocab.ACTIVATIONS:
             raise argparse.ArgumentTypeError(
                 f"unknown activation {a!r}; valid: {', '.join(vocab.ACTIVATIONS)}"
             )
-    if not set(probed) <= set(acts):
-        raise argparse.ArgumentTypeError(f"batch_probes must be among the activations: {text}")
+    for name, subset in (("batch_probes", probed), ("boundaries", drawn)):
+        if not set(subset) <= set(acts):
+            raise argparse.ArgumentTypeError(f"{name} must be among the activations: {text}")
+    if not isinstance(family.get("boundary_mates", True), bool):
+        raise argparse.ArgumentTypeError(f"boundary_mates must be true or false: {text}")
     return family
 
 
@@ -387,16 +401,21 @@ def _run_train(args) -> None:
             "train_seconds": time.perf_counter() - family_start,
         }
         tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
-        first = np.flatnonzero(result.seeds == min(cfg.seeds))  # the lowest seed (E6 draws it)
+        # The lowest seed's models (E6 draws them), of the activations whose grids are read
+        first = np.flatnonzero(result.seeds == min(cfg.seeds))
+        first = first[
+            np.isin(result.activations[first], family.get("boundaries", family["activations"]))
+        ]
         grids = {}
-        if args.boundary:
+        if args.boundary and len(first):
             graphdef, params, stats, norm = probes.shared_view(spec, result, union)
+            mates = family.get("boundary_mates", True)
             grids = probes.boundary(
                 graphdef,
                 probes.unstack(params, first),
                 probes.unstack(stats, first),
                 ds.x_train,
-                mates=probes.draw_mates(ds.x_train, cfg.batch_size),
+                mates=probes.draw_mates(ds.x_train, cfg.batch_size) if mates else None,
                 norm=norm,
             )
             grids |= dict(
@@ -447,7 +466,8 @@ def _run_train(args) -> None:
         if getattr(args, name):
             results.write_parquet(tables[name], getattr(args, name))
     if args.boundary:
-        results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **_merge(rounds))
+        grids = _merge(rounds, ds.x_train)
+        results.write_npz(args.boundary, x_train=ds.x_train, y_train=ds.y_train, **grids)
     results.write_parquet(tables["run"], args.out)  # last: its existence means the job is complete
     phases["write"] = time.perf_counter() - mark
     print(
@@ -457,13 +477,28 @@ def _run_train(args) -> None:
     print("PHASES " + json.dumps({k: round(v, 3) for k, v in phases.items()}), file=sys.stderr)
 
 
-def _merge(rounds) -> dict:
+def _merge(rounds, x_train) -> dict:
     """The decision-boundary grids of every round, stacked over their models. Grids the same in
-    every round (the grid, the batch-mates) are kept once; `pred_batch` exists for
-    batch-statistics networks only, and is -1 for the other models."""
+    every round (the grid, the batch-mates) are kept once; `pred_batch` exists where a round drew
+    fixed-mates grids, and is -1 for the other models. A job whose families draw no grid (no
+    output reads them) gets the grid and no models."""
     import numpy as np
 
-    grids = [g for _, g in rounds]
+    from bnstudy import probes
+
+    grids = [g for _, g in rounds if g]
+    if not grids:
+        xx, yy = probes.boundary_grid(x_train)
+        return dict(
+            xx=xx,
+            yy=yy,
+            pred_inference=np.zeros((0, *xx.shape), np.int64),
+            seeds=np.array([], np.int64),
+            lrs=np.array([], np.float64),
+            activations=np.array([], str),
+            norms=np.array([], str),
+            groups=np.array([], np.int64),
+        )
     shared = {k: grids[0][k] for k in ("xx", "yy")}
     with_mates = [g for g in grids if "batch_mates" in g]
     if with_mates:

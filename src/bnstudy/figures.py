@@ -513,7 +513,7 @@ def e6_boundaries(metrics: pd.DataFrame, boundaries: list, path, max_points: int
     networks: the conditional function of each grid point with fixed training batch-mates, for
     the E8 network trained at batch size vocab.CONDITIONAL_BATCH (blank where E8 has none). `boundaries`: the cells' .npz files (grid.BOUNDARY).
     Each panel shows the selected learning rate's lowest seed; the number is its test accuracy."""
-    runs = stats.selected(metrics, "E6")
+    runs = stats.selected(metrics, vocab.BOUNDARY_EXPERIMENT)
     small = stats.selected(metrics, vocab.BATCH_SIZE_EXPERIMENT)
     small = small[small["batch_size"] == vocab.CONDITIONAL_BATCH]  # E8's small-batch cells
     given = {Path(f).parts[-2:]: f for f in boundaries}

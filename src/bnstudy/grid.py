@@ -272,7 +272,12 @@ def job_families(config: dict, wildcards) -> list[dict]:
       (vocab.BATCH_SIZE_EXPERIMENT), also evaluated at its own training batch size and as the
       conditional function of fixed batch-mates;
     - `init_batch_sizes`: a family of the depth experiment (vocab.DEPTH_EXPERIMENT) has its
-      gradients at initialization measured at the training section's `init_batch_sizes`.
+      gradients at initialization measured at the training section's `init_batch_sizes`;
+    - `boundaries` and `boundary_mates` (2-D datasets): the activations whose decision-boundary
+      grids the boundary figure reads (cells of vocab.BOUNDARY_EXPERIMENT, and, with it in the
+      config, batch-statistics cells of the strong-form experiment trained at
+      vocab.CONDITIONAL_BATCH), and whether it reads their fixed-mates grids (those cells'
+      only): no job draws grids nothing reads.
     """
     members: dict[tuple, dict[str, set[str]]] = {}  # (norm, groups) -> activation -> experiments
     for c, experiments in jobs(config).get(_job_key(wildcards), {}).items():
@@ -280,6 +285,9 @@ def job_families(config: dict, wildcards) -> list[dict]:
             experiments
         )
     init_sizes = training(config, wildcards.dataset)["init_batch_sizes"]
+    two_d = vocab.DATASETS[wildcards.dataset].two_d
+    drawn = vocab.BOUNDARY_EXPERIMENT in config["experiments"]
+    mates_read = drawn and int(wildcards.batch_size) == vocab.CONDITIONAL_BATCH
     specs = []
     for (norm, groups), by_activation in sorted(
         members.items(), key=lambda kv: (list(vocab.NORMS).index(kv[0][0]), kv[0][1])
@@ -296,6 +304,15 @@ def job_families(config: dict, wildcards) -> list[dict]:
             spec["conditional"] = True
         if vocab.DEPTH_EXPERIMENT in experiments and init_sizes:
             spec["init_batch_sizes"] = list(init_sizes)
+        if two_d:
+            mates = mates_read and norm in vocab.BATCH_STAT_NORMS
+            spec["boundaries"] = [
+                a
+                for a in activations
+                if vocab.BOUNDARY_EXPERIMENT in by_activation[a]
+                or (mates and vocab.BATCH_SIZE_EXPERIMENT in by_activation[a])
+            ]
+            spec["boundary_mates"] = mates
         specs.append(spec)
     return specs
 

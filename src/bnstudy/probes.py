@@ -448,14 +448,7 @@ def boundary(
     batch-statistics models with `mates` given also the conditional function with those fixed
     batch-mates (`pred_batch`; computed on every `COARSE`-th grid point and repeated, to bound
     the cost, which grows with the batch size)."""
-    x_train = np.asarray(x_train)
-    if x_train.shape[1] != 2:
-        raise ValueError(f"decision boundaries need 2-D inputs, got {x_train.shape[1]} features")
-    lo, hi = x_train.min(0), x_train.max(0)
-    pad = margin * (hi - lo)
-    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution, dtype=np.float32)
-    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution, dtype=np.float32)
-    xx, yy = np.meshgrid(xs, ys)
+    xx, yy = boundary_grid(x_train, resolution, margin)
     grid = np.stack([xx.ravel(), yy.ravel()], 1)
     m = jax.tree.leaves(params)[0].shape[0]
     out = {
@@ -473,6 +466,18 @@ def boundary(
         out["pred_batch"] = pred.repeat(c, 1).repeat(c, 2)[:, : xx.shape[0], : xx.shape[1]]
         out["batch_mates"] = np.asarray(mates)
     return out
+
+
+def boundary_grid(x_train, resolution: int = 200, margin: float = 0.25):
+    """(xx, yy): the `boundary` grid over the 2-D data range, widened by `margin` of it."""
+    x_train = np.asarray(x_train)
+    if x_train.shape[1] != 2:
+        raise ValueError(f"decision boundaries need 2-D inputs, got {x_train.shape[1]} features")
+    lo, hi = x_train.min(0), x_train.max(0)
+    pad = margin * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution, dtype=np.float32)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution, dtype=np.float32)
+    return np.meshgrid(xs, ys)
 
 
 def _runs(graphdef, params, stats, norm) -> models.ModelSpec:

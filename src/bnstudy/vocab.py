@@ -100,7 +100,8 @@ BATCH_SIZE_EXPERIMENT = "E8"  # its batch-statistics cells are also probed at th
 # family runs them on the activations whose cells belong to one of these, and on no others
 BATCH_PROBE_EXPERIMENTS = ("E3", "E8")
 DEPTH_EXPERIMENT = "E4"  # its cells' gradient norms at init are measured at `init_batch_sizes`
-CONDITIONAL_BATCH = 4  # E6 draws the fixed-mates boundaries of E8's networks trained at this size
+BOUNDARY_EXPERIMENT = "E6"  # draws its cells' decision boundaries (inference mode) and the
+CONDITIONAL_BATCH = 4  # fixed-mates boundaries of E8's networks trained at this batch size
 CLAIM_EXPERIMENTS = ("E1", "E8", "E9")  # the experiments whose cells bnstudy.stats.claims judges
 ANSWER_EXPERIMENT = "E1"  # the settings whose verdicts the study's answer conjoins
 
