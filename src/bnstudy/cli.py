@@ -407,23 +407,24 @@ def _run_train(args) -> None:
             np.isin(result.activations[first], family.get("boundaries", family["activations"]))
         ]
         grids = {}
+        if args.boundary:
+            grids = dict(  # which models the grids are of (none where no output reads them)
+                seeds=result.seeds[first],
+                lrs=lrs[first],
+                activations=result.activations[first],
+                norms=np.full(len(first), spec.norm),
+                groups=np.full(len(first), spec.groups),
+            )
         if args.boundary and len(first):
             graphdef, params, stats, norm = probes.shared_view(spec, result, union)
             mates = family.get("boundary_mates", True)
-            grids = probes.boundary(
+            grids |= probes.boundary(
                 graphdef,
                 probes.unstack(params, first),
                 probes.unstack(stats, first),
                 ds.x_train,
                 mates=probes.draw_mates(ds.x_train, cfg.batch_size) if mates else None,
                 norm=norm,
-            )
-            grids |= dict(
-                seeds=result.seeds[first],
-                lrs=lrs[first],
-                activations=result.activations[first],
-                norms=np.full(len(first), spec.norm),
-                groups=np.full(len(first), spec.groups),
             )
         phases["probes"] = phases.get("probes", 0.0) + time.perf_counter() - mark
         return tables, grids
@@ -486,27 +487,19 @@ def _merge(rounds, x_train) -> dict:
 
     from bnstudy import probes
 
-    grids = [g for _, g in rounds if g]
-    if not grids:
-        xx, yy = probes.boundary_grid(x_train)
-        return dict(
-            xx=xx,
-            yy=yy,
-            pred_inference=np.zeros((0, *xx.shape), np.int64),
-            seeds=np.array([], np.int64),
-            lrs=np.array([], np.float64),
-            activations=np.array([], str),
-            norms=np.array([], str),
-            groups=np.array([], np.int64),
-        )
-    shared = {k: grids[0][k] for k in ("xx", "yy")}
+    grids = [g for _, g in rounds]
+    drawn = [g for g in grids if "xx" in g]
+    xx, yy = (drawn[0]["xx"], drawn[0]["yy"]) if drawn else probes.boundary_grid(x_train)
+    shared = {"xx": xx, "yy": yy}
+    for g in grids:  # a round that drew none: no models
+        g.setdefault("pred_inference", np.zeros((0, *xx.shape), np.int64))
     with_mates = [g for g in grids if "batch_mates" in g]
     if with_mates:
         shared["batch_mates"] = with_mates[0]["batch_mates"]
         shape = with_mates[0]["pred_batch"].shape[1:]
         for g in grids:
             g.setdefault("pred_batch", np.full((len(g["seeds"]), *shape), -1))
-    per_model = [k for k in grids[0] if k not in shared]
+    per_model = [k for k in grids[0] if k not in ("xx", "yy", "batch_mates")]
     return shared | {k: np.concatenate([g[k] for g in grids]) for k in per_model}
 
 
