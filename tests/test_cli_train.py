@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy import data
+from bnstudy import data, results
 
 
 def bnstudy(*args, cwd=None):
@@ -121,8 +121,12 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
         and g.groupby(["seed", "lr"]).layer.apply(list).map(lambda x: x == [0, 1, 2]).all()
     )
     assert (g.grad_norm_init > 0).all()
-    bs = pd.read_parquet(bstats)  # one row per model x test batch size x composition
-    assert len(bs) == 6 * 3 * 2 and set(bs.composition) == {"random", "class"}
+    # The batch-statistics probes and the grids: at the selected rate only (the one read)
+    best = runs.groupby("lr").val_acc.mean().idxmax()  # no ties, no divergence here
+    assert results.selected(runs).tolist() == (runs.lr == best).tolist()
+    bs = pd.read_parquet(bstats)  # one row per selected model x test batch size x composition
+    assert len(bs) == 3 * 3 * 2 and set(bs.composition) == {"random", "class"}
+    assert set(zip(bs.seed, bs.lr)) == {(s, best) for s in (0, 1, 2)}
     assert bs.accuracy.notna().all()
     assert set(bs[bs.full].test_batch_size) == {
         len(data.load(spirals_file).y_test)
@@ -137,9 +141,10 @@ def test_train_writes_one_row_per_seed_and_lr_with_every_metric(spirals_file, tm
     again = runs.set_index(["seed", "lr"]).val_acc.sort_index()
     np.testing.assert_allclose(final.to_numpy(), again.to_numpy(), atol=1e-6)
 
-    with np.load(bound) as b:  # the lowest seed's models (E6 draws them), on that seed's split
-        assert b["pred_inference"].shape == (2, 200, 200) and b["pred_batch"].shape == (2, 200, 200)
-        assert b["xx"].shape == (200, 200) and list(b["seeds"]) == [0, 0]
+    with np.load(bound) as b:  # the lowest seed's model (E6 draws it), on that seed's split
+        assert b["pred_inference"].shape == (1, 200, 200) and b["pred_batch"].shape == (1, 200, 200)
+        assert b["xx"].shape == (200, 200) and list(b["seeds"]) == [0]
+        assert np.isclose(b["lrs"], best).all()
         assert b["x_train"].tobytes() == data.load(spirals_file, 0).x_train.tobytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "b.npz",
@@ -175,6 +180,28 @@ def test_non_batchnorm_cells_have_nan_batch_probes_and_no_fold(spirals_file, tmp
     assert runs.affine_gap.notna().all()
 
 
+def test_batch_statistics_probes_run_at_each_cells_selected_rate_only(spirals_file, tmp_path):
+    """The outputs read a cell's batch-statistics probes (batchstats, cond_*) at its selected
+    learning rate (results.select_lr, over all its rounds), so only those models are probed; the
+    run table still has every model, NaN in cond_* elsewhere."""
+    out, bstats = tmp_path / "cell.parquet", tmp_path / "cell.batchstats.parquet"
+    args = ["train", "--data", spirals_file, "--width", 16, "--epochs", 3, "--seeds", 0, 1]
+    args += ["--lrs", 1e-3, 1e-2, 1e-1, "--batch-size", 16, "--test-batch-sizes", 4, "full"]
+    families = family("batchnorm", "identity", "relu", conditional=True, batch_probes=["relu"])
+    r = bnstudy(*args, *families, "--out", out, "--batchstats", bstats)
+    assert r.returncode == 0, r.stderr
+    runs = pd.read_parquet(out)
+    chosen = results.selected(runs)
+    assert chosen.sum() == 2 * 2  # two cells x two seeds
+    probed = chosen & (runs.activation == "relu").to_numpy()
+    assert runs.cond_test_acc[probed].between(0, 1).all()
+    assert runs.cond_affine_gap[probed].notna().all() and runs.cond_test_acc[~probed].isna().all()
+    bs = pd.read_parquet(bstats)
+    keys = ["activation", "seed", "lr"]
+    assert set(map(tuple, bs[keys].to_numpy())) == set(map(tuple, runs[probed][keys].to_numpy()))
+    assert len(bs) == 2 * 2 * 3  # probed models x test batch sizes (own 16, 4, full) x 2
+
+
 def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, tmp_path):
     """Rates far too small: ReLU selects the largest, so the family trains at the next rates of
     the grid's progression above it (and again, while it still selects the largest)."""
@@ -189,14 +216,18 @@ def test_a_cell_that_selects_an_edge_of_the_grid_trains_beyond_it(spirals_file, 
     np.testing.assert_allclose(lrs, [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], rtol=1e-6)
     assert len(runs) == 2 * 6 and not runs.duplicated(["seed", "lr"]).any()
     assert r.stderr.count("selected an edge") == 2
-    bound = tmp_path / "b.npz"  # the boundary grids hold the lowest seed's model at every rate
+    # The boundary grid holds the lowest seed's model at the rate selected over every round:
+    # here one of an extension round's
+    bound = tmp_path / "b.npz"
     args = ["train", "--data", spirals_file, *family("none", "relu")]
     args += ["--width", 16, "--epochs", 3, "--seeds", 0, 1, "--lrs", 1e-5, 1e-4]
     r = bnstudy(*args, "--out", tmp_path / "s.parquet", "--boundary", bound)
     assert r.returncode == 0, r.stderr
-    n = pd.read_parquet(tmp_path / "s.parquet").lr.nunique()
+    runs = pd.read_parquet(tmp_path / "s.parquet")
+    best = runs[results.selected(runs)].lr.unique()
+    assert runs.lr.nunique() > 2 and len(best) == 1 and best[0] > 2e-4
     with np.load(bound) as b:
-        assert n > 2 and len(b["lrs"]) == n and b["pred_inference"].shape[0] == n
+        assert b["pred_inference"].shape[0] == 1 and np.isclose(b["lrs"], best).all()
     none = bnstudy(*args, "--extend-edges", 0, "--out", tmp_path / "none.parquet")
     assert none.returncode == 0 and len(pd.read_parquet(tmp_path / "none.parquet")) == 4
 
@@ -310,9 +341,10 @@ def test_a_job_draws_only_the_boundary_grids_its_families_ask_for(spirals_file, 
         assert r.returncode == 0, r.stderr
         assert len(pd.read_parquet(out)) == 12  # every model trained and measured either way
     with np.load(tmp_path / "all.npz") as a, np.load(tmp_path / "some.npz") as s:
-        assert list(a["activations"]) == ["identity", "identity", "relu", "relu", "relu", "relu"]
+        # the lowest seed's model at each cell's selected rate
+        assert list(a["activations"]) == ["identity", "relu", "relu"]
         rows = a["activations"] == "relu"
-        assert list(s["activations"]) == ["relu"] * 4 and list(s["norms"]) == list(a["norms"][rows])
+        assert list(s["activations"]) == ["relu"] * 2 and list(s["norms"]) == list(a["norms"][rows])
         np.testing.assert_array_equal(s["lrs"], a["lrs"][rows])
         np.testing.assert_array_equal(s["pred_inference"], a["pred_inference"][rows])
         assert "pred_batch" in a and "pred_batch" not in s and "batch_mates" not in s

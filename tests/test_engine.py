@@ -131,10 +131,15 @@ def test_batch_statistics_make_predictions_depend_on_the_batch(mnist1d):
     a = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:50])
     b = probes.logits(r.graphdef, r.params, r.stats, mnist1d.x_test[:2])
     np.testing.assert_allclose(a[:, :2], b, rtol=1e-5, atol=1e-5)
-    # `measure` gives the probe the test set's inference logits of its own forward pass: the
-    # same records, seed by seed, as the probe computing them itself.
+    # `measure` gives the probe which test examples are confident from its own forward pass:
+    # the same records, seed by seed, as the probe computing them itself, for the models asked.
     sizes = [2, 8, 32, "full"]
-    _, measured, _ = probes.measure(spec, r, {0: mnist1d, 1: mnist1d}, sizes)
+    splits = {0: mnist1d, 1: mnist1d}
+    _, _, confident = probes.measure(spec, r, splits)
+    _, measured = probes.measure_batch_stats(spec, r, splits, [0, 1], sizes, confident)
+    cond, only = probes.measure_batch_stats(spec, r, splits, [1], sizes, confident, conditional=8)
+    assert [rec["models"].tolist() for rec in only] == [[1]] * 8  # only the models asked for
+    assert np.isnan(cond["cond_test_acc"][0]) and 0 < cond["cond_test_acc"][1] <= 1
     for seed in (0, 1):
         idx = np.flatnonzero(r.seeds == seed)
         alone = probes.batch_stat_probe(
@@ -286,13 +291,22 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     # The probes run them as models of `shared` too (train.as_shared, undone by _keep_norm):
     # one compiled program per probe for every family, the same measures up to float rounding.
     splits = {s: mnist1d for s in cfg.seeds}
+
+    def probe(spec, r, shared=None):  # every model: the scalars and the batch-statistics records
+        scalars, _, confident = probes.measure(spec, r, splits, shared=shared)
+        if not spec.uses_batch_stats:
+            return scalars, []
+        every = np.arange(len(r.seeds))
+        return scalars, probes.measure_batch_stats(
+            spec, r, splits, every, [8], confident, shared=shared
+        )[1]
+
     jax.config.update("jax_log_compiles", True)
     try:
         with caplog.at_level("WARNING"):
             caplog.clear()
             together = [
-                probes.measure(shared.member_norm(n), r, splits, [8], shared=shared)
-                for n, r in zip(norms, shared_runs)
+                probe(shared.member_norm(n), r, shared=shared) for n, r in zip(norms, shared_runs)
             ]
     finally:
         jax.config.update("jax_log_compiles", False)
@@ -302,8 +316,8 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     # test set's logits from that pass; each family with its own programs: four)
     assert count("_logits") == 1
     assert count("_batch_stat_predict") == 1
-    for norm, r, (scalars, batch, _) in zip(norms, shared_runs, together):
-        own_scalars, own_batch, _ = probes.measure(shared.member_norm(norm), r, splits, [8])
+    for norm, r, (scalars, batch) in zip(norms, shared_runs, together):
+        own_scalars, own_batch = probe(shared.member_norm(norm), r)
         assert scalars.keys() == own_scalars.keys() and len(batch) == len(own_batch)
         for key, values in scalars.items():
             np.testing.assert_allclose(values, own_scalars[key], rtol=1e-5, atol=1e-6)

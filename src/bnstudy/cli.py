@@ -72,15 +72,15 @@ FAMILY_FIELDS = {
     "norm": "the normalization (required)",
     "activations": "its activations, a list (required)",
     "groups": "groupnorm's groups (must divide the width)",
-    "batch_probes": "the activations whose models get the batch-statistics probes (default: all; "
-    "[]: none)",
+    "batch_probes": "the activations whose models get the batch-statistics probes, at each "
+    "cell's selected learning rate (default: all; []: none)",
     "conditional": "true: batch-statistics networks are also evaluated at the training batch "
     "size and as the conditional function with batch-size - 1 fixed training batch-mates (test "
-    "accuracy and affinity gap; E8)",
+    "accuracy and affinity gap; E8), at each cell's selected learning rate",
     "init_batch_sizes": "also measure every layer's gradient norm at initialization at these "
     "batch sizes (root mean square over batches; E4); by default only the first training step's",
-    "boundaries": "with --boundary: the activations whose models (the lowest seed's) get "
-    "decision-boundary grids (default: all; []: none)",
+    "boundaries": "with --boundary: the activations whose models (the lowest seed's, at each "
+    "cell's selected learning rate) get decision-boundary grids (default: all; []: none)",
     "boundary_mates": "with --boundary: false: no fixed-mates grids (the conditional function "
     "of batch-statistics networks) beside the inference-mode ones (default: true)",
 }
@@ -146,7 +146,9 @@ def _add_train(sub) -> None:
         description="Train the families of one training job (dataset, placement, depth, width, "
         "batch size) one after another in one process: each family (a normalization and its "
         "activations) trains all its activations x seeds x learning rates in one compiled "
-        "program; then every model is evaluated and probed. Writes OUT (one row per model, every "
+        "program; then every model is evaluated and probed (the batch-statistics probes and the "
+        "decision boundaries at each cell's selected learning rate: the highest mean validation "
+        "accuracy). Writes OUT (one row per model, every "
         "scalar metric) and, if asked, the per-epoch history, the batch-statistics probe, the "
         "per-layer gradient norms and (2-D data) decision-boundary grids. All writes are atomic.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -219,8 +221,8 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--boundary",
         default=None,
-        help="output .npz of decision-boundary grids of the lowest seed's models, on its split "
-        "(2-D datasets only)",
+        help="output .npz of decision-boundary grids of the lowest seed's models at their "
+        "cells' selected learning rates, on its split (2-D datasets only)",
     )
     p.add_argument(
         "--threads",
@@ -355,8 +357,8 @@ def _run_train(args) -> None:
     }
 
     def train_round(cfg, spec, family, members=()):
-        """Train and measure the family (or its activations `members`) at cfg.lrs: its tables
-        and (2-D) boundary pieces."""
+        """Train the family (or its activations `members`) at cfg.lrs and measure every model:
+        the round (its models and what `probes.measure` gives) and its run table so far."""
         union = shared(spec)
         if members:  # an edge-extension round: the members alone, with the job's norms
             spec = dataclasses.replace(
@@ -367,16 +369,11 @@ def _run_train(args) -> None:
         for k, v in result.seconds.items():
             phases[k] = phases.get(k, 0.0) + v
         mark = time.perf_counter()
-        conditional = family.get("conditional") and spec.uses_batch_stats
-        own_size = [cfg.batch_size] if conditional and cfg.batch_size not in sizes else []
-        scalars, batch, grads = probes.measure(
+        scalars, grads, confident = probes.measure(
             spec,
             result,
             splits,
-            own_size + sizes,  # a strong-form family is also tested at its own batch size
-            conditional=cfg.batch_size if conditional else None,
             init_batch_sizes=family.get("init_batch_sizes", []),
-            batch_probes=family.get("batch_probes"),
             shared=union,  # the job's other families compiled the probes too
         )
         ident = dict(
@@ -390,19 +387,59 @@ def _run_train(args) -> None:
             groups=spec.groups,
         )
         lrs = np.tile(np.asarray(cfg.lrs, np.float64), len(result.seeds) // len(cfg.lrs))
+        phases["probes"] = phases.get("probes", 0.0) + time.perf_counter() - mark
+        return dict(
+            cfg=cfg,
+            spec=spec,
+            union=union,
+            result=result,
+            ident=ident,
+            lrs=lrs,
+            scalars=scalars,
+            grads=grads,
+            confident=confident,
+            run=results.run_frame(ident, result.seeds, lrs, scalars),
+        )
+
+    def finish_round(r, family, chosen):
+        """The round's probes that an output reads at the selected learning rate only (`chosen`:
+        per model, whether it is its cell's; results.select_lr over the family's rounds): the
+        batch-statistics probes and the decision-boundary grids; then its tables and grids."""
+        cfg, spec, union, result = r["cfg"], r["spec"], r["union"], r["result"]
+        mark = time.perf_counter()
+        cond, batch = {}, []
+        if spec.uses_batch_stats:
+            conditional = family.get("conditional")
+            own_size = [cfg.batch_size] if conditional and cfg.batch_size not in sizes else []
+            probed = np.isin(result.activations, family.get("batch_probes", spec.activations))
+            cond, batch = probes.measure_batch_stats(
+                spec,
+                result,
+                splits,
+                np.flatnonzero(chosen & probed),
+                own_size + sizes,  # a strong-form family is also tested at its own batch size
+                r["confident"],
+                conditional=cfg.batch_size if conditional else None,
+                shared=union,
+            )
         n_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(result.params))
         scalars = {
             "optimizer": cfg.optimizer,
             "schedule": cfg.schedule,
             "epochs": cfg.epochs,
-            **scalars,
+            **r["scalars"],
+            **cond,
             "n_params": n_params,
             "device": device,
             "train_seconds": time.perf_counter() - family_start,
         }
-        tables = results.run_tables(ident, result.seeds, lrs, scalars, batch, grads, result.history)
-        # The lowest seed's models (E6 draws them), of the activations whose grids are read
-        first = np.flatnonzero(result.seeds == min(cfg.seeds))
+        lrs = r["lrs"]
+        tables = results.run_tables(
+            r["ident"], result.seeds, lrs, scalars, batch, r["grads"], result.history
+        )
+        # The lowest seed's models at their cells' selected rates (E6 draws them), of the
+        # activations whose grids are read
+        first = np.flatnonzero((result.seeds == min(cfg.seeds)) & chosen)
         first = first[
             np.isin(result.activations[first], family.get("boundaries", family["activations"]))
         ]
@@ -446,7 +483,7 @@ def _run_train(args) -> None:
         own = [train_round(cfg, spec, family)]
         tried = list(cfg.lrs)
         for _ in range(args.extend_edges):
-            run = pd.concat([t["run"] for t, _ in own], ignore_index=True)
+            run = pd.concat([r["run"] for r in own], ignore_index=True)
             more, members = results.edge_extension(run, tried)
             if not more:
                 break
@@ -458,7 +495,10 @@ def _run_train(args) -> None:
                 train_round(dataclasses.replace(cfg, lrs=tuple(more)), spec, family, members)
             )
             tried += more
-        rounds += own
+        # The rates the study reports each cell at, known now that its rounds are done
+        chosen = results.selected(pd.concat([r["run"] for r in own], ignore_index=True))
+        ends = np.cumsum([len(r["run"]) for r in own])[:-1]
+        rounds += [finish_round(r, family, c) for r, c in zip(own, np.split(chosen, ends))]
     tables = {
         name: pd.concat([t[name] for t, _ in rounds], ignore_index=True) for name in rounds[0][0]
     }

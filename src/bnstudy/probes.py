@@ -167,7 +167,7 @@ def _per_example(preds: np.ndarray, idx, mask, n: int) -> np.ndarray:
 
 
 def batch_stat_probe(
-    graphdef, params, stats, x, y, sizes, seed: int = 0, norm=None, inference_logits=None
+    graphdef, params, stats, x, y, sizes, seed: int = 0, norm=None, confident=None
 ) -> list[dict]:
     """Batch-statistics accuracy per test batch size and composition, and the flip rate per size.
 
@@ -177,19 +177,17 @@ def batch_stat_probe(
     flip_rate and flip_rate_confident (the flip rate among the examples the inference-mode
     network classifies with probability >= CONFIDENT: flips that are not ties near a boundary;
     both for random batches of a size smaller than the set only, else NaN). Sizes larger than the
-    test set give NaN. `inference_logits`: the models' inference-mode logits of x (models, n,
-    classes) where the caller has them already (`measure` does); else they are computed here.
+    test set give NaN. `confident`: (models, n) whether the inference-mode network classifies
+    each example of x with probability >= CONFIDENT, where the caller has it already
+    (`measure` does, from its own forward pass; `confident_of`); else it is computed here.
     """
     x, y = np.asarray(x), np.asarray(y)
     n = len(y)
     rng = np.random.default_rng(seed)
     m = jax.tree.leaves(params)[0].shape[0]
     nan = np.full(m, np.nan)
-    if inference_logits is None:
-        inference_logits = logits(graphdef, params, stats, x, norm)
-    with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, not confident
-        prob = scipy.special.softmax(np.asarray(inference_logits, float), -1)
-    confident = prob.max(-1) >= CONFIDENT
+    if confident is None:
+        confident = confident_of(logits(graphdef, params, stats, x, norm))
     records = []
     for size in sizes:
         b = n if size == vocab.FULL else int(size)
@@ -226,6 +224,14 @@ def batch_stat_probe(
                 }
             )
     return records
+
+
+def confident_of(inference_logits) -> np.ndarray:
+    """(models, n): whether the inference-mode probability of the predicted class is at least
+    CONFIDENT, from logits (models, n, classes)."""
+    with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, not confident
+        prob = scipy.special.softmax(np.asarray(inference_logits, float), -1)
+    return prob.max(-1) >= CONFIDENT
 
 
 def _share(hits: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -271,6 +277,9 @@ def draw_mates(x_train, batch_size: int, seed: int = 0) -> np.ndarray:
     return np.asarray(x_train, np.float32)[rng.choice(len(x_train), batch_size - 1, replace=False)]
 
 
+CONDITIONAL_COLUMNS = ("cond_test_acc", "cond_affine_gap")  # conditional_measures' columns
+
+
 def conditional_measures(
     graphdef, params, stats, ds, batch_size: int, norm=None
 ) -> dict[str, np.ndarray]:
@@ -283,7 +292,7 @@ def conditional_measures(
     )
     n = len(ds.y_test)
     _, acc = loss_and_accuracy(f[:, :n], ds.y_test)
-    return {"cond_test_acc": acc, "cond_affine_gap": gap_of(f[:, n:])}
+    return dict(zip(CONDITIONAL_COLUMNS, (acc, gap_of(f[:, n:]))))
 
 
 # ---------------------------------------------------------------- gradients at initialization
@@ -505,37 +514,29 @@ def measure(
     spec: models.ModelSpec,
     result: train.TrainResult,
     splits: dict,
-    test_batch_sizes,
-    conditional: int | None = None,
     init_batch_sizes=(),
-    batch_probes=None,
     shared: models.ModelSpec | None = None,
-) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
-    """Everything measured on one trained cell or family, per model (activation x seed x lr),
+) -> tuple[dict[str, np.ndarray], list[dict], np.ndarray | None]:
+    """What is measured on every model of a trained cell or family (activation x seed x lr),
     each model on its own seed's split (`splits`: seed -> data.Dataset):
 
     - scalars: column name -> (models,) array; metrics that do not apply to a model's
       architecture are NaN, so every cell has the same columns;
-    - the batch-statistics records of `batch_stat_probe`, each with its models' indices
-      (none unless the norm uses batch statistics);
     - the gradient norms of each Linear kernel at initialization, as records for
       `results.run_tables`: the trainer's first step (one batch of the training batch size),
-      replaced by `init_gradient_norms` at `init_batch_sizes` when these are given (E4).
+      replaced by `init_gradient_norms` at `init_batch_sizes` when these are given (E4);
+    - for a norm that uses batch statistics, `confident_of` the models' test-set logits
+      (models, test examples), which `measure_batch_stats` takes; else None.
 
-    `conditional` (a batch size m; batch-statistics networks only): also measure the conditional
-    function with m - 1 fixed batch-mates (`conditional_measures`). `batch_probes`: the
-    activations whose models get the batch-statistics probes and the conditional function (None:
-    all of them). `shared`: the spec the models were trained as (train.train's `shared`), whose
-    compiled programs the probes then share with the job's other families (`shared_view`).
+    `shared`: the spec the models were trained as (train.train's `shared`), whose compiled
+    programs the probes then share with the job's other families (`shared_view`).
 
     Per seed, the inference-mode logits of every split and of the affinity-gap inputs come from
-    one forward pass (the batch-statistics probe reads the test set's from it too); the seeds'
-    splits have equal sizes, so one compiled program serves all.
+    one forward pass; the seeds' splits have equal sizes, so one compiled program serves all.
     """
     m = len(result.seeds)
     cols: dict[str, np.ndarray] = {}
-    batch = []
-    probed = np.isin(result.activations, spec.activations if batch_probes is None else batch_probes)
+    confident = None
     graphdef, run_params, run_stats, norm = shared_view(spec, result, shared)
     for seed in np.unique(result.seeds):
         idx = np.flatnonzero(result.seeds == seed)
@@ -543,28 +544,11 @@ def measure(
         measured, test_logits = _measure_split(spec, result, idx, splits[int(seed)], view)
         for name, values in measured.items():
             cols.setdefault(name, np.full(m, np.nan))[idx] = values
-        keep = probed[idx]  # the batch-statistics probes: only where an output reads them
-        idx, test_logits = idx[keep], test_logits[keep]
-        if not (spec.uses_batch_stats and len(idx)):
-            continue
-        params, stats = unstack(run_params, idx), unstack(run_stats, idx)
-        if conditional:
-            measured = conditional_measures(
-                graphdef, params, stats, splits[int(seed)], conditional, norm
-            )
-            for name, values in measured.items():
-                cols.setdefault(name, np.full(m, np.nan))[idx] = values
-        for record in batch_stat_probe(
-            graphdef,
-            params,
-            stats,
-            splits[int(seed)].x_test,
-            splits[int(seed)].y_test,
-            test_batch_sizes,
-            norm=norm,
-            inference_logits=test_logits,
-        ):
-            batch.append({**record, "models": idx})
+        if spec.uses_batch_stats:
+            sure = confident_of(test_logits)
+            if confident is None:
+                confident = np.zeros((m, sure.shape[1]), bool)
+            confident[idx] = sure
     names = list(cols)
     at = names.index("test_acc") + 1  # the contract's order: losses, accuracies, divergence, probes
     cols = (
@@ -597,7 +581,51 @@ def measure(
         grads.append(
             {"grad_batch_size": result.batch_size, "draws": 1, "norms": result.grad_norms_init}
         )
-    return cols, batch, [{**g, "input_rank": input_rank} for g in grads]
+    return cols, [{**g, "input_rank": input_rank} for g in grads], confident
+
+
+def measure_batch_stats(
+    spec: models.ModelSpec,
+    result: train.TrainResult,
+    splits: dict,
+    which,
+    test_batch_sizes,
+    confident: np.ndarray,
+    conditional: int | None = None,
+    shared: models.ModelSpec | None = None,
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The batch-statistics probes of the models `which` (indices into the result's models; a
+    norm that uses batch statistics), each on its own seed's split: the records of
+    `batch_stat_probe`, each with its models' indices, and with `conditional` (a batch size m)
+    the conditional function with m - 1 fixed batch-mates (`conditional_measures`: column ->
+    (models,), NaN for the models not in `which`). `confident`: `measure`'s. The caller picks
+    the models: those an output reads (the workflow: each cell's selected learning rate)."""
+    m = len(result.seeds)
+    cols = {name: np.full(m, np.nan) for name in CONDITIONAL_COLUMNS} if conditional else {}
+    batch = []
+    graphdef, run_params, run_stats, norm = shared_view(spec, result, shared)
+    which = np.asarray(which, int)
+    for seed in np.unique(result.seeds[which]):
+        idx = which[result.seeds[which] == seed]
+        params, stats = unstack(run_params, idx), unstack(run_stats, idx)
+        ds = splits[int(seed)]
+        if conditional:
+            for name, values in conditional_measures(
+                graphdef, params, stats, ds, conditional, norm
+            ).items():
+                cols[name][idx] = values
+        for record in batch_stat_probe(
+            graphdef,
+            params,
+            stats,
+            ds.x_test,
+            ds.y_test,
+            test_batch_sizes,
+            norm=norm,
+            confident=confident[idx],
+        ):
+            batch.append({**record, "models": idx})
+    return cols, batch
 
 
 def _measure_split(spec, result, idx, ds, view) -> tuple[dict[str, np.ndarray], np.ndarray]:

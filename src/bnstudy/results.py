@@ -100,6 +100,15 @@ def _batch_rows(models: pd.DataFrame, record: dict) -> pd.DataFrame:
     return pd.concat([which, pd.DataFrame(values)], axis=1)
 
 
+def _models(ident: dict, seeds, lrs) -> pd.DataFrame:
+    return pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
+
+
+def run_frame(ident: dict, seeds, lrs, scalars: dict) -> pd.DataFrame:
+    """The run table of `run_tables` (one row per model: the cell keys, seed, lr, `scalars`)."""
+    return pd.concat([_models(ident, seeds, lrs), pd.DataFrame(scalars)], axis=1)
+
+
 def run_tables(
     ident: dict,
     seeds,
@@ -119,9 +128,9 @@ def run_tables(
     column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
     (x test batch size x composition) and layers (x gradient batch size x layer).
     """
-    models = pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
+    models = _models(ident, seeds, lrs)
     m = len(models)
-    run = pd.concat([models, pd.DataFrame(scalars)], axis=1)
+    run = run_frame(ident, seeds, lrs, scalars)
     epochs = next(iter(history.values())).shape[0]
     hist = pd.concat(
         [
@@ -211,6 +220,12 @@ def select_lr(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(key.isin(pd.MultiIndex.from_frame(best)), index=runs.index, name="selected")
 
 
+def selected(run: pd.DataFrame) -> np.ndarray:
+    """Per row of a `bnstudy train` run table (float32 rates, as the trainer stores them):
+    whether it is of its cell's selected learning rate (`select_lr`, as `collect` marks it)."""
+    return select_lr(_decimal_lr(run)).to_numpy()
+
+
 def edge_extension(run: pd.DataFrame, tried, steps: int = 2) -> tuple[list[float], list[str]]:
     """What a family whose runs are `run` (the `bnstudy train` table; every rate in `tried`)
     trains next: for each cell whose selected rate (`select_lr`) is the largest tried, the next
@@ -221,7 +236,7 @@ def edge_extension(run: pd.DataFrame, tried, steps: int = 2) -> tuple[list[float
     grid = sorted({float(x) for x in tried})
     up = grid[-1] / grid[-2] if len(grid) > 1 else 3.0
     down = grid[1] / grid[0] if len(grid) > 1 else 3.0
-    chosen = _decimal_lr(run)[select_lr(_decimal_lr(run)).to_numpy()].drop_duplicates(CELL_KEYS)
+    chosen = _decimal_lr(run)[selected(run)].drop_duplicates(CELL_KEYS)
     top = chosen[np.isclose(chosen["lr"], grid[-1])]
     bottom = chosen[np.isclose(chosen["lr"], grid[0])]
     more = set()
