@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--repo", default=str(REPO), help="the checkout to run (default: this one)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--log", help="also write Snakemake's log to this file")
+    parser.add_argument("--keep", help="also copy the study's results/ to this folder")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-study-") as tmp:
@@ -138,6 +139,8 @@ def main() -> None:
         wall, log = run_study(work, Path(args.config).resolve(), args.cores)
         jobs = job_times(work)
         phases = train_phases(work)
+        if args.keep:
+            shutil.copytree(work / "results", args.keep, ignore=shutil.ignore_patterns("jax-cache"))
 
     by_kind = jobs.groupby("kind")["s"].agg(["count", "sum"])
     train_jobs = (
