@@ -227,13 +227,20 @@ def test_smoke_pipeline_writes_the_study_tables(smoke_run):
     assert per_cell.ngroups == sum(len(m) for m in cells.values())
     assert (per_cell["lr"].nunique() == 1).all() and (per_cell.size() == 3).all()
     # the batch-statistics probe: every test batch size and composition of the config, for
-    # exactly the runs whose norm uses batch statistics and whose cell E3 or E8 reads (in every
-    # experiment that cell belongs to); no other run is probed
+    # exactly the runs at their cell's selected rate whose norm uses batch statistics and whose
+    # cell E3 or E8 reads (in every experiment that cell belongs to); no other run is probed
     bs = tables["batchstats"]
     cell_keys = list(vocab.CELL_KEYS)
     read = metrics[metrics.experiment.isin(vocab.BATCH_PROBE_EXPERIMENTS)][cell_keys]
-    bn = metrics[metrics.norm.isin(vocab.BATCH_STAT_NORMS)].merge(read.drop_duplicates())
-    assert len(bn) < len(metrics[metrics.norm.isin(vocab.BATCH_STAT_NORMS)])  # some are skipped
+    batch_stat = metrics.norm.isin(vocab.BATCH_STAT_NORMS)
+    bn = metrics[batch_stat & metrics.selected].merge(read.drop_duplicates())
+    assert metrics.loc[~metrics.selected, "cond_test_acc"].isna().all()
+    assert (
+        metrics.loc[metrics.selected & batch_stat & (metrics.experiment == "E8")]["cond_test_acc"]
+        .between(0, 1)
+        .all()
+    )
+    assert len(bn) < len(metrics[batch_stat & metrics.selected])  # some are skipped
     sizes = config["training"]["test_batch_sizes"]
     per_run = bs.groupby(results.ROW_KEYS).size()
     assert len(per_run) == len(bn)
