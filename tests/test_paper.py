@@ -137,6 +137,24 @@ def test_verdict_sentence_follows_the_data(synthetic):
     assert _study(synthetic, flat)["AnswerWord"] == "cannot discriminate"
 
 
+def test_the_fold_agreement_sentence_never_rounds_up_to_every_example():
+    runs = pd.DataFrame(
+        {
+            "experiment": "E2",
+            "activation": "identity",
+            "norm": ["none", "batchnorm"],
+            "fold_max_dev": [1e-6, 2e-6],
+            "fold_agreement": [1.0, 1.0],
+            "affine_gap": [1e-7, 2e-7],
+        }
+    )
+    assert macros.collapse_macros(runs)["FoldAgreement"] == "on every test example"
+    runs.loc[1, "fold_agreement"] = 0.99996  # 1 of 25,000 differs: not "100.00%"
+    assert macros.collapse_macros(runs)["FoldAgreement"] == (
+        "on at least 99.99\\% of the test examples"
+    )
+
+
 def test_macro_names_must_be_letters():
     with pytest.raises(ValueError):
         macros.render({"Acc2": "1"})
