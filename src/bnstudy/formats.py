@@ -24,6 +24,13 @@ def pct(x: float, digits: int = 1) -> str:
     return "--" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
 
 
+def pct_down(x: float, digits: int = 2) -> str:
+    """pct rounded down: a lower bound (a share below 1 never prints as 100.00)."""
+    if x is None or not np.isfinite(x):
+        return "--"
+    return f"{np.floor(100 * x * 10**digits) / 10**digits:.{digits}f}"
+
+
 def acc_ci(mean: float, lo: float, hi: float) -> str:
     """'52.3 [50.1, 54.5]' (percent); the interval is left out when it cannot be computed."""
     if not np.isfinite(lo):

@@ -24,6 +24,7 @@ from bnstudy.formats import (
     diff_ci,
     p_equals,
     pct,
+    pct_down,
     points,
     sci,
     seconds,
@@ -391,7 +392,7 @@ def _agreement(share: float) -> str:
     smallest share, rounded down (a share below 1 never prints as 100.00)."""
     if share == 1:
         return "on every test example"
-    return f"on at least {math.floor(share * 1e4) / 100:.2f}\\% of the test examples"
+    return f"on at least {pct_down(share)}\\% of the test examples"
 
 
 def collapse_macros(df: pd.DataFrame) -> dict:

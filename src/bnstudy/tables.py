@@ -18,6 +18,7 @@ from bnstudy.formats import (
     diff_ci,
     p_equals,
     pct,
+    pct_down,
     points,
     pvalue,
     sci,
@@ -321,7 +322,7 @@ def fold(metrics: pd.DataFrame, experiment: str = "E2") -> str:
                 composition(k.activation, k.norm),
                 str(len(g)),
                 f"${sci(folded.max())}$" if len(folded) else "--",
-                pct(g["fold_agreement"].min(), 2) if len(folded) else "--",
+                pct_down(g["fold_agreement"].min()) if len(folded) else "--",
                 f"${sci(g['affine_gap'].median())}$",
                 f"${sci(g['affine_gap'].max())}$",
             ]
