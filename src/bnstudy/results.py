@@ -100,13 +100,10 @@ def _batch_rows(models: pd.DataFrame, record: dict) -> pd.DataFrame:
     return pd.concat([which, pd.DataFrame(values)], axis=1)
 
 
-def _models(ident: dict, seeds, lrs) -> pd.DataFrame:
-    return pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
-
-
 def run_frame(ident: dict, seeds, lrs, scalars: dict) -> pd.DataFrame:
     """The run table of `run_tables` (one row per model: the cell keys, seed, lr, `scalars`)."""
-    return pd.concat([_models(ident, seeds, lrs), pd.DataFrame(scalars)], axis=1)
+    models = pd.DataFrame({**ident, "seed": np.asarray(seeds), "lr": np.asarray(lrs, np.float64)})
+    return pd.concat([models, pd.DataFrame(scalars)], axis=1)
 
 
 def run_tables(
@@ -128,9 +125,9 @@ def run_tables(
     column -> (epochs, models). Returns run (one row per model), history (x epoch), batchstats
     (x test batch size x composition) and layers (x gradient batch size x layer).
     """
-    models = _models(ident, seeds, lrs)
-    m = len(models)
     run = run_frame(ident, seeds, lrs, scalars)
+    models = run[[*ident, "seed", "lr"]]
+    m = len(models)
     epochs = next(iter(history.values())).shape[0]
     hist = pd.concat(
         [
