@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -397,6 +398,7 @@ def test_same_seed_gives_identical_results(mnist1d):
 SPLIT_OVER_DEVICES = """
 import sys
 import jax
+import jax.numpy as jnp
 import numpy as np
 jax.config.update("jax_num_cpu_devices", 2)
 from bnstudy import data, models, train
@@ -582,20 +584,34 @@ def test_grad_norms_at_init_are_those_of_the_first_step(mnist1d):
         )
 
 
-def test_each_epochs_batches_are_its_permutation_of_the_seeds_split():
-    """`train._epoch_batches` (a program of its own, compiled without XLA's optimizations): in
-    each epoch, every seed's full batches of the permutation drawn from its data-order key
-    folded with the epoch, the rest of the split left out; the same integers as optimized."""
+@pytest.mark.parametrize("n, b", [(103, 10), (2000, 128)])  # 1 and 2 rounds of sorting
+def test_each_epochs_batches_are_its_permutation_of_the_seeds_split(n, b):
+    """`train._epoch_batches`: in each epoch, every seed's full batches of the permutation that
+    `jax.random.permutation` draws from its data-order key folded with the epoch, the rest of
+    the split left out. Its sorts are NumPy's on the host, not JAX's: the same integers, with
+    JAX's one round of sorting (n = 103) and two (n = 2000), and with tied sort keys (the
+    shuffle is stable), which random 32-bit keys give too rarely to be tested by chance."""
+    assert [train._shuffle_rounds(k) for k in (103, 2000)] == [1, 2]
     _, keys = train.model_keys(np.array([0, 7]))
-    n, b, epochs = 103, 10, np.array([3, 4, 5], np.int32)
-    got = np.asarray(train._epoch_batches(keys, epochs, n=n, batch_size=b))
-    assert got.shape == (3, 10, 2, 10)  # (epochs, steps, seeds, batch)
+    epochs = np.array([3, 4, 5], np.int32)
+    got = train._epoch_batches(keys, epochs, n=n, batch_size=b)
+    steps = n // b
+    assert got.shape == (3, steps, 2, b) and got.dtype == np.int32  # (epochs, steps, seeds, batch)
     for e, epoch in enumerate(epochs):
         for s in range(2):
             perm = np.asarray(jax.random.permutation(jax.random.fold_in(keys[s], epoch), n))
-            np.testing.assert_array_equal(got[e, :, s], perm[:100].reshape(10, 10))
-    optimized = jax.jit(train._epoch_batches.__wrapped__, static_argnames=("n", "batch_size"))
-    np.testing.assert_array_equal(got, optimized(keys, epochs, n=n, batch_size=b))
+            np.testing.assert_array_equal(got[e, :, s], perm[: steps * b].reshape(steps, b))
+
+
+def test_the_host_sort_is_stable_on_tied_keys(monkeypatch):
+    """Tied sort keys keep their order, as in JAX's stable sort (`lax.sort_key_val`)."""
+    tied = np.array([[[[5, 1, 5, 0, 1, 5, 0]]]], np.uint32)  # (epochs, seeds, rounds, n)
+    monkeypatch.setattr(train, "_sort_keys", lambda *a, **k: tied)
+    monkeypatch.setattr(train, "_shuffle_rounds", lambda n: 1)
+    got = train._epoch_batches(None, np.array([0]), n=7, batch_size=7)
+    want = np.asarray(jax.lax.sort_key_val(jnp.asarray(tied[0, 0, 0]), jnp.arange(7))[1])
+    np.testing.assert_array_equal(got[0, 0, 0], want)
+    assert want.tolist() == [3, 6, 1, 4, 0, 2, 5]
 
 
 def test_init_gradient_probe_uses_the_trainers_weights_and_every_seeds_split():

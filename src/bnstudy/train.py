@@ -91,12 +91,12 @@ def model_keys(seeds) -> tuple[jax.Array, jax.Array]:
 
 
 def _host() -> jax.Device:
-    """Where the models' keys, their kernels' numbers (`init_models`) and the data orders
-    (`_epoch_batches`) are drawn: the host's CPU on every platform, or the default device where
-    JAX runs without its CPU backend (JAX_PLATFORMS=cuda). A GPU run then draws them with the
-    same CPU programs as a CPU run (the data orders are integers: the same everywhere), and on a
-    GPU the data orders' program (a sort) compiled in 6 s against 0.2 to 0.6 s on the CPU
-    (docs/speed.md, "Third run")."""
+    """Where the models' keys, their kernels' numbers (`init_models`) and the data orders' sort
+    keys (`_epoch_batches`) are drawn: the host's CPU on every platform, or the default device
+    where JAX runs without its CPU backend (JAX_PLATFORMS=cuda). A GPU run then draws them with
+    the same CPU programs as a CPU run (the data orders are integers: the same everywhere), and
+    on a GPU the data orders' program (then with its sort) compiled in 6 s against 0.2 to 0.6 s
+    on the CPU (docs/speed.md, "Third run")."""
     try:
         return jax.devices("cpu")[0]
     except RuntimeError:
@@ -338,24 +338,52 @@ def kernel_norms(grads) -> jax.Array:
     return jnp.stack([jnp.linalg.norm(k) for k in _kernels(grads)])
 
 
-@partial(jax.jit, static_argnames=("n", "batch_size"), compiler_options=INTEGER_ONLY)
-def _epoch_batches(order_keys, epochs, n: int, batch_size: int):
-    """Every seed's batches in each of `epochs`: (epochs, steps, seeds, batch_size) indices into
-    its training split of `n` examples. An epoch's order is a permutation drawn from the seed's
-    data-order key folded with the epoch (what is left over after the last full batch is not
-    seen that epoch). The models of one seed see the same batches, so each permutation is drawn
-    once per seed, not per model. A program of its own, not part of the training program: the
-    permutations were about 15% of that program's compilation, and this one depends only on the
-    dataset's size, the number of seeds, the batch size and the block's length, so a study's
-    jobs of those shapes share it through the persistent compilation cache (docs/speed.md)."""
+def _shuffle_rounds(n: int) -> int:
+    """How many sorts `jax.random.permutation` of n items does: each round sorts by fresh 32-bit
+    keys, enough rounds that ties are unlikely to survive them all (JAX's `_shuffle`)."""
+    return int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
+
+
+@partial(jax.jit, static_argnames=("n", "rounds"), compiler_options=INTEGER_ONLY)
+def _sort_keys(order_keys, epochs, n: int, rounds: int):
+    """The sort keys of each seed's permutation in each of `epochs`: (epochs, seeds, rounds, n)
+    uint32, the random bits `jax.random.permutation` draws from the seed's data-order key folded
+    with the epoch (split once per round, the subkey's bits)."""
+
+    def keys(key):
+        out = []
+        for _ in range(rounds):
+            key, sub = jax.random.split(key)
+            out.append(jax.random.bits(sub, (n,), jnp.uint32))
+        return jnp.stack(out)
+
+    return jax.vmap(lambda e: jax.vmap(lambda k: keys(jax.random.fold_in(k, e)))(order_keys))(
+        epochs
+    )
+
+
+def _epoch_batches(order_keys, epochs, n: int, batch_size: int) -> np.ndarray:
+    """Every seed's batches in each of `epochs`: (epochs, steps, seeds, batch_size) int32
+    indices into its training split of `n` examples. An epoch's order is the permutation
+    `jax.random.permutation` draws from the seed's data-order key folded with the epoch (what is
+    left over after the last full batch is not seen that epoch). The models of one seed see the
+    same batches, so each permutation is drawn once per seed, not per model.
+
+    The same permutation, computed faster: JAX's is rounds of a stable sort of arange(n) by
+    random 32-bit keys. A small program draws the keys (`_sort_keys`), and NumPy sorts them on
+    the host, each key with its index in its low 32 bits: the 64-bit keys are distinct, so
+    NumPy's (vectorized, unstable) sort puts them in the stable order. XLA's sort on the CPU took
+    nine times as long, on the cores that train (docs/speed.md); a test checks the result
+    against `jax.random.permutation`."""
+    bits = np.asarray(_sort_keys(order_keys, epochs, n=n, rounds=_shuffle_rounds(n)))
+    index = np.arange(n, dtype=np.uint64)
+    perms = np.broadcast_to(np.arange(n, dtype=np.int32), bits.shape[:2] + (n,))
+    for r in range(bits.shape[2]):
+        ranked = np.sort(bits[:, :, r].astype(np.uint64) << np.uint64(32) | index, axis=-1)
+        perms = np.take_along_axis(perms, (ranked & np.uint64(0xFFFFFFFF)).astype(np.intp), -1)
     steps = n // batch_size
-
-    def one_epoch(epoch):
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(order_keys)
-        perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
-        return perms[:, : steps * batch_size].reshape(-1, steps, batch_size).swapaxes(0, 1)
-
-    return jax.vmap(one_epoch)(epochs)
+    batches = perms[..., : steps * batch_size].reshape(*bits.shape[:2], steps, batch_size)
+    return batches.swapaxes(1, 2)
 
 
 def _train_epoch(graphdef, tx, norm, data, lrs, state, epoch_batches):
@@ -538,10 +566,9 @@ def train(
     # a core is free (the same program either way).
     graphdef, abstract_state = _abstract_state(run, m + pad, tx, per_model)
     epochs = np.arange(cfg.epochs, dtype=np.int32).reshape(-1, block)  # one row per block
-    abstract_keys = jax.eval_shape(model_keys, distinct)[1]
+    steps = n // cfg.batch_size
     abstract_batches = _placed(
-        _epoch_batches.eval_shape(abstract_keys, epochs[0], n=n, batch_size=cfg.batch_size),
-        everywhere,
+        jax.ShapeDtypeStruct((block, steps, len(distinct), cfg.batch_size), np.int32), everywhere
     )
     with ThreadPoolExecutor(1) as worker:
         compiling = worker.submit(
