@@ -398,7 +398,6 @@ def test_same_seed_gives_identical_results(mnist1d):
 SPLIT_OVER_DEVICES = """
 import sys
 import jax
-import jax.numpy as jnp
 import numpy as np
 jax.config.update("jax_num_cpu_devices", 2)
 from bnstudy import data, models, train
