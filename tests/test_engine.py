@@ -697,3 +697,65 @@ def test_the_models_products_are_full_float32():
     assert len(dots) == spec.depth + 1
     for e in dots:
         assert all(q == jax.lax.Precision.HIGHEST for q in e.params["precision"]), e.params
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["batchnorm", "zscore"])
+def test_the_training_batchnorm_is_flaxs_with_the_closed_form_gradient(affine):
+    """models.batch_norm, which the models run in training mode, gives Flax's outputs and
+    running averages bit for bit, and the gradient autodiff of Flax's forward pass gives, for
+    cotangents on all three outputs, with a dead unit (a column of zeros) and a constant one."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 3.0, (64, 16)).astype(np.float32)
+    x[:, 3], x[:, 7] = 0.0, 0.3
+    layer = nnx.BatchNorm(16, epsilon=1e-5, use_scale=affine, use_bias=affine, rngs=nnx.Rngs(0))
+    if affine:
+        layer.scale[...] = rng.normal(size=16).astype(np.float32)
+        layer.bias[...] = rng.normal(size=16).astype(np.float32)
+    theirs, ours = nnx.clone(layer), nnx.clone(layer)
+    assert np.array_equal(theirs(x, use_running_average=False), models._batch_norm_train(ours, x))
+    assert np.array_equal(theirs.mean[...], ours.mean[...])
+    assert np.array_equal(theirs.var[...], ours.var[...])
+
+    dy, dmean, dvar = (rng.normal(size=s).astype(np.float32) for s in ((64, 16), 16, 16))
+
+    def flax_loss(x, scale, bias):
+        from flax.nnx.nn.normalization import _compute_stats
+
+        mean, var = _compute_stats(x, (0,), None)
+        y = (x - mean) * (jax.lax.rsqrt(var + 1e-5) * scale) + bias
+        return jnp.sum(y * dy) + jnp.sum(mean * dmean) + jnp.sum(var * dvar)
+
+    def our_loss(x, scale, bias):
+        y, mean, var = models.batch_norm(x, scale if affine else None, bias if affine else None, 1e-5)
+        return jnp.sum(y * dy) + jnp.sum(mean * dmean) + jnp.sum(var * dvar)
+
+    scale = layer.scale[...] if affine else jnp.ones(16)
+    bias = layer.bias[...] if affine else jnp.zeros(16)
+    argnums = (0, 1, 2) if affine else (0,)
+    want = jax.grad(flax_loss, argnums)(x, scale, bias)
+    got = jax.jit(jax.grad(our_loss, argnums))(x, scale, bias)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-6 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_a_models_training_gradient_is_autodiffs_of_flaxs_batchnorm(placement):
+    """The whole model's gradient in training mode (models.batch_norm) against autodiff through
+    Flax's BatchNorm (the path a mask of all rows takes), models batched as the trainer does."""
+    spec = models.ModelSpec(12, 4, "relu", "batchnorm", placement, 3, 32)
+    g, p, s = jax.vmap(lambda k: models.init(spec, k))(jax.random.split(jax.random.key(1), 3))
+    g = models.init(spec, jax.random.key(1))[0]
+    x = np.random.default_rng(1).normal(size=(50, 12)).astype(np.float32)
+    y = np.arange(50) % 4
+    every_row = np.ones((50, 1), bool)
+
+    def loss(p, s, mask):
+        logits, _ = models.apply(g, p, s, x, train=True, mask=mask)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+
+    ours = jax.jit(jax.vmap(jax.grad(loss), (0, 0, None)))(p, s, None)
+    flaxs = jax.jit(jax.vmap(jax.grad(loss), (0, 0, None)))(p, s, every_row)
+    # one scale for all: a bias before a BatchNorm has a gradient of 0 but for rounding
+    scale = max(np.abs(b).max() for b in jax.tree.leaves(flaxs))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flaxs)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -305,8 +306,69 @@ def _run_norm(name: str, layer, h, train: bool, mask):
     if name == "none":
         return h
     if vocab.NORMS[name].batch_stats:
+        if train and mask is None:
+            return _batch_norm_train(layer, h)
         return layer(h, use_running_average=not train, mask=mask)
     return layer(h)
+
+
+def _batch_norm_train(layer: nnx.BatchNorm, h):
+    """`layer(h, use_running_average=False)` (no mask) with `batch_norm`'s closed-form gradient:
+    the same outputs and running-average updates as Flax's, bit for bit."""
+    scale = layer.scale[...] if layer.scale is not None else None
+    bias = layer.bias[...] if layer.bias is not None else None
+    y, mean, var = batch_norm(h, scale, bias, layer.epsilon)
+    mean, var = jax.lax.stop_gradient((mean, var))  # state, not differentiated (as Flax)
+    layer.mean[...] = layer.momentum * layer.mean[...] + (1 - layer.momentum) * mean
+    layer.var[...] = layer.momentum * layer.var[...] + (1 - layer.momentum) * var
+    return y
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm(x, scale, bias, epsilon: float):
+    """BatchNorm in training mode over the rows of x (batch, features): (y, mean, var).
+
+    The forward pass is Flax's (`nnx.BatchNorm`, operation for operation: the mean and the
+    mean square in one pass, var = max(0, E[x^2] - E[x]^2), y = (x - mean) * (rsqrt(var +
+    epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass is the closed
+    form that cuDNN and PyTorch use, two sums over the batch and one elementwise pass,
+
+        dx = scale * rstd * (dy - sum(dy) / n - xhat * sum(dy * xhat) / n),
+
+    xhat = (x - mean) * rstd, plus the cotangents of the returned mean and var. Autodiff of
+    the forward pass computes the same derivative with more reductions and passes: the
+    training step compiles to about a fifth fewer fusions and runs about 3% faster on the CPU
+    (docs/speed.md). The two differ in rounding only, and where E[x^2] - E[x]^2 rounds below 0
+    (a column constant over the batch, where x - mean is 0 and so is the term it multiplies).
+    """
+    return _batch_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon):
+    mean = jnp.mean(x, axis=0)
+    var = jnp.maximum(0.0, jnp.mean(jax.lax.square(x), axis=0) - jax.lax.square(mean))
+    rstd = jax.lax.rsqrt(var + epsilon)
+    mul = rstd if scale is None else rstd * scale
+    y = (x - mean) * mul
+    if bias is not None:
+        y = y + bias
+    return (y, mean, var), (x, mean, rstd, scale, bias)
+
+
+def _batch_norm_bwd(epsilon, residuals, cotangents):
+    x, mean, rstd, scale, bias = residuals
+    dy, dmean, dvar = cotangents
+    n = x.shape[0]
+    centered = x - mean
+    xhat = centered * rstd
+    dbias = jnp.sum(dy, axis=0)
+    dscale = jnp.sum(dy * xhat, axis=0)
+    mul = rstd if scale is None else rstd * scale
+    dx = mul * (dy - dbias / n - xhat * (dscale / n)) + (dmean + 2 * dvar * centered) / n
+    return dx, None if scale is None else dscale, None if bias is None else dbias
+
+
+batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
 
 
 def split(model: MLP):
