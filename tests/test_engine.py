@@ -726,7 +726,9 @@ def test_the_training_batchnorm_is_flaxs_with_the_closed_form_gradient(affine):
         return jnp.sum(y * dy) + jnp.sum(mean * dmean) + jnp.sum(var * dvar)
 
     def our_loss(x, scale, bias):
-        y, mean, var = models.batch_norm(x, scale if affine else None, bias if affine else None, 1e-5)
+        y, mean, var = models.batch_norm(
+            x, scale if affine else None, bias if affine else None, 1e-5
+        )
         return jnp.sum(y * dy) + jnp.sum(mean * dmean) + jnp.sum(var * dvar)
 
     scale = layer.scale[...] if affine else jnp.ones(16)
