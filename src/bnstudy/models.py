@@ -329,7 +329,7 @@ def batch_norm(x, scale, bias, epsilon: float):
     """BatchNorm in training mode over the rows of x (batch, features): (y, mean, var).
 
     The forward pass is Flax's (`nnx.BatchNorm`, operation for operation: the mean and the
-    mean square in one pass, var = max(0, E[x^2] - E[x]^2), y = (x - mean) * (rsqrt(var +
+    mean square over the batch, var = max(0, E[x^2] - E[x]^2), y = (x - mean) * (rsqrt(var +
     epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass is the closed
     form that cuDNN and PyTorch use, two sums over the batch and one elementwise pass,
 
