@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn import normalization  # nnx.BatchNorm's steps: batch_norm's forward pass
 
 from bnstudy import vocab
 
@@ -328,9 +329,9 @@ def _batch_norm_train(layer: nnx.BatchNorm, h):
 def batch_norm(x, scale, bias, epsilon: float):
     """BatchNorm in training mode over the rows of x (batch, features): (y, mean, var).
 
-    The forward pass is Flax's (`nnx.BatchNorm`, operation for operation: the mean and the
-    mean square over the batch, var = max(0, E[x^2] - E[x]^2), y = (x - mean) * (rsqrt(var +
-    epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass is the closed
+    The forward pass is Flax's (`nnx.BatchNorm`'s own statistics and normalization steps: the
+    mean and the mean square over the batch, var = max(0, E[x^2] - E[x]^2), y = (x - mean) *
+    (rsqrt(var + epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass is the closed
     form that cuDNN and PyTorch use, two sums over the batch and one elementwise pass,
 
         dx = scale * rstd * (dy - sum(dy) / n - xhat * sum(dy * xhat) / n),
@@ -345,14 +346,10 @@ def batch_norm(x, scale, bias, epsilon: float):
 
 
 def _batch_norm_fwd(x, scale, bias, epsilon):
-    mean = jnp.mean(x, axis=0)
-    var = jnp.maximum(0.0, jnp.mean(jax.lax.square(x), axis=0) - jax.lax.square(mean))
-    rstd = jax.lax.rsqrt(var + epsilon)
-    mul = rstd if scale is None else rstd * scale
-    y = (x - mean) * mul
-    if bias is not None:
-        y = y + bias
-    return (y, mean, var), (x, mean, rstd, scale, bias)
+    # nnx.BatchNorm's own two steps (training mode, no mask), so its forward pass is Flax's
+    mean, var = normalization._compute_stats(x, (0,), None)
+    y = normalization._normalize(x, mean, var, scale, bias, (0,), (1,), None, epsilon)
+    return (y, mean, var), (x, mean, jax.lax.rsqrt(var + epsilon), scale, bias)
 
 
 def _batch_norm_bwd(epsilon, residuals, cotangents):
