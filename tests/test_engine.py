@@ -742,7 +742,7 @@ def test_a_models_training_gradient_is_autodiffs_of_flaxs_batchnorm(placement):
     """The whole model's gradient in training mode (models.batch_norm) against autodiff through
     Flax's BatchNorm (the path a mask of all rows takes), models batched as the trainer does."""
     spec = models.ModelSpec(12, 4, "relu", "batchnorm", placement, 3, 32)
-    g, p, s = jax.vmap(lambda k: models.init(spec, k))(jax.random.split(jax.random.key(1), 3))
+    _, p, s = jax.vmap(lambda k: models.init(spec, k))(jax.random.split(jax.random.key(1), 3))
     g = models.init(spec, jax.random.key(1))[0]
     x = np.random.default_rng(1).normal(size=(50, 12)).astype(np.float32)
     y = np.arange(50) % 4
