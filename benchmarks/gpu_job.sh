@@ -13,6 +13,11 @@
 #   warm         the job again in default's cache: what a cache hit leaves
 #   profile      the job as default, in a fresh cache, under cProfile: where the probes' time
 #                goes (the functions under probes.measure; OUT/profile.prof keeps it all)
+#   cmdbuf       XLA_FLAGS=--xla_gpu_enable_command_buffer=$CMDBUF: XLA's command buffers (CUDA
+#                graphs) also around while loops and conditionals, so a training block's steps
+#                run as one graph instead of a launch per kernel
+#   base         the job as default with the code of BASE_SRC (a src folder, e.g. the commit
+#                before a change: `git archive`), in a fresh cache
 # Prints each variant's PHASES line and its compilations by program; OUT gets the logs and
 # run tables. Run from the repository root with the data under results/data and bnstudy
 # importable (PYTHONPATH=src). VARIANT_TIMEOUT (seconds, default 900) stops a variant that runs
@@ -24,6 +29,8 @@ TARGET=${3:?the --out of the job to run}
 EPOCHS=${4:-10}
 VARIANTS=${5:-default noautotune warm}
 export PYTHONUNBUFFERED=1
+# the command buffer types of the cmdbuf variant: XLA's defaults plus CONDITIONAL and WHILE
+CMDBUF=${CMDBUF:-FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE}
 # the study's job environment (grid.job_environment); each variant then names its own cache
 eval "$(python3 -c '
 import shlex
@@ -41,12 +48,16 @@ for v in $VARIANTS; do
         noautotune) cache=$caches/noautotune flags=--xla_gpu_autotune_level=0 ;;
         warm) cache=$caches/default flags= ;;
         profile) cache=$caches/profile flags= ;;
-        *) echo "unknown variant $v (valid: default noautotune warm profile)"; exit 2 ;;
+        cmdbuf) cache=$caches/cmdbuf flags=--xla_gpu_enable_command_buffer=$CMDBUF ;;
+        base) cache=$caches/base flags= ;;
+        *) echo "unknown variant $v (valid: default noautotune warm profile cmdbuf base)"; exit 2 ;;
     esac
+    src=$PYTHONPATH
+    [ "$v" = base ] && src=${BASE_SRC:?BASE_SRC: the src folder of the base variant}${PYTHONPATH:+:$PYTHONPATH}
     run="-m"
     [ "$v" = profile ] && run="-m cProfile -o $OUT/profile.prof -m"
     start=$(date +%s.%N)
-    JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
+    PYTHONPATH=$src JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
         timeout "${VARIANT_TIMEOUT:-900}" bash -c "python3 $run $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
     echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
     grep PHASES "$OUT/$v.log"

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 from flax import nnx
 from flax.nnx.nn import normalization  # nnx.BatchNorm's steps, for its autodiff gradient
 
@@ -294,8 +295,9 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     # one compiled program per probe for every family, the same measures up to float rounding.
     splits = {s: mnist1d for s in cfg.seeds}
 
-    def probe(spec, r, shared=None):  # every model: the scalars and the batch-statistics records
-        scalars, _, confident = probes.measure(spec, r, splits, shared=shared)
+    def probe(spec, r, shared=None):  # the scalars, E4's gradients, the batch-statistics records
+        scalars, grads, confident = probes.measure(spec, r, splits, (4, 16), shared=shared)
+        scalars |= {f"grad_norms_b{g['grad_batch_size']}": g["norms"] for g in grads}
         if not spec.uses_batch_stats:
             return scalars, []
         every = np.arange(len(r.seeds))
@@ -316,8 +318,9 @@ def test_families_of_several_norms_share_one_program_and_train_as_alone(mnist1d,
     count = lambda name: sum(f"jit({name})" in c for c in compiled)  # noqa: E731
     # the splits and affinity inputs, for every family (the batch-statistics probe reads the
     # test set's logits from that pass; each family with its own programs: four)
-    assert count("_logits") == 1
+    assert count("_forward") == 1
     assert count("_batch_stat_predict") == 1
+    assert count("_mean_square_kernel_grads") == 2  # one per batch size of E4's
     for norm, r, (scalars, batch) in zip(norms, shared_runs, together):
         own_scalars, own_batch = probe(shared.member_norm(norm), r)
         assert scalars.keys() == own_scalars.keys() and len(batch) == len(own_batch)
@@ -521,13 +524,33 @@ def test_the_optimizers_start_at_the_state_tx_init_gives(optimizer, schedule):
 
 
 def test_the_probes_loss_and_accuracy_are_the_trainers(mnist1d):
-    """probes.loss_and_accuracy (on the host, float64) gives the trainer's validation loss and
-    accuracy of the last epoch (its compiled float32 ones), up to float32 rounding."""
+    """probes.evaluate (each example's loss and prediction on the device, their means on the
+    host in float64) gives the trainer's validation loss and accuracy of the last epoch (its
+    compiled float32 means), up to float32 rounding."""
     _, r = fit(mnist1d, ("identity", "relu"), "batchnorm", epochs=2, lrs=(1e-2, 1.0))
     loss, acc = probes.evaluate(r.graphdef, r.params, r.stats, mnist1d.x_val, mnist1d.y_val)
     np.testing.assert_allclose(loss, r.history["val_loss"][-1], rtol=1e-5)
     np.testing.assert_allclose(acc, r.history["val_acc"][-1], rtol=1e-6)
     assert loss.dtype == acc.dtype == np.float64
+
+
+def test_each_examples_loss_and_prediction_are_those_of_its_logits(mnist1d):
+    """probes.forward's per-example cross-entropy and predicted class are the float64
+    log-softmax and the argmax of its own logits, for every split size (the padding rows carry
+    no label), and a diverged model's (NaN logits) loss is NaN, as on the host."""
+    _, r = fit(mnist1d, ("relu", "tanh"), "batchnorm", epochs=1, lrs=(1e-2,))
+    params = jax.tree.map(lambda a: jnp.asarray(a).at[0].set(np.nan), r.params)
+    for n in (1, 7, probes.CHUNK + 3):
+        rows = np.arange(n) % len(mnist1d.y_test)
+        x, y = mnist1d.x_test[rows], mnist1d.y_test[rows]
+        z, loss, pred = probes.forward(r.graphdef, params, r.stats, x, y)
+        assert z.shape[:2] == loss.shape == pred.shape == (len(r.seeds), n)
+        log_p = scipy.special.log_softmax(z.astype(np.float64), -1)
+        want = -np.take_along_axis(log_p, y[None, :, None], -1)[..., 0]
+        assert np.isnan(loss[0]).all() and np.isnan(want[0]).all()
+        np.testing.assert_allclose(loss[1:], want[1:], rtol=2e-6, atol=2e-6)
+        np.testing.assert_array_equal(pred, z.argmax(-1))  # NaN logits: class 0, as NumPy
+        np.testing.assert_array_equal(z, probes.logits(r.graphdef, params, r.stats, x))
 
 
 def test_a_step_is_finite_only_when_every_gradient_is():

@@ -23,6 +23,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import scipy.special
 from flax import nnx
 
@@ -41,40 +42,71 @@ ONCE = train.CUBLAS | {"xla_gpu_autotune_level": 0}
 
 
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
-def _logits(graphdef, params, stats, x, norm):
-    """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK, classes)."""
-    one = lambda xb: jax.vmap(lambda p, s: models.apply(graphdef, p, s, xb, norm=norm)[0])(  # noqa: E731
-        params, stats
-    )
-    return jax.lax.map(one, x)
+def _forward(graphdef, params, stats, x, y, norm):
+    """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK,
+    classes); with labels y (chunks, CHUNK), not None, also each row's cross-entropy and
+    prediction, computed as the trainer computes its own (float32; `train.cross_entropy`,
+    `train.accuracy`): (chunks, models, CHUNK) each. With y None it is a program of its own
+    (jit keys on the arguments' structure), which compiles faster."""
+
+    def model(p, s, xb, yb):
+        z = models.apply(graphdef, p, s, xb, norm=norm)[0]
+        if yb is None:
+            return (z,)
+        loss = optax.softmax_cross_entropy_with_integer_labels(z, yb)
+        return z, loss, jnp.argmax(z, -1).astype(jnp.int32)
+
+    one = lambda b: jax.vmap(model, (0, 0, None, None))(params, stats, *b)  # noqa: E731
+    return jax.lax.map(one, (x, y))
+
+
+def forward(graphdef, params, stats, x, y=None, norm=None) -> tuple[np.ndarray, ...]:
+    """Inference-mode logits (models, n, classes), and with labels y each example's
+    cross-entropy and predicted class (models, n), computed on the device: on a GPU the
+    float64 log-softmax of every logit on the host was the probes' largest cost
+    (docs/speed.md). One compiled program serves every n that pads to the same number of
+    chunks. `norm`: for models with several candidate norms, the index of the one they run
+    (see `shared_view`); the same for every probe below."""
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    chunks = -(-n // CHUNK)
+    padded = np.zeros((chunks * CHUNK, x.shape[1]), np.float32)
+    padded[:n] = x
+    labels = None
+    if y is not None:
+        labels = np.zeros(chunks * CHUNK, np.int32)
+        labels[:n] = y
+        labels = labels.reshape(chunks, CHUNK)
+    out = _forward(graphdef, params, stats, padded.reshape(chunks, CHUNK, -1), labels, norm)
+
+    def rows(a):  # (chunks, models, CHUNK, ...) -> (models, n, ...)
+        a = np.moveaxis(np.asarray(a), 1, 0)
+        return a.reshape(a.shape[0], -1, *a.shape[3:])[:, :n]
+
+    return tuple(rows(a) for a in out)
 
 
 def logits(graphdef, params, stats, x, norm=None) -> np.ndarray:
-    """Inference-mode logits per model: (models, n, classes). One compiled program serves every
-    n that pads to the same number of chunks. `norm`: for models with several candidate norms,
-    the index of the one they run (see `shared_view`); the same for every probe below."""
-    x = np.asarray(x, np.float32)
-    n = len(x)
-    padded = np.zeros((-(-n // CHUNK) * CHUNK, x.shape[1]), np.float32)
-    padded[:n] = x
-    out = np.asarray(_logits(graphdef, params, stats, padded.reshape(-1, CHUNK, x.shape[1]), norm))
-    return out.transpose(1, 0, 2, 3).reshape(out.shape[1], -1, out.shape[-1])[:, :n]
+    """Inference-mode logits per model: (models, n, classes) (`forward`)."""
+    return forward(graphdef, params, stats, x, norm=norm)[0]
 
 
 def evaluate(graphdef, params, stats, x, y, norm=None):
     """Inference-mode (loss, accuracy) per model: two arrays of shape (models,)."""
-    return loss_and_accuracy(logits(graphdef, params, stats, x, norm), y)
+    _, loss, pred = forward(graphdef, params, stats, x, y, norm)
+    return loss_and_accuracy(loss, pred, y)
 
 
-def loss_and_accuracy(logits_: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
-    """Per model: mean cross-entropy and accuracy of logits (models, n, classes) for labels y
-    (the trainer's loss and accuracy), on the host in float64 from the float32 logits: a
-    compiled program per shape would cost more to compile than this costs to compute."""
-    z, y = np.asarray(logits_, np.float64), np.asarray(y)
-    with np.errstate(invalid="ignore"):  # a diverged model's logits: NaN, as in the trainer
-        log_p = scipy.special.log_softmax(z, -1)
-    picked = np.take_along_axis(log_p, y[None, :, None], -1)[..., 0]
-    return -picked.mean(1), (z.argmax(-1) == y).mean(1)
+def loss_and_accuracy(loss: np.ndarray, pred: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
+    """Per model: mean cross-entropy and accuracy (the trainer's loss and accuracy) from each
+    example's loss and predicted class (models, n) (`forward`), the means taken on the host in
+    float64. A diverged model's losses are NaN, as in the trainer."""
+    return np.asarray(loss, np.float64).mean(1), (pred == np.asarray(y)).mean(1)
+
+
+def accuracy(logits_: np.ndarray, y) -> np.ndarray:
+    """Per model: the accuracy of logits (models, n, classes) for labels y."""
+    return (np.asarray(logits_).argmax(-1) == np.asarray(y)).mean(1)
 
 
 # ---------------------------------------------------------------- batch-statistics mode
@@ -291,8 +323,7 @@ def conditional_measures(
         graphdef, params, stats, np.concatenate([ds.x_test, probe_x]), mates, norm
     )
     n = len(ds.y_test)
-    _, acc = loss_and_accuracy(f[:, :n], ds.y_test)
-    return dict(zip(CONDITIONAL_COLUMNS, (acc, gap_of(f[:, n:]))))
+    return dict(zip(CONDITIONAL_COLUMNS, (accuracy(f[:, :n], ds.y_test), gap_of(f[:, n:]))))
 
 
 # ---------------------------------------------------------------- gradients at initialization
@@ -301,7 +332,7 @@ INIT_EXAMPLES = 2048  # training examples per batch size over which init gradien
 
 
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
-def _mean_square_kernel_grads(graphdef, params, stats, x, y):
+def _mean_square_kernel_grads(graphdef, params, stats, x, y, norm):
     """(models, depth + 1): each kernel's squared gradient norm, mean over the batches
     x (models, batches, b, features) of each model, batch statistics as in training."""
 
@@ -309,7 +340,7 @@ def _mean_square_kernel_grads(graphdef, params, stats, x, y):
         def one_batch(xy):
             xb, yb = xy
             loss = lambda p: train.cross_entropy(  # noqa: E731
-                models.apply(graphdef, p, s, xb, train=True)[0], yb
+                models.apply(graphdef, p, s, xb, train=True, norm=norm)[0], yb
             )
             return train.kernel_norms(jax.grad(loss)(p)) ** 2
 
@@ -326,7 +357,13 @@ def check_init_batch_sizes(batch_sizes, n: int) -> None:
 
 
 def init_gradient_norms(
-    spec: models.ModelSpec, seeds, choices, splits: dict, batch_sizes, seed: int = 0
+    spec: models.ModelSpec,
+    seeds,
+    choices,
+    splits: dict,
+    batch_sizes,
+    seed: int = 0,
+    shared: models.ModelSpec | None = None,
 ) -> dict[int, np.ndarray]:
     """batch size b -> (models, depth + 1): the gradient norm of each Linear kernel (input layer
     first, head last) at the initialization the trainer gives model i (`seeds[i]`, activation
@@ -335,9 +372,15 @@ def init_gradient_norms(
     same batches for every model of a seed whichever models are measured together.
 
     The mean over batches estimates the expectation the mean-field theory predicts
-    (bnstudy.theory); the trainer's own record is a single batch."""
+    (bnstudy.theory); the trainer's own record is a single batch. `shared`: as `measure`'s,
+    the models then run as models of `shared` (`train.as_shared`), so that the families of a
+    job share one compiled program per batch size instead of one each."""
     check_init_batch_sizes(batch_sizes, min(len(splits[int(s)].x_train) for s in seeds))
     graphdef, params, stats = train.init_models(spec, seeds, choices)
+    norm = None
+    if shared is not None:
+        graphdef, params, stats = train.as_shared(shared, graphdef, params, stats)
+        norm = np.int32(shared.norms.index(spec.norm))
     out = {}
     for b in batch_sizes:
         draws = max(1, INIT_EXAMPLES // b)
@@ -348,7 +391,7 @@ def init_gradient_norms(
             idx = rng.permuted(np.tile(np.arange(len(ds.x_train)), (draws, 1)), axis=1)[:, :b]
             drawn[int(s)] = np.asarray(ds.x_train, np.float32)[idx], np.asarray(ds.y_train)[idx]
         x, y = (np.stack([drawn[int(s)][k] for s in seeds]) for k in (0, 1))
-        sq = _mean_square_kernel_grads(graphdef, params, stats, x, y)
+        sq = _mean_square_kernel_grads(graphdef, params, stats, x, y, norm)
         out[int(b)] = np.sqrt(np.asarray(sq, np.float64))
     return out
 
@@ -568,7 +611,12 @@ def measure(
             np.stack([result.seeds, choices], 1), axis=0, return_inverse=True
         )
         for b, norms in init_gradient_norms(
-            spec, pairs[:, 0], pairs[:, 1].astype(np.int32), splits, init_batch_sizes
+            spec,
+            pairs[:, 0],
+            pairs[:, 1].astype(np.int32),
+            splits,
+            init_batch_sizes,
+            shared=shared,
         ).items():
             grads.append(
                 {
@@ -634,12 +682,15 @@ def _measure_split(spec, result, idx, ds, view) -> tuple[dict[str, np.ndarray], 
     `idx` as the compiled probes run them (`shared_view`)."""
     sets = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
     probe_x = affinity_inputs(ds.x_test)
-    every = logits(*view[:3], np.concatenate([x for x, _ in sets] + [probe_x]), view[3])
+    x = np.concatenate([x for x, _ in sets] + [probe_x])
+    y = np.concatenate([y for _, y in sets] + [np.zeros(len(probe_x), np.int32)])
+    every, loss, pred = forward(*view[:3], x, y, view[3])
     ends = np.cumsum([0] + [len(x) for x, _ in sets])
     cols = {}
     for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), sets)):
+        part = slice(ends[k], ends[k + 1])
         cols[f"{name}_loss"], cols[f"{name}_acc"] = loss_and_accuracy(
-            every[:, ends[k] : ends[k + 1]], y
+            loss[:, part], pred[:, part], y
         )
     cols["affine_gap"] = gap_of(every[:, ends[-1] :])
     foldable = np.array([spec.member(a).foldable for a in result.activations[idx]])
