@@ -332,7 +332,7 @@ INIT_EXAMPLES = 2048  # training examples per batch size over which init gradien
 
 
 @partial(jax.jit, static_argnames="graphdef", compiler_options=ONCE)
-def _mean_square_kernel_grads(graphdef, params, stats, x, y, norm):
+def _mean_square_kernel_grads(graphdef, params, stats, x, y):
     """(models, depth + 1): each kernel's squared gradient norm, mean over the batches
     x (models, batches, b, features) of each model, batch statistics as in training."""
 
@@ -340,7 +340,7 @@ def _mean_square_kernel_grads(graphdef, params, stats, x, y, norm):
         def one_batch(xy):
             xb, yb = xy
             loss = lambda p: train.cross_entropy(  # noqa: E731
-                models.apply(graphdef, p, s, xb, train=True, norm=norm)[0], yb
+                models.apply(graphdef, p, s, xb, train=True)[0], yb
             )
             return train.kernel_norms(jax.grad(loss)(p)) ** 2
 
@@ -357,13 +357,7 @@ def check_init_batch_sizes(batch_sizes, n: int) -> None:
 
 
 def init_gradient_norms(
-    spec: models.ModelSpec,
-    seeds,
-    choices,
-    splits: dict,
-    batch_sizes,
-    seed: int = 0,
-    shared: models.ModelSpec | None = None,
+    spec: models.ModelSpec, seeds, choices, splits: dict, batch_sizes, seed: int = 0
 ) -> dict[int, np.ndarray]:
     """batch size b -> (models, depth + 1): the gradient norm of each Linear kernel (input layer
     first, head last) at the initialization the trainer gives model i (`seeds[i]`, activation
@@ -372,15 +366,9 @@ def init_gradient_norms(
     same batches for every model of a seed whichever models are measured together.
 
     The mean over batches estimates the expectation the mean-field theory predicts
-    (bnstudy.theory); the trainer's own record is a single batch. `shared`: as `measure`'s,
-    the models then run as models of `shared` (`train.as_shared`), so that the families of a
-    job share one compiled program per batch size instead of one each."""
+    (bnstudy.theory); the trainer's own record is a single batch."""
     check_init_batch_sizes(batch_sizes, min(len(splits[int(s)].x_train) for s in seeds))
     graphdef, params, stats = train.init_models(spec, seeds, choices)
-    norm = None
-    if shared is not None:
-        graphdef, params, stats = train.as_shared(shared, graphdef, params, stats)
-        norm = np.int32(shared.norms.index(spec.norm))
     out = {}
     for b in batch_sizes:
         draws = max(1, INIT_EXAMPLES // b)
@@ -391,7 +379,7 @@ def init_gradient_norms(
             idx = rng.permuted(np.tile(np.arange(len(ds.x_train)), (draws, 1)), axis=1)[:, :b]
             drawn[int(s)] = np.asarray(ds.x_train, np.float32)[idx], np.asarray(ds.y_train)[idx]
         x, y = (np.stack([drawn[int(s)][k] for s in seeds]) for k in (0, 1))
-        sq = _mean_square_kernel_grads(graphdef, params, stats, x, y, norm)
+        sq = _mean_square_kernel_grads(graphdef, params, stats, x, y)
         out[int(b)] = np.sqrt(np.asarray(sq, np.float64))
     return out
 
@@ -611,12 +599,7 @@ def measure(
             np.stack([result.seeds, choices], 1), axis=0, return_inverse=True
         )
         for b, norms in init_gradient_norms(
-            spec,
-            pairs[:, 0],
-            pairs[:, 1].astype(np.int32),
-            splits,
-            init_batch_sizes,
-            shared=shared,
+            spec, pairs[:, 0], pairs[:, 1].astype(np.int32), splits, init_batch_sizes
         ).items():
             grads.append(
                 {
