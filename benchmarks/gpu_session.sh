@@ -13,11 +13,13 @@
 # (GPU_SESSION_STEPS, default "check job slice"):
 #   check  gpu_check.sh's steps 1 and 2: the products' precision and kernels, the engine tests;
 #   job    gpu_job.sh's variants GPU_JOB_VARIANTS (default "default cmdbuf", plus "base" when
-#          .gpu/base/src exists) of the MNIST-1D post job at 10 epochs, each alone and cold;
-#   slice  gpu_check.sh's step 4: the 8 jobs 8 at a time for SLICE_SECONDS (default 200), cut
-#          short so that the run ends by DEADLINE_SECONDS after its start (default 600); under
-#          the cmdbuf variant's XLA_FLAGS when that variant trained at least 10% faster than
-#          default (GPU_SLICE_FLAGS: "auto", the default; "none"; or the flags themselves);
+#          .gpu/base/src exists) of the MNIST-1D post job (or GPU_JOB) at 10 epochs, each alone
+#          and cold;
+#   slice  gpu_check.sh's step 4: the 8 jobs SLICE_JOBS (default 8) at a time for SLICE_SECONDS
+#          (default 200), cut short so that the run ends by DEADLINE_SECONDS after its start
+#          (default 600); under the cmdbuf variant's XLA_FLAGS when that variant trained at
+#          least 10% faster than default (GPU_SLICE_FLAGS: "auto", the default; "none"; or the
+#          flags themselves);
 #   profile gpu_job.sh's `profile` variant of the same job (where its probes' time goes).
 # Each step writes into OUT as it goes (a run cut off still returns what it wrote); the end
 # packs the step folders into OUT/gpu.tar.gz, since a device run returns only a few files.
@@ -27,7 +29,8 @@ cd "$(dirname "$0")/.."
 TARGETS="mnist1d/pre-d2-w128-b128 mnist1d/post-d2-w128-b128 mnist1d/pre-d2-w128-b16
 digits/pre-d16-w128-b128 spirals/pre-d2-w128-b128 xor/pre-d2-w128-b64 digits/pre-d2-w128-b128
 mnist1d/pre-d8-w128-b128"
-PROFILED=results/runs/mnist1d/post-d2-w128-b128.parquet
+# the job of the `job` and `profile` steps (GPU_JOB: the --out of another of the slice's jobs)
+PROFILED=${GPU_JOB:-results/runs/mnist1d/post-d2-w128-b128.parquet}
 
 case ${1:-} in
 prepare)
@@ -114,7 +117,7 @@ PY
         left=$((DEADLINE - ($(date +%s) - t0) - 25))  # 25 s for the slice's start and packing
         [ "$left" -lt "$SLICE" ] && SLICE=$left
         echo "== slice: $SLICE s, XLA_FLAGS '$flags'" | tee "$OUT/slice.txt"
-        [ "$SLICE" -gt 30 ] && GPU_CHECK_STEPS=4 SLICE_JOBS=8 SLICE_XLA_FLAGS=$flags \
+        [ "$SLICE" -gt 30 ] && GPU_CHECK_STEPS=4 SLICE_JOBS=${SLICE_JOBS:-8} SLICE_XLA_FLAGS=$flags \
             bash benchmarks/gpu_check.sh "$work/slice" .gpu/commands.txt "$SLICE" 2>&1 |
             tee -a "$OUT/slice.txt"
     fi
