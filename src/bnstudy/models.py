@@ -331,8 +331,9 @@ def batch_norm(x, scale, bias, epsilon: float):
 
     The forward pass is Flax's (`nnx.BatchNorm`'s own statistics and normalization steps: the
     mean and the mean square over the batch, var = max(0, E[x^2] - E[x]^2), y = (x - mean) *
-    (rsqrt(var + epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass is the closed
-    form that cuDNN and PyTorch use, two sums over the batch and one elementwise pass,
+    (rsqrt(var + epsilon) * scale) + bias; `scale` and `bias` may be None). The backward pass
+    is the closed form that cuDNN and PyTorch use, two sums over the batch and one elementwise
+    pass,
 
         dx = scale * rstd * (dy - sum(dy) / n - xhat * sum(dy * xhat) / n),
 

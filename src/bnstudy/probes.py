@@ -23,7 +23,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.special
 from flax import nnx
 
@@ -45,16 +44,15 @@ ONCE = train.CUBLAS | {"xla_gpu_autotune_level": 0}
 def _forward(graphdef, params, stats, x, y, norm):
     """Inference-mode logits per model of x (chunks, CHUNK, features): (chunks, models, CHUNK,
     classes); with labels y (chunks, CHUNK), not None, also each row's cross-entropy and
-    prediction, computed as the trainer computes its own (float32; `train.cross_entropy`,
-    `train.accuracy`): (chunks, models, CHUNK) each. With y None it is a program of its own
+    prediction, the trainer's own (float32; `train.example_losses`, `train.predictions`):
+    (chunks, models, CHUNK) each. With y None it is a program of its own
     (jit keys on the arguments' structure), which compiles faster."""
 
     def model(p, s, xb, yb):
         z = models.apply(graphdef, p, s, xb, norm=norm)[0]
         if yb is None:
             return (z,)
-        loss = optax.softmax_cross_entropy_with_integer_labels(z, yb)
-        return z, loss, jnp.argmax(z, -1).astype(jnp.int32)
+        return z, train.example_losses(z, yb), train.predictions(z).astype(jnp.int32)
 
     one = lambda b: jax.vmap(model, (0, 0, None, None))(params, stats, *b)  # noqa: E731
     return jax.lax.map(one, (x, y))
@@ -665,9 +663,9 @@ def _measure_split(spec, result, idx, ds, view) -> tuple[dict[str, np.ndarray], 
     `idx` as the compiled probes run them (`shared_view`)."""
     sets = [(getattr(ds, f"x_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val", "test")]
     probe_x = affinity_inputs(ds.x_test)
-    x = np.concatenate([x for x, _ in sets] + [probe_x])
-    y = np.concatenate([y for _, y in sets] + [np.zeros(len(probe_x), np.int32)])
-    every, loss, pred = forward(*view[:3], x, y, view[3])
+    xs = np.concatenate([x for x, _ in sets] + [probe_x])
+    ys = np.concatenate([y for _, y in sets] + [np.zeros(len(probe_x), np.int32)])
+    every, loss, pred = forward(*view[:3], xs, ys, view[3])
     ends = np.cumsum([0] + [len(x) for x, _ in sets])
     cols = {}
     for k, (name, (_, y)) in enumerate(zip(("train", "val", "test"), sets)):

@@ -221,12 +221,21 @@ def clear_caches() -> None:
     jax.clear_caches()
 
 
+def example_losses(logits, labels):
+    """Each example's cross-entropy: the trainer minimizes their mean, the probes report it."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def predictions(logits):
+    return jnp.argmax(logits, -1)
+
+
 def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return example_losses(logits, labels).mean()
 
 
 def accuracy(logits, labels):
-    return jnp.mean(jnp.argmax(logits, -1) == labels)
+    return jnp.mean(predictions(logits) == labels)
 
 
 def _all_finite(tree) -> jax.Array:
