@@ -59,7 +59,7 @@ for v in $VARIANTS; do
     start=$(date +%s.%N)
     PYTHONPATH=$src JAX_COMPILATION_CACHE_DIR=$cache XLA_FLAGS=$flags JAX_LOG_COMPILES=1 \
         timeout "${VARIANT_TIMEOUT:-900}" bash -c "python3 $run $cmd --epochs $EPOCHS --out $OUT/$v.parquet" >"$OUT/$v.log" 2>&1
-    echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
+    echo "== $v: rc $?, $(python3 -c "import time; print(round(time.time() - $start, 1))") s, XLA_FLAGS '$flags'"
     grep PHASES "$OUT/$v.log"
     python3 - "$OUT/$v.log" <<'PY'
 import re, sys

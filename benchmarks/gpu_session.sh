@@ -97,19 +97,18 @@ run)
     if has slice; then
         flags=${GPU_SLICE_FLAGS:-auto}
         if [ "$flags" = auto ]; then  # cmdbuf's flags if it trained >= 10% faster than default
-            cmdbuf=${CMDBUF:-FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE}
-            flags=$(python3 - "$OUT/job.txt" "$cmdbuf" <<'PY'
+            flags=$(python3 - "$OUT/job.txt" <<'PY'
 import json, re, sys
-train = {}
+train, flags = {}, {}
 variant = None
-for line in open(sys.argv[1]):
-    if m := re.match(r"== (\S+): rc 0,", line):
-        variant = m[1]
+for line in open(sys.argv[1]):  # gpu_job.sh's "== VARIANT: rc 0, ... XLA_FLAGS '...'", PHASES
+    if m := re.match(r"== (\S+): rc 0, .* XLA_FLAGS '(.*)'", line):
+        variant, flags[m[1]] = m[1], m[2]
     elif line.startswith("PHASES") and variant:
         train[variant] = json.loads(line[7:])["train"]
         variant = None
 fast = "cmdbuf" in train and "default" in train and train["cmdbuf"] <= 0.9 * train["default"]
-print(f"--xla_gpu_enable_command_buffer={sys.argv[2]}" if fast else "none")
+print(flags["cmdbuf"] if fast else "none")
 PY
             )
         fi
