@@ -12,8 +12,10 @@
 #
 #   bash benchmarks/gpu_check.sh OUT COMMANDS [SLICE_SECONDS]
 #   GPU_CHECK_STEPS="1 4" bash benchmarks/gpu_check.sh ...    (some of the steps only)
-#   SLICE_JOBS=8 SLICE_XLA_FLAGS=... bash benchmarks/gpu_check.sh ...
-#       (the slice's jobs at a time, default 8; XLA_FLAGS for its jobs, default none)
+#   SLICE_JOBS=8 SLICE_XLA_FLAGS=... SLICE_SNAPSHOT=200 bash benchmarks/gpu_check.sh ...
+#       (the slice's jobs at a time, default 8; XLA_FLAGS for its jobs, default none; the
+#       seconds into the slice at which its logs are also kept as OUT/logs-at-SECONDS.tar.gz,
+#       default 200, the slice of every run so far, so that a longer slice compares with them)
 # With NVIDIA MPS started beforehand (nvidia-cuda-mps-control -d), the slice's jobs use it.
 # benchmarks/gpu_job.sh breaks one job of COMMANDS down further (its compilations by program).
 # Run from the repository root with the study's data under results/data and bnstudy importable
@@ -84,6 +86,8 @@ export XLA_FLAGS=${SLICE_XLA_FLAGS:-}
 env | grep -E '^(JAX|XLA)_' | sort
 mkdir -p results/logs/train/{mnist1d,digits,spirals,xor} results/runs/{mnist1d,digits,spirals,xor}
 start=$(date +%s.%N)
+SNAP=${SLICE_SNAPSHOT:-200}
+[ "$SNAP" -lt "$SLICE" ] && { sleep "$SNAP" && tar czf "$OUT/logs-at-$SNAP.tar.gz" results/logs; } &
 # shellcheck disable=SC2016
 timeout "$SLICE" xargs -d '\n' -P "$JOBS" -I{} bash -c '
     t0=$(date +%s.%N); eval "python3 -m $1"; rc=$?
