@@ -574,14 +574,24 @@ def train(
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     k = len(spec.activations)
     per = len(cfg.model_seeds)  # the models of one activation: seed-major, then rate
-    # The models are split over the local devices (one GPU; or, with `bnstudy train --threads N`
-    # on a CPU, N CPU devices that run in parallel), each activation's group on its own: its
-    # count is padded to a multiple of the devices with copies of its last model, dropped at
-    # the end. The data are on every device.
     devices = jax.local_devices()
-    size = per + (-per) % len(devices)
-    layout = np.concatenate([a * per + np.minimum(np.arange(size), per - 1) for a in range(k)])
-    real = np.concatenate([a * size + np.arange(per) for a in range(k)])  # the models in layout
+    # A family's members are trained in groups, each vmapped on its own: on a CPU one group per
+    # activation, running only its own (a vmapped choice computes every candidate and selects:
+    # a 7-activation family trained in twice the time); on a GPU, whose time goes to launching
+    # many small kernels, one group that selects (one group per activation there trained the
+    # MNIST-1D post job in 22.4 s against 12.3 s; docs/speed.md).
+    apart = k > 1 and devices[0].platform == "cpu"
+    members = (
+        [np.arange(a * per, (a + 1) * per) for a in range(k)] if apart else [np.arange(k * per)]
+    )
+    activations = tuple(range(k)) if apart else (None,)
+    # The models are split over the local devices (one GPU; or, with `bnstudy train --threads N`
+    # on a CPU, N CPU devices that run in parallel), each group on its own: its count is padded
+    # to a multiple of the devices with copies of its last model, dropped at the end. The data
+    # are on every device.
+    size = len(members[0]) + (-len(members[0])) % len(devices)
+    layout = np.concatenate([g[np.minimum(np.arange(size), len(g) - 1)] for g in members])
+    real = np.concatenate([i * size + np.arange(len(g)) for i, g in enumerate(members)])
     seeds, lrs = np.tile(cfg.model_seeds, k)[layout], np.tile(cfg.model_lrs, k)[layout]
     choices = np.repeat(np.arange(k, dtype=np.int32), per)[layout]
     m = k * per
@@ -592,8 +602,7 @@ def train(
     mesh = jax.sharding.Mesh(np.array(devices), ("models",))
     per_model = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
     everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    groups = [slice(a * size, (a + 1) * size) for a in range(k)]
-    activations = tuple(range(k)) if k > 1 else (None,)
+    groups = [slice(i * size, (i + 1) * size) for i in range(len(members))]
     per_group = tuple(
         jax.device_put((lrs[g], split[g], order.ravel()[g]), per_model) for g in groups
     )
@@ -603,7 +612,7 @@ def train(
     # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
     # a core is free (the same program either way).
     graphdef, abstract_group = _abstract_state(run, size, tx, per_model)
-    abstract_state = (abstract_group,) * k
+    abstract_state = (abstract_group,) * len(groups)
     epochs = np.arange(cfg.epochs, dtype=np.int32).reshape(-1, block)  # one row per block
     steps = n // cfg.batch_size
     abstract_batches = _placed(
@@ -641,7 +650,7 @@ def train(
 
     def models_of(per_group_arrays):  # (groups, padded models of one, ...) -> (models, ...)
         a = np.asarray(per_group_arrays)
-        return a.reshape(k * size, *a.shape[2:])[real]
+        return a.reshape(-1, *a.shape[2:])[real]
 
     history = []
     for b, block_epochs in enumerate(epochs):
