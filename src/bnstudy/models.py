@@ -61,10 +61,9 @@ class ModelSpec:
     construction.
 
     `activation` is one name, or a tuple of names: a *family* of networks that differ only in
-    their activation. The members share one graph (one compiled program trains them all). A
-    model picks its activation by its `Choice` index, where all candidates are computed and the
-    model's own is selected, or a call runs one candidate for all its models (`apply`'s
-    `activation`: the trainer's, which vmaps each activation's models apart).
+    their activation. The members share one graph (one compiled program trains them all), and
+    each model picks its activation by its `Choice` index; all candidates are computed and the
+    model's own is selected, so a member computes what it would compute alone.
 
     `norm` is one name, or a tuple of names: models that carry the layers of every candidate
     normalization and run one of them, the same for every model of a call (the `norm` index of
@@ -277,27 +276,23 @@ class MLP(nnx.Module):
         ]
         return nnx.switch(norm, branches, self.norms[i], h)
 
-    def _activation(self, activation=None):
+    def _activation(self):
         names = self.spec.activations
         if len(names) == 1:
             return ACTIVATIONS[names[0]]
-        if activation is not None:
-            return ACTIVATIONS[names[activation]]
         branches = [ACTIVATIONS[a] for a in names]
         return lambda h: jax.lax.switch(self.choice[...], branches, h)
 
-    def __call__(self, x, train: bool = False, mask=None, norm=None, activation=None):
+    def __call__(self, x, train: bool = False, mask=None, norm=None):
         """Logits for a batch `x` of shape (batch, in_features).
 
         train=True: batch-statistics mode (BatchNorm normalizes with the statistics of this
         batch, restricted to the rows where `mask` (shape (batch, 1)) is True, and updates its
         running averages). train=False: inference mode (running statistics). `norm`: with
         several candidate normalizations, the index of the one to run (may be traced).
-        `activation`: in a family, the index of the candidate activation to run instead of the
-        model's `Choice` (static): only that one is computed.
         """
         h = x
-        act = self._activation(activation)
+        act = self._activation()
         for i, linear in enumerate(self.linears):
             h = linear(h)
             if self.spec.placement == "pre":
@@ -379,10 +374,10 @@ def split(model: MLP):
     return nnx.split(model, nnx.Param, STATE)
 
 
-def apply(graphdef, params, stats, x, train: bool = False, mask=None, norm=None, activation=None):
-    """Pure forward pass: (logits, updated state) (`MLP.__call__`'s arguments)."""
+def apply(graphdef, params, stats, x, train: bool = False, mask=None, norm=None):
+    """Pure forward pass: (logits, updated state)."""
     model = nnx.merge(graphdef, params, stats, copy=True)  # fresh Variables in this trace
-    logits = model(x, train=train, mask=mask, norm=norm, activation=activation)
+    logits = model(x, train=train, mask=mask, norm=norm)
     return logits, nnx.state(model, STATE)
 
 

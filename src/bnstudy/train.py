@@ -260,17 +260,14 @@ def _finite_grads(grads) -> jax.Array:
     return jnp.all(jnp.stack(checks))
 
 
-def evaluate(graphdef, params, stats, x, y, chunk: int = 8192, norm=None, activation=None):
+def evaluate(graphdef, params, stats, x, y, chunk: int = 8192, norm=None):
     """Inference-mode (loss, accuracy) of one model on (x, y), in chunks to bound memory
-    (`norm`, `activation`: models.apply's)."""
+    (`norm`: models.apply's)."""
     n = x.shape[0]
     chunk = min(chunk, n)
     pad = (-n) % chunk
     xs = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, chunk, x.shape[1])
-    logits = jax.lax.map(
-        lambda xb: models.apply(graphdef, params, stats, xb, norm=norm, activation=activation)[0],
-        xs,
-    )
+    logits = jax.lax.map(lambda xb: models.apply(graphdef, params, stats, xb, norm=norm)[0], xs)
     logits = logits.reshape(-1, logits.shape[-1])[:n]
     return cross_entropy(logits, y), accuracy(logits, y)
 
@@ -303,9 +300,9 @@ def _placed(tree, sharding):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
-def _train_step(graphdef, tx, first, norm, activation, state: ModelState, lr, xb, yb):
+def _train_step(graphdef, tx, first, norm, state: ModelState, lr, xb, yb):
     """One optimizer step of one model; a non-finite step is not applied and marks divergence.
-    `norm`, `activation`: models.apply's, the same for every model of the call.
+    `norm`: models.apply's, the same for every model.
     Returns the step's loss, accuracy and, on the run's first step (`first`, the same for every
     model), each Linear kernel's gradient norm (zeros on the other steps: nothing reads them).
 
@@ -315,9 +312,7 @@ def _train_step(graphdef, tx, first, norm, activation, state: ModelState, lr, xb
     diverges the optimizer state sees zero gradients; the model is frozen from then on."""
 
     def loss_fn(p):
-        logits, new_stats = models.apply(
-            graphdef, p, state.stats, xb, train=True, norm=norm, activation=activation
-        )
+        logits, new_stats = models.apply(graphdef, p, state.stats, xb, train=True, norm=norm)
         return cross_entropy(logits, yb), (new_stats, accuracy(logits, yb))
 
     (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -400,63 +395,44 @@ def _epoch_batches(order_keys, epochs, n: int, batch_size: int) -> np.ndarray:
     return batches.swapaxes(1, 2)
 
 
-def _train_epoch(graphdef, tx, activations, norm, data, state, epoch_batches):
-    """One epoch of every model, then their inference-mode validation metrics. The models come
-    in groups, one per activation of the spec (`activations`: each group's index into them, None
-    for a single activation), each group vmapped with its own activation: a family's members
-    compute only their own, where a vmapped choice would compute every candidate's and select
-    (docs/speed.md).
-    `data`: the splits stacked over seeds, and per group its models' learning rates, splits (an
-    index into the stacked splits) and data orders (an index into the seeds of `epoch_batches`
-    = (epoch, its batches: (steps, seeds, batch) indices, `_epoch_batches`)); `state`: a
-    ModelState per group. The metrics come stacked over the groups: (groups, models of one)."""
-    x_train, y_train, x_val, y_val, per_group = data
+def _train_epoch(graphdef, tx, norm, data, lrs, state, epoch_batches):
+    """One epoch of every model (vmapped), then their inference-mode validation metrics.
+    `data`: the splits stacked over seeds, each model's split (models,) and each model's data
+    order (models,): an index into the seeds of `epoch_batches` = (epoch, its batches: (steps,
+    seeds, batch) indices, `_epoch_batches`)."""
+    x_train, y_train, x_val, y_val, split, order = data
     epoch, batches = epoch_batches
 
     def step(state, i_idx):  # idx: (seeds, batch)
         i, idx = i_idx
+        idx = idx[order]  # (models, batch)
+        xb, yb = x_train[split[:, None], idx], y_train[split[:, None], idx]
         first = (epoch == 0) & (i == 0)
-        out = []
-        for group, activation, (lrs, split, order) in zip(state, activations, per_group):
-            rows = split[:, None], idx[order]  # (models, batch) examples of the models' splits
-            train_step = partial(_train_step, graphdef, tx, first, norm, activation)
-            out.append(jax.vmap(train_step)(group, lrs, x_train[rows], y_train[rows]))
-        new_state, metrics = zip(*out)
-        return tuple(new_state), jax.tree.map(lambda *g: jnp.stack(g), *metrics)
+        return jax.vmap(partial(_train_step, graphdef, tx, first, norm))(state, lrs, xb, yb)
 
     steps = jnp.arange(batches.shape[0])
     state, (losses, accs, grad_norms) = jax.lax.scan(step, state, (steps, batches))
-
-    def validate(group, activation, split):
-        scores = partial(evaluate, graphdef, norm=norm, activation=activation)
-        return jax.vmap(lambda p, s, k: scores(p, s, x_val[k], y_val[k]))(
-            group.params, group.stats, split
-        )
-
-    val = [validate(g, a, split) for g, a, (_, split, _) in zip(state, activations, per_group)]
-    val_loss, val_acc = (jnp.stack(v) for v in zip(*val))
-    diverged = jnp.stack([group.diverged for group in state])
+    val_loss, val_acc = jax.vmap(
+        lambda p, s, k: evaluate(graphdef, p, s, x_val[k], y_val[k], norm=norm)
+    )(state.params, state.stats, split)
     # A frozen (diverged) model has NaN step losses; its epoch means are NaN too.
     return state, dict(
         train_loss=losses.mean(0),
         train_acc=accs.mean(0),
-        val_loss=jnp.where(diverged, jnp.nan, val_loss),
-        val_acc=jnp.where(diverged, jnp.nan, val_acc),
-        grad_norms_first_step=grad_norms[0],  # (groups, models of one, depth + 1)
+        val_loss=jnp.where(state.diverged, jnp.nan, val_loss),
+        val_acc=jnp.where(state.diverged, jnp.nan, val_acc),
+        grad_norms_first_step=grad_norms[0],  # (models, depth + 1)
     )
 
 
 @partial(
-    jax.jit,
-    static_argnames=("graphdef", "tx", "activations"),
-    donate_argnames=("state",),
-    compiler_options=CUBLAS,
+    jax.jit, static_argnames=("graphdef", "tx"), donate_argnames=("state",), compiler_options=CUBLAS
 )
-def _train_block(graphdef, tx, activations, norm, data, batches, state, epochs):
+def _train_block(graphdef, tx, norm, data, lrs, batches, state, epochs):
     """The epochs `epochs` as one scan, `batches` their batches (`_epoch_batches`): the compiled
     program reused for every block of a run (and, `norm` being traced, by every norm of a spec
     with several)."""
-    epoch_fn = partial(_train_epoch, graphdef, tx, activations, norm, data)
+    epoch_fn = partial(_train_epoch, graphdef, tx, norm, data, lrs)
     return jax.lax.scan(epoch_fn, state, (epochs, batches))
 
 
@@ -573,28 +549,17 @@ def train(
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training examples")
     k = len(spec.activations)
-    per = len(cfg.model_seeds)  # the models of one activation: seed-major, then rate
-    devices = jax.local_devices()
-    # A family's members are trained in groups, each vmapped on its own: on a CPU one group per
-    # activation, running only its own (a vmapped choice computes every candidate and selects:
-    # a 7-activation family trained in twice the time); on a GPU, whose time goes to launching
-    # many small kernels, one group that selects (one group per activation there trained the
-    # MNIST-1D post job in 22.4 s against 12.3 s; docs/speed.md).
-    apart = k > 1 and devices[0].platform == "cpu"
-    members = (
-        [np.arange(a * per, (a + 1) * per) for a in range(k)] if apart else [np.arange(k * per)]
-    )
-    activations = tuple(range(k)) if apart else (None,)
+    seeds, lrs = np.tile(cfg.model_seeds, k), np.tile(cfg.model_lrs, k)
+    choices = np.repeat(np.arange(k, dtype=np.int32), len(cfg.model_seeds))
+    m = len(seeds)
     # The models are split over the local devices (one GPU; or, with `bnstudy train --threads N`
-    # on a CPU, N CPU devices that run in parallel), each group on its own: its count is padded
-    # to a multiple of the devices with copies of its last model, dropped at the end. The data
-    # are on every device.
-    size = len(members[0]) + (-len(members[0])) % len(devices)
-    layout = np.concatenate([g[np.minimum(np.arange(size), len(g) - 1)] for g in members])
-    real = np.concatenate([i * size + np.arange(len(g)) for i, g in enumerate(members)])
-    seeds, lrs = np.tile(cfg.model_seeds, k)[layout], np.tile(cfg.model_lrs, k)[layout]
-    choices = np.repeat(np.arange(k, dtype=np.int32), per)[layout]
-    m = k * per
+    # on a CPU, N CPU devices that run in parallel); their count is padded to a multiple of the
+    # devices with copies of the last model, dropped at the end. The data are on every device.
+    devices = jax.local_devices()
+    pad = (-m) % len(devices)
+    seeds, lrs, choices = (
+        np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seeds, lrs, choices)
+    )
     tx = make_optimizer(cfg, cfg.epochs * (n // cfg.batch_size))
     position = {s: i for i, s in enumerate(cfg.seeds)} if len(x_train) > 1 else {}
     split = np.array([position.get(s, 0) for s in seeds], np.int32)  # each model's split
@@ -602,17 +567,13 @@ def train(
     mesh = jax.sharding.Mesh(np.array(devices), ("models",))
     per_model = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
     everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    groups = [slice(i * size, (i + 1) * size) for i in range(len(members))]
-    per_group = tuple(
-        jax.device_put((lrs[g], split[g], order.ravel()[g]), per_model) for g in groups
-    )
-    data = (*jax.device_put((x_train, y_train, x_val, y_val), everywhere), per_group)
+    lrs_dev, split, order = jax.device_put((lrs, split, order.ravel()), per_model)
+    data = (*jax.device_put((x_train, y_train, x_val, y_val), everywhere), split, order)
     block = _block_size(cfg.epochs)
     # The training program depends on the shapes only, so it compiles on a worker thread while
     # the models are initialized: XLA compiles outside Python's lock, and the two overlap where
     # a core is free (the same program either way).
-    graphdef, abstract_group = _abstract_state(run, size, tx, per_model)
-    abstract_state = (abstract_group,) * len(groups)
+    graphdef, abstract_state = _abstract_state(run, m + pad, tx, per_model)
     epochs = np.arange(cfg.epochs, dtype=np.int32).reshape(-1, block)  # one row per block
     steps = n // cfg.batch_size
     abstract_batches = _placed(
@@ -621,21 +582,18 @@ def train(
     with ThreadPoolExecutor(1) as worker:
         compiling = worker.submit(
             lambda: _train_block.lower(
-                graphdef, tx, activations, norm, data, abstract_batches, abstract_state, epochs[0]
+                graphdef, tx, norm, data, lrs_dev, abstract_batches, abstract_state, epochs[0]
             ).compile()
         )
         _, params, stats = init_models(run, seeds, choices)
-        opt_state = _zero_state(abstract_group.opt_state)
-        flags = (np.zeros(size, bool), np.full(size, -1, np.int32), np.zeros(size, np.int32))
-        state = tuple(
-            ModelState(
-                *jax.device_put(
-                    (*jax.tree.map(lambda a, g=g: a[g], (params, stats)), opt_state, *flags),
-                    per_model,
-                )
-            )
-            for g in groups
+        params, stats = jax.device_put((params, stats), per_model)
+        flags = (
+            np.zeros(m + pad, bool),
+            np.full(m + pad, -1, np.int32),
+            np.zeros(m + pad, np.int32),
         )
+        opt_state = jax.device_put(_zero_state(abstract_state.opt_state), per_model)
+        state = ModelState(params, stats, opt_state, *jax.device_put(flags, per_model))
         order_keys = _keys(jax.device_put(distinct, _host()))[1]
 
         def batches(block_epochs):  # the block's batches, where the training program wants them
@@ -647,47 +605,38 @@ def train(
         setup = time.perf_counter()
         run_block = compiling.result()
     compiled = time.perf_counter()
-
-    def models_of(per_group_arrays):  # (groups, padded models of one, ...) -> (models, ...)
-        a = np.asarray(per_group_arrays)
-        return a.reshape(-1, *a.shape[2:])[real]
-
     history = []
     for b, block_epochs in enumerate(epochs):
-        state, hist = run_block(norm, data, next_batches, state, block_epochs)
+        state, hist = run_block(norm, data, lrs_dev, next_batches, state, block_epochs)
         if b + 1 < len(epochs):  # drawn while the block trains
             next_batches = batches(epochs[b + 1])
-        hist = jax.tree.map(lambda a: np.stack([models_of(e) for e in a]), jax.device_get(hist))
+        hist = jax.device_get(hist)
         history.append(hist)
         val = hist["val_acc"][-1]
-        diverged = models_of([group.diverged for group in state])
         print(
             f"epoch {block_epochs[-1] + 1}/{cfg.epochs}: val_acc best {np.nanmax(val, initial=np.nan):.3f} "
             f"mean {np.nanmean(val) if np.isfinite(val).any() else np.nan:.3f}, "
-            f"diverged {int(diverged.sum())}/{m}, {time.perf_counter() - start:.1f}s",
+            f"diverged {int(np.asarray(state.diverged)[:m].sum())}/{m}, {time.perf_counter() - start:.1f}s",
             file=log,
             flush=True,
         )
-    history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+    history = {k: np.concatenate([h[k] for h in history])[:, :m] for k in history[0]}
     grad_norms_init = history.pop("grad_norms_first_step")[0]  # the very first step: at init
     # The trained models without the padding, on the host: the probes take them seed by seed,
     # and NumPy slices them without a compiled gather per shape.
-    params, stats = jax.tree.map(
-        lambda *g: np.concatenate(g)[real], *((group.params, group.stats) for group in state)
-    )
+    params, stats = jax.tree.map(lambda a: np.asarray(a)[:m], (state.params, state.stats))
     if shared is not None:
         graphdef, params, stats = _keep_norm(spec, graphdef, params, stats)
-    seeds, lrs, choices = seeds[real], lrs[real], choices[real]
     return TrainResult(
         graphdef,
         params,
         stats,
-        models_of([group.diverged for group in state]),
-        models_of([group.diverged_step for group in state]),
+        np.asarray(state.diverged)[:m],
+        np.asarray(state.diverged_step)[:m],
         history,
-        seeds,
-        lrs,
-        np.asarray(spec.activations)[choices],
+        seeds[:m],
+        lrs[:m],
+        np.asarray(spec.activations)[choices[:m]],
         grad_norms_init,
         cfg.batch_size,
         {
