@@ -87,15 +87,25 @@ env | grep -E '^(JAX|XLA)_' | sort
 mkdir -p results/logs/train/{mnist1d,digits,spirals,xor} results/runs/{mnist1d,digits,spirals,xor}
 start=$(date +%s.%N)
 SNAP=${SLICE_SNAPSHOT:-200}
-[ "$SNAP" -lt "$SLICE" ] && { sleep "$SNAP" && tar czf "$OUT/logs-at-$SNAP.tar.gz" results/logs; } &
+snapshot=
+if [ "$SNAP" -lt "$SLICE" ]; then
+    { sleep "$SNAP" && tar czf "$OUT/logs-at-$SNAP.tar.gz" results/logs; } &
+    snapshot=$!
+fi
 # shellcheck disable=SC2016
 timeout "$SLICE" xargs -d '\n' -P "$JOBS" -I{} bash -c '
     t0=$(date +%s.%N); eval "python3 -m $1"; rc=$?
     echo "$(echo "$1" | grep -o -- "--out [^ ]*" | cut -d" " -f2) $t0 $(date +%s.%N) $rc" >>"$2/jobs.txt"
 ' _ {} "$OUT" <"$COMMANDS"
-echo "slice: rc $? after $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
+rc=$?
+elapsed=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+echo "slice: rc $rc after $elapsed s"
 cat "$OUT/jobs.txt" 2>/dev/null
 kill "$dmon" 2>/dev/null
 grep -h PHASES results/logs/train/*/*.log
+# the projection of the offline part (benchmarks/gpu_projection.py), at the snapshot and the end
+[ -n "$snapshot" ] && kill "$snapshot" 2>/dev/null  # a slice that ended before its snapshot
+[ -s "$OUT/logs-at-$SNAP.tar.gz" ] && python3 benchmarks/gpu_projection.py "$OUT/logs-at-$SNAP.tar.gz" "$SNAP" | tail -2
+python3 benchmarks/gpu_projection.py . "$elapsed" | tee "$OUT/projection.txt"
 tar czf "$OUT/slice.tar.gz" results/logs results/runs results/benchmarks 2>/dev/null
 stamp done
