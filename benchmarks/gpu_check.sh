@@ -7,7 +7,8 @@
 #      (15 epochs);
 #   4. a timed slice of full.yaml's offline part: the given `bnstudy train` commands (as
 #      `snakemake -n -p --configfile workflow/config/full.yaml` prints them), 8 at a time as the
-#      default profile runs them on one GPU (--resources gpu=8), for at most SLICE seconds.
+#      default profile runs them on one GPU (--resources gpu=8), for at most SLICE seconds, and
+#      the offline part's projection from it (benchmarks/gpu_projection.py).
 # GPU utilization is sampled all along (nvidia-smi dmon). Everything lands in OUT.
 #
 #   bash benchmarks/gpu_check.sh OUT COMMANDS [SLICE_SECONDS]
