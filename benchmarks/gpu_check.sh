@@ -21,8 +21,8 @@
 # benchmarks/gpu_job.sh breaks one job of COMMANDS down further (its compilations by program).
 # Run from the repository root with the study's data under results/data and bnstudy importable
 # (PYTHONPATH=src will do). COMMANDS and the data come from a dry run on any machine:
-# `bash benchmarks/gpu_session.sh prepare` writes the slice's (its TARGETS, the 8 jobs of every
-# GPU run so far) to .gpu/commands.txt and results/data.
+# `bash benchmarks/gpu_session.sh prepare` writes the slice's (its TARGETS: the 8 jobs of every
+# GPU run so far, then two heavier) to .gpu/commands.txt and results/data.
 set -u
 OUT=${1:?output folder}
 COMMANDS=${2:?file of bnstudy train commands, one per line}
@@ -106,7 +106,13 @@ kill "$dmon" 2>/dev/null
 grep -h PHASES results/logs/train/*/*.log
 # the projection of the offline part (benchmarks/gpu_projection.py), at the snapshot and the end
 [ -n "$snapshot" ] && kill "$snapshot" 2>/dev/null  # a slice that ended before its snapshot
-[ -s "$OUT/logs-at-$SNAP.tar.gz" ] && python3 benchmarks/gpu_projection.py "$OUT/logs-at-$SNAP.tar.gz" "$SNAP" | tail -2
-python3 benchmarks/gpu_projection.py . "$elapsed" | tee "$OUT/projection.txt"
+# the floor: the products at a large float32 product's rate on this GPU (TFLOP/s)
+ceiling=$(timeout 60 python3 -c 'import sys; sys.path.insert(0, "benchmarks"); import bench_engine
+print(round(bench_engine.matmul_flops(8192) / 1e12, 1))' 2>/dev/null | tail -1)
+ceiling=${ceiling:+--ceiling $ceiling}
+# shellcheck disable=SC2086
+[ -s "$OUT/logs-at-$SNAP.tar.gz" ] && python3 benchmarks/gpu_projection.py "$OUT/logs-at-$SNAP.tar.gz" "$SNAP" $ceiling | tail -5
+# shellcheck disable=SC2086
+python3 benchmarks/gpu_projection.py . "$elapsed" $ceiling | tee "$OUT/projection.txt"
 tar czf "$OUT/slice.tar.gz" results/logs results/runs results/benchmarks 2>/dev/null
 stamp done

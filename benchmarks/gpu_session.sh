@@ -2,7 +2,7 @@
 # The GPU path in one call, for a machine lent for minutes (docs/speed.md, "On a GPU").
 #
 # Here, beforehand (any machine with the package; writes .gpu/commands.txt, the `bnstudy train`
-# commands of the slice's 8 full.yaml jobs, and their data under results/data; .gpu/pylib, the
+# commands of the slice's 10 full.yaml jobs, and their data under results/data; .gpu/pylib, the
 # mnist1d package, which the engine tests' data need and a device's Python may lack; with
 # GPU_BASE=COMMIT, .gpu/base/src, that commit's code for gpu_job.sh's `base` variant):
 #   [GPU_BASE=COMMIT] bash benchmarks/gpu_session.sh prepare
@@ -15,7 +15,7 @@
 #   job    gpu_job.sh's variants GPU_JOB_VARIANTS (default "default cmdbuf", plus "base" when
 #          .gpu/base/src exists) of the MNIST-1D post job (or GPU_JOB) at 10 epochs, each alone
 #          and cold;
-#   slice  gpu_check.sh's step 4: the 8 jobs SLICE_JOBS (default 8) at a time for SLICE_SECONDS
+#   slice  gpu_check.sh's step 4: the 10 jobs SLICE_JOBS (default 8) at a time for SLICE_SECONDS
 #          (default 200), cut short so that the run ends by DEADLINE_SECONDS after its start
 #          (default 600); under the cmdbuf variant's XLA_FLAGS when that variant trained at
 #          least 10% faster than default (GPU_SLICE_FLAGS: "auto", the default; "none"; or the
@@ -25,10 +25,13 @@
 # packs the step folders into OUT/gpu.tar.gz, since a device run returns only a few files.
 set -u
 cd "$(dirname "$0")/.."
-# the slice: the same 8 jobs as every GPU run since the first (docs/speed.md)
+# the slice: the 8 jobs of every GPU run since the first (docs/speed.md), then two of the
+# offline part's heaviest, which start as the first 8 finish: those 8 hold 10% of its training
+# products and none of the width-256 or depth-32 MNIST-1D jobs, which hold 58%
+# (benchmarks/gpu_projection.py projects by families and by work)
 TARGETS="mnist1d/pre-d2-w128-b128 mnist1d/post-d2-w128-b128 mnist1d/pre-d2-w128-b16
 digits/pre-d16-w128-b128 spirals/pre-d2-w128-b128 xor/pre-d2-w128-b64 digits/pre-d2-w128-b128
-mnist1d/pre-d8-w128-b128"
+mnist1d/pre-d8-w128-b128 mnist1d/pre-d4-w256-b128 mnist1d/pre-d32-w128-b128"
 # the job of the `job` and `profile` steps (GPU_JOB: the --out of another of the slice's jobs)
 PROFILED=${GPU_JOB:-results/runs/mnist1d/post-d2-w128-b128.parquet}
 

@@ -471,7 +471,7 @@ def _run_train(args) -> None:
         family_start = start if not rounds else time.perf_counter()  # the first: the job's start
         print(
             f"{ds.name} {spec} on {device}, {len(spec.activations)} activations x "
-            f"{len(args.seeds)} seeds x {len(args.lrs)} lrs",
+            f"{len(args.seeds)} seeds x {len(args.lrs)} lrs, at {time.perf_counter() - start:.1f}s",
             file=sys.stderr,
         )
         # A cell whose selected rate is an edge of the rates trained so far: its activation
