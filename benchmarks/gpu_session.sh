@@ -10,8 +10,10 @@
 #   bash benchmarks/gpu_session.sh run OUT [SLICE_SECONDS] [DEADLINE_SECONDS]
 #
 # The run starts NVIDIA MPS where it can (docs/running.md, "GPUs and threads"), then its steps
-# (GPU_SESSION_STEPS, default "check job slice"):
+# (GPU_SESSION_STEPS, default "check traffic job slice"):
 #   check  gpu_check.sh's steps 1 and 2: the products' precision and kernels, the engine tests;
+#   traffic step_traffic.py on the MNIST-1D post job (or GPU_JOB): the bytes a training step
+#          reads and writes as the GPU's XLA fuses it, against the CPU's count (docs/speed.md);
 #   job    gpu_job.sh's variants GPU_JOB_VARIANTS (default "default cmdbuf", plus "base" when
 #          .gpu/base/src exists) of the MNIST-1D post job (or GPU_JOB) at 10 epochs, each alone
 #          and cold;
@@ -59,7 +61,7 @@ run)
     OUT=${2:?output folder}
     SLICE=${3:-200}
     DEADLINE=${4:-600}
-    STEPS=${GPU_SESSION_STEPS:-check job slice}
+    STEPS=${GPU_SESSION_STEPS:-check traffic job slice}
     has() { [[ " $STEPS " == *" $1 "* ]]; }
     [ -s .gpu/commands.txt ] || { echo "no .gpu/commands.txt: run 'prepare' first"; exit 2; }
     t0=$(date +%s)
@@ -94,6 +96,9 @@ run)
     echo "== MPS: $mps"
     has check && GPU_CHECK_STEPS="1 2" bash benchmarks/gpu_check.sh "$work/check" \
         .gpu/commands.txt 2>&1 | tee "$OUT/check.txt"
+    traffic_job=$(echo "$PROFILED" | sed -E 's#results/runs/(.*)\.parquet#\1#')
+    has traffic && timeout 120 python3 benchmarks/step_traffic.py --jobs "$traffic_job" 2>&1 |
+        tee "$OUT/traffic.txt"
     variants=${GPU_JOB_VARIANTS:-default cmdbuf$([ -d .gpu/base/src ] && echo " base")}
     has job && BASE_SRC=$PWD/.gpu/base/src VARIANT_TIMEOUT=120 bash benchmarks/gpu_job.sh \
         "$work/job" .gpu/commands.txt "$PROFILED" 10 "$variants" 2>&1 | tee "$OUT/job.txt"

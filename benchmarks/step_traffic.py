@@ -1,0 +1,142 @@
+"""The memory traffic of full.yaml's offline training, from XLA's cost analysis of its steps.
+
+For every family of the offline part (the datasets that need no download), this compiles the
+trainer's step for all the family's models (`train._train_step`, vmapped, as the training
+program runs it inside its scans) and reads XLA's cost analysis of the compiled program: the
+bytes its operations read and write, and their FLOPs. Times the family's steps, summed over
+the offline part, and against a GPU's memory bandwidth and float32 product rate, that gives
+how long the training's steps take at those rates: a roofline of the training alone (no probes,
+compilation, start-up or validation passes).
+
+What it measures: XLA's fusion of the step on the machine it runs on (the CPU here), each
+fusion's inputs and outputs counted once per step. A GPU's XLA fuses differently (more outputs
+per kernel), and a GPU's cache can hold some of a step's arrays, so on a GPU it is an estimate,
+not a bound. The fifth GPU run's family (docs/speed.md) ran its step in 0.84 ms on an H100,
+against the 0.70 ms of this count at 3.35 TB/s.
+
+    python benchmarks/step_traffic.py [--config workflow/config/full.yaml] [--bandwidth 3.35]
+        [--ceiling 50.2] [--top 12] [--jobs DATASET/JOB ...]
+
+(about 11 minutes on the 2-core VM: some 260 programs to compile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import gpu_projection  # this folder's: the offline part's families and their products
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from bnstudy import data, grid, models, train
+
+
+def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float]:
+    """(FLOPs, bytes accessed) of one training step of `m` models of `spec` at `batch`."""
+    cfg = train.TrainConfig(seeds=(0,), lrs=(1e-3,), epochs=1, batch_size=batch)
+    tx = train.make_optimizer(cfg, 1)
+    graphdef, state = train._abstract_state(spec, m, tx, None)
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+
+    def step(state, lrs, xb, yb, first):
+        one = partial(train._train_step, graphdef, tx, first, jnp.int32(0))
+        return jax.vmap(one)(state, lrs, xb, yb)
+
+    shape = jax.ShapeDtypeStruct
+    compiled = (
+        jax.jit(step, compiler_options=train.CUBLAS)  # as the training program (GPU only)
+        .lower(
+            state,
+            shape((m,), np.float32),
+            shape((m, batch, spec.in_features), np.float32),
+            shape((m, batch), np.int32),
+            shape((), bool),
+        )
+        .compile()
+    )
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"], cost["bytes accessed"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("workflow/config/full.yaml"))
+    parser.add_argument("--bandwidth", type=float, default=3.35, help="TB/s (H100 SXM: 3.35)")
+    parser.add_argument(
+        "--ceiling", type=float, default=50.2, help="TFLOP/s of a large float32 product"
+    )
+    parser.add_argument("--top", type=int, default=12, help="jobs listed, the most traffic first")
+    parser.add_argument(
+        "--jobs",
+        nargs="+",
+        metavar="DATASET/JOB",
+        help="only these jobs (e.g. mnist1d/post-d2-w128-b128: on a GPU, its XLA's count)",
+    )
+    args = parser.parse_args()
+    config = yaml.safe_load(args.config.read_text())
+    start = time.perf_counter()
+    costs: dict[tuple, tuple[float, float]] = {}
+    jobs = collections.defaultdict(lambda: np.zeros(3))  # job -> traffic, products, families
+    for key in grid.jobs(config):
+        w = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
+        name = f"{w.dataset}/{grid.JOB.format(**vars(w))}"
+        if w.dataset in data.DOWNLOADED or (args.jobs and name not in args.jobs):
+            continue
+        settings = grid.training(config, w.dataset)
+        n_train = data.train_size(w.dataset, **config.get("data", {}).get(w.dataset, {}))
+        steps = settings["epochs"] * (n_train // w.batch_size)
+        per_activation = len(settings["seeds"]) * len(settings["lrs"])
+        families = grid.job_families(config, w)
+        for family, products in zip(families, gpu_projection.family_flops(config, w)):
+            activations = tuple(family["activations"])
+            spec = models.ModelSpec(
+                gpu_projection.FEATURES[w.dataset],
+                data.NUM_CLASSES[w.dataset],
+                activations if len(activations) > 1 else activations[0],
+                family["norm"],
+                w.placement,
+                w.depth,
+                w.width,
+                family.get("groups", grid.NO_GROUPS),
+            )
+            m = len(activations) * per_activation
+            if (spec, m, w.batch_size) not in costs:
+                costs[spec, m, w.batch_size] = step_cost(spec, m, w.batch_size)
+            traffic = steps * costs[spec, m, w.batch_size][1]
+            jobs[name] += (traffic, products, 1)
+        print(
+            f"{name}: {len(families)} families, "
+            f"{len(costs)} programs so far, {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    traffic, products, families = np.sum(list(jobs.values()), axis=0)
+    bandwidth, ceiling = args.bandwidth * 1e12, args.ceiling * 1e12
+    print(
+        f"\n{'job':28s} {'traffic':>9s} {'share':>6s} {'products':>12s} {'FLOP/B':>7s} {'min':>6s}"
+    )
+    for job, (t, p, _) in sorted(jobs.items(), key=lambda kv: -kv[1][0])[: args.top]:
+        print(
+            f"{job:28s} {t / 1e12:6.0f} TB {100 * t / traffic:5.1f}% {p / 1e12:6.0f} TFLOP "
+            f"{p / t:7.1f} {t / bandwidth / 60:6.2f}"
+        )
+    print(
+        f"{'these jobs' if args.jobs else 'offline part'}: {len(jobs)} jobs, {families:.0f} families, {len(costs)} step programs; "
+        f"the steps read and write {traffic / 1e15:.2f} PB and compute {products / 1e15:.2f} "
+        f"PFLOP of products ({products / traffic:.1f} FLOP a byte)"
+    )
+    print(
+        f"at {args.bandwidth:g} TB/s: {traffic / bandwidth / 60:.1f} minutes of traffic; "
+        f"at {args.ceiling:g} TFLOP/s: {products / ceiling / 60:.1f} minutes of products"
+    )
+
+
+if __name__ == "__main__":
+    main()
