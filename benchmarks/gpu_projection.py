@@ -6,27 +6,29 @@ per job, the families it started and how far each got (a family's log block begi
 `ModelSpec(...)` line; its first round's `epoch E/N:` lines say how many of its N epochs are
 done, and it is trained at `epoch N/N:`), and whether the job finished (its `PHASES` line). It
 projects the offline part (the datasets that need no download, counted from full.yaml's grid)
-two ways:
+by the slice's rate of three measures:
 
 - **by families**: the offline part's families x the slice's seconds / the families trained.
   The measure of every GPU run in docs/speed.md. It charges every family the slice's mean time,
-  so it is low when the slice's families are lighter than the offline part's, which they are:
-  the slice's 8 jobs hold none of the width-256 and depth-16 and -32 MNIST-1D jobs that hold
-  most of the arithmetic.
+  so it is low when the slice's families are lighter than the offline part's, which the first
+  8 jobs' are: they hold none of the MNIST-1D jobs of width 256 or depth 32, which hold most
+  of the work.
 - **by work**: the offline part's training products (FLOPs: 3 x a forward pass's products per
   example, every model of a family's first round, every step) x the slice's seconds / the work
   the slice did (its trained families' and the epochs done of the ones under way). It charges
-  every FLOP the slice's mean rate, so it is high where larger models run at a higher rate
-  (wider products fill a GPU better).
+  every FLOP the slice's mean rate, so it is high where larger models run at a higher rate.
+- **by traffic** (with `--traffic FILE`, `step_traffic.py --json FILE`'s): the same with the
+  bytes the training steps read and write (XLA's cost analysis on the machine that made the
+  file). The training is bound by memory (docs/speed.md), so this is the measure whose rate
+  should vary least between jobs.
 
-The offline part's wall time on the slice's GPU lies between the two, as far as the slice's
-mix of fixed costs (start-up, compilation, probes) holds for the rest. Both leave out the
-probes of the jobs that have not finished and the edge-extension rounds' training (counted as
-a family's fixed cost, like its probes). `--ceiling` (TFLOP/s: gpu_check.sh's float32 product)
-adds the floor: the offline part's training products at that rate.
+Each holds as far as the slice's mix of fixed costs (start-up, compilation, probes) holds for
+the rest. All leave out the probes of the jobs that have not finished, and count the
+edge-extension rounds' training as a family's fixed cost, like its probes. `--ceiling`
+(TFLOP/s: gpu_check.sh's float32 product) adds the floor: the training products at that rate.
 
     python benchmarks/gpu_projection.py LOGS SECONDS [--config workflow/config/full.yaml]
-        [--ceiling TFLOPS]
+        [--ceiling TFLOPS] [--traffic FILE]
 
 LOGS: a folder that holds results/logs/train, or a .tar.gz of results/logs.
 """
@@ -34,6 +36,7 @@ LOGS: a folder that holds results/logs/train, or a .tar.gz of results/logs.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tarfile
 import tempfile
@@ -72,16 +75,20 @@ def family_flops(config: dict, wildcards) -> list[float]:
     ]
 
 
-def offline_work(config: dict) -> tuple[int, int, float]:
-    """(jobs, families, training FLOPs) of the config's jobs on the datasets that need no
-    download."""
-    jobs = families = flops = 0
+def job_name(wildcards) -> str:
+    """DATASET/JOB, the name of a training job's log and files (grid.JOB)."""
+    return f"{wildcards.dataset}/{grid.JOB.format(**vars(wildcards))}"
+
+
+def offline_flops(config: dict) -> dict[str, list[float]]:
+    """Each training job of the config on a dataset that needs no download (`job_name`) -> its
+    families' training products (`family_flops`)."""
+    out = {}
     for key in grid.jobs(config):
         wildcards = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
         if wildcards.dataset not in data.DOWNLOADED:
-            work = family_flops(config, wildcards)
-            jobs, families, flops = jobs + 1, families + len(work), flops + sum(work)
-    return jobs, families, flops
+            out[job_name(wildcards)] = family_flops(config, wildcards)
+    return out
 
 
 def progress(log: Path) -> tuple[list[tuple[int, int, int]], bool]:
@@ -115,10 +122,26 @@ def main():
     parser.add_argument(
         "--ceiling", type=float, help="TFLOP/s of a large float32 product on the slice's GPU"
     )
+    parser.add_argument(
+        "--traffic", type=Path, help="step_traffic.py --json's file: also project by the bytes"
+    )
     args = parser.parse_args()
     config = yaml.safe_load(args.config.read_text())
-    jobs, families, flops = offline_work(config)
-    trained = done = trained_flops = 0.0
+    # measure -> (each offline job's families' weights, unit, its size)
+    measures = {"work": (offline_flops(config), "TFLOP", 1e12)}
+    if args.traffic:
+        traffic = json.loads(args.traffic.read_text())
+        work = measures["work"][0]
+        if {j: len(v) for j, v in traffic.items()} != {j: len(v) for j, v in work.items()}:
+            raise SystemExit(
+                f"{args.traffic} does not hold {args.config}'s offline jobs and families: "
+                f"make it again (python benchmarks/step_traffic.py --json {args.traffic})"
+            )
+        measures["traffic"] = (traffic, "TB", 1e12)
+    families = sum(len(v) for v in measures["work"][0].values())
+    trained = 0
+    done = dict.fromkeys(measures, 0.0)  # the slice's, families under way by their epochs
+    done_trained = dict.fromkeys(measures, 0.0)  # the slice's trained families'
     with tempfile.TemporaryDirectory() as tmp:
         root = args.logs
         if root.is_file():
@@ -130,44 +153,45 @@ def main():
             raise SystemExit(f"no results/logs/train/*/*.log under {args.logs}")
         for log in logs:
             started, finished = progress(log)
-            key = JOB_NAME.fullmatch(log.stem).groupdict()
-            wildcards = SimpleNamespace(dataset=log.parent.name, **key)
-            work = family_flops(config, wildcards)
-            if [a for a, _, _ in started] != [
-                len(f["activations"]) for f in grid.job_families(config, wildcards)
-            ][: len(started)]:
-                raise SystemExit(f"{log}: its families are not those of {args.config}'s grid")
-            whole = sum(1 for _, e, n in started if n and e == n)
-            job_done = sum(w * e / n for w, (_, e, n) in zip(work, started) if n)
-            trained += whole
-            trained_flops += sum(w for w, (_, e, n) in zip(work, started) if n and e == n)
-            done += job_done
-            print(
-                f"{log.parent.name + '/' + log.stem:32s} {len(started):3d} started "
-                f"{whole:3d} trained of {len(work):2d}, {job_done / 1e12:7.1f} of "
-                f"{sum(work) / 1e12:7.1f} TFLOP{'  finished' if finished else ''}"
+            wildcards = SimpleNamespace(
+                dataset=log.parent.name, **JOB_NAME.fullmatch(log.stem).groupdict()
             )
-    print(
-        f"{trained:.0f} families and {done / 1e12:.1f} TFLOP of training products in "
-        f"{args.seconds:g} s by {len(logs)} jobs ({done / args.seconds / 1e12:.2f} TFLOP/s)"
-    )
-    print(
-        f"offline part: {jobs} jobs, {families} families, {flops / 1e12:,.0f} TFLOP "
-        f"({flops / families / 1e12:.1f} a family; the slice's trained families "
-        f"{trained_flops / trained / 1e12 if trained else float('nan'):.1f})"
-    )
+            name = job_name(wildcards)
+            own = [len(f["activations"]) for f in grid.job_families(config, wildcards)]
+            if name not in measures["work"][0] or [a for a, _, _ in started] != own[: len(started)]:
+                raise SystemExit(
+                    f"{log}: not a job of {args.config}'s offline part, or not its families"
+                )
+            fractions = [e / n if n else 0.0 for _, e, n in started]
+            trained += fractions.count(1.0)
+            row = f"{name:32s} {len(started):3d} started {fractions.count(1.0):3d} trained of {len(own):2d}"
+            for m, (weights, unit, size) in measures.items():
+                job_done = sum(w * f for w, f in zip(weights[name], fractions))
+                done[m] += job_done
+                done_trained[m] += sum(w for w, f in zip(weights[name], fractions) if f == 1.0)
+                row += f", {job_done / size:6.1f} of {sum(weights[name]) / size:6.1f} {unit}"
+            print(row + ("  finished" if finished else ""))
+    print(f"{trained} families trained in {args.seconds:g} s by {len(logs)} jobs")
     if trained:
-        minutes = families * args.seconds / trained / 60
         print(
-            f"projection by families: {families} x {args.seconds:g} s / {trained:.0f} "
-            f"= {minutes:.0f} minutes for the offline part"
+            f"projection by families: {families} x {args.seconds:g} s / {trained} "
+            f"= {families * args.seconds / trained / 60:.0f} minutes for the offline part"
         )
-    if done:
+    for m, (weights, unit, size) in measures.items():
+        total = sum(map(sum, weights.values()))
         print(
-            f"projection by work: {flops / 1e12:,.0f} TFLOP x {args.seconds:g} s / "
-            f"{done / 1e12:.1f} TFLOP = {flops * args.seconds / done / 60:.0f} minutes"
+            f"{m}: the offline part's {total / size:,.0f} {unit}, {total / families / size:.1f} a "
+            f"family (the slice's trained families: "
+            f"{done_trained[m] / trained / size if trained else float('nan'):.1f}); the slice "
+            f"did {done[m] / size:.1f} ({done[m] / args.seconds / size:.2f} {unit} a second)"
         )
+        if done[m]:
+            print(
+                f"projection by {m}: {total / size:,.0f} x {args.seconds:g} s / "
+                f"{done[m] / size:.1f} = {total * args.seconds / done[m] / 60:.0f} minutes"
+            )
     if args.ceiling:
+        flops = sum(map(sum, measures["work"][0].values()))
         print(
             f"floor: {flops / 1e12:,.0f} TFLOP at {args.ceiling:g} TFLOP/s = "
             f"{flops / args.ceiling / 1e12 / 60:.1f} minutes of products alone"

@@ -3,7 +3,8 @@
 #
 # Here, beforehand (any machine with the package; writes .gpu/commands.txt, the `bnstudy train`
 # commands of the slice's 10 full.yaml jobs, and their data under results/data; .gpu/pylib, the
-# mnist1d package, which the engine tests' data need and a device's Python may lack; with
+# mnist1d package, which the engine tests' data need and a device's Python may lack;
+# .gpu/traffic.json, the training steps' bytes (benchmarks/step_traffic.py); with
 # GPU_BASE=COMMIT, .gpu/base/src, that commit's code for gpu_job.sh's `base` variant):
 #   [GPU_BASE=COMMIT] bash benchmarks/gpu_session.sh prepare
 # There, in one call, carrying .gpu and results/data (OUT: the folder whose files come back):
@@ -54,6 +55,14 @@ prepare)
     if [ -n "${GPU_BASE:-}" ]; then
         mkdir -p .gpu/base && git archive "$GPU_BASE" src | tar x -C .gpu/base || exit 1
     fi
+    # the offline part's training traffic for gpu_projection.py --traffic (about 11 minutes on
+    # the 2-core VM; kept while the committed src and full.yaml are those it was made from)
+    made_from=$(git rev-parse HEAD:src HEAD:workflow/config/full.yaml | tr '\n' ' ')
+    if [ "$(cat .gpu/traffic.from 2>/dev/null)" != "$made_from" ]; then
+        python3 benchmarks/step_traffic.py --json .gpu/traffic.json >.gpu/traffic.txt &&
+            echo "$made_from" >.gpu/traffic.from || exit 1
+    fi
+    tail -1 .gpu/traffic.txt
     echo "$(wc -l <.gpu/commands.txt) commands in .gpu/commands.txt; data: $(ls results/data)"
     echo "base: $(ls -d .gpu/base/src 2>/dev/null || echo none)"
     ;;

@@ -15,7 +15,10 @@ not a bound. The fifth GPU run's family (docs/speed.md) ran its step in 0.84 ms 
 against the 0.70 ms of this count at 3.35 TB/s.
 
     python benchmarks/step_traffic.py [--config workflow/config/full.yaml] [--bandwidth 3.35]
-        [--ceiling 50.2] [--top 12] [--jobs DATASET/JOB ...]
+        [--ceiling 50.2] [--top 12] [--jobs DATASET/JOB ...] [--json FILE]
+
+`--json FILE` writes each job's families' bytes (the step's times its steps), which
+`gpu_projection.py --traffic FILE` projects a slice by.
 
 (about 11 minutes on the 2-core VM: some 260 programs to compile)
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -75,6 +79,9 @@ def main():
     )
     parser.add_argument("--top", type=int, default=12, help="jobs listed, the most traffic first")
     parser.add_argument(
+        "--json", type=Path, help="write each job's families' bytes here (gpu_projection.py's)"
+    )
+    parser.add_argument(
         "--jobs",
         nargs="+",
         metavar="DATASET/JOB",
@@ -85,9 +92,10 @@ def main():
     start = time.perf_counter()
     costs: dict[tuple, tuple[float, float]] = {}
     jobs = collections.defaultdict(lambda: np.zeros(3))  # job -> traffic, products, families
+    per_family: dict[str, list[float]] = {}  # job -> each family's traffic (--json)
     for key in grid.jobs(config):
         w = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
-        name = f"{w.dataset}/{grid.JOB.format(**vars(w))}"
+        name = gpu_projection.job_name(w)
         if w.dataset in data.DOWNLOADED or (args.jobs and name not in args.jobs):
             continue
         settings = grid.training(config, w.dataset)
@@ -112,11 +120,14 @@ def main():
                 costs[spec, m, w.batch_size] = step_cost(spec, m, w.batch_size)
             traffic = steps * costs[spec, m, w.batch_size][1]
             jobs[name] += (traffic, products, 1)
+            per_family.setdefault(name, []).append(traffic)
         print(
             f"{name}: {len(families)} families, "
             f"{len(costs)} programs so far, {time.perf_counter() - start:.0f} s",
             flush=True,
         )
+    if args.json:
+        args.json.write_text(json.dumps(per_family, indent=1))
     traffic, products, families = np.sum(list(jobs.values()), axis=0)
     bandwidth, ceiling = args.bandwidth * 1e12, args.ceiling * 1e12
     print(
