@@ -12,7 +12,7 @@ What it measures: XLA's fusion of the step on the machine it runs on (the CPU he
 fusion's inputs and outputs counted once per step. A GPU's XLA fuses differently (more outputs
 per kernel), and a GPU's cache can hold some of a step's arrays, so on a GPU it is an estimate,
 not a bound. The fifth GPU run's family (docs/speed.md) ran its step in 0.84 ms on an H100,
-against the 0.70 ms of this count at 3.35 TB/s.
+against the 0.67 ms of this count at 3.35 TB/s.
 
     python benchmarks/step_traffic.py [--config workflow/config/full.yaml] [--bandwidth 3.35]
         [--ceiling 50.2] [--top 12] [--jobs DATASET/JOB ...] [--json FILE]
@@ -49,8 +49,8 @@ def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float]
     graphdef, state = train._abstract_state(spec, m, tx, None)
     state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
 
-    def step(state, lrs, xb, yb, first):
-        one = partial(train._train_step, graphdef, tx, first, jnp.int32(0))
+    def step(state, lrs, xb, yb):  # a step after the first: no gradient norms (lax.cond's)
+        one = partial(train._train_step, graphdef, tx, False, jnp.int32(0))
         return jax.vmap(one)(state, lrs, xb, yb)
 
     shape = jax.ShapeDtypeStruct
@@ -61,7 +61,6 @@ def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float]
             shape((m,), np.float32),
             shape((m, batch, spec.in_features), np.float32),
             shape((m, batch), np.int32),
-            shape((), bool),
         )
         .compile()
     )
