@@ -56,8 +56,9 @@ prepare)
         mkdir -p .gpu/base && git archive "$GPU_BASE" src | tar x -C .gpu/base || exit 1
     fi
     # the offline part's training traffic for gpu_projection.py --traffic (about 11 minutes on
-    # the 2-core VM; kept while the committed src and full.yaml are those it was made from)
-    made_from=$(git rev-parse HEAD:src HEAD:workflow/config/full.yaml | tr '\n' ' ')
+    # the 2-core VM; kept while the committed src, full.yaml and script are those it was made from)
+    made_from=$(git rev-parse HEAD:src HEAD:workflow/config/full.yaml HEAD:benchmarks/step_traffic.py |
+        tr '\n' ' ')
     if [ "$(cat .gpu/traffic.from 2>/dev/null)" != "$made_from" ]; then
         python3 benchmarks/step_traffic.py --json .gpu/traffic.json >.gpu/traffic.txt &&
             echo "$made_from" >.gpu/traffic.from || exit 1
