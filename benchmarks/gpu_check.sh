@@ -109,11 +109,11 @@ grep -h PHASES results/logs/train/*/*.log
 # the floor: the products at a large float32 product's rate on this GPU (TFLOP/s)
 ceiling=$(timeout 60 python3 -c 'import sys; sys.path.insert(0, "benchmarks"); import bench_engine
 print(round(bench_engine.matmul_flops(8192) / 1e12, 1))' 2>/dev/null | tail -1)
-ceiling=${ceiling:+--ceiling $ceiling}
-[ -s .gpu/traffic.json ] && ceiling="$ceiling --traffic .gpu/traffic.json"  # gpu_session.sh prepare's
+options=${ceiling:+--ceiling $ceiling}
+[ -s .gpu/traffic.json ] && options="$options --traffic .gpu/traffic.json"  # gpu_session.sh prepare's
 # shellcheck disable=SC2086
-[ -s "$OUT/logs-at-$SNAP.tar.gz" ] && python3 benchmarks/gpu_projection.py "$OUT/logs-at-$SNAP.tar.gz" "$SNAP" $ceiling | tail -7
+[ -s "$OUT/logs-at-$SNAP.tar.gz" ] && python3 benchmarks/gpu_projection.py "$OUT/logs-at-$SNAP.tar.gz" "$SNAP" $options | tail -7
 # shellcheck disable=SC2086
-python3 benchmarks/gpu_projection.py . "$elapsed" $ceiling | tee "$OUT/projection.txt"
+python3 benchmarks/gpu_projection.py . "$elapsed" $options | tee "$OUT/projection.txt"
 tar czf "$OUT/slice.tar.gz" results/logs results/runs results/benchmarks 2>/dev/null
 stamp done

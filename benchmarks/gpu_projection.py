@@ -53,13 +53,28 @@ FEATURES = {"spirals": 2, "xor": 2, "mnist1d": 40, "digits": 64}
 JOB_NAME = re.compile(r"(?P<placement>\w+)-d(?P<depth>\d+)-w(?P<width>\d+)-b(?P<batch_size>\d+)")
 
 
+def offline_jobs(config: dict):
+    """The wildcards of each training job of the config on a dataset that needs no download."""
+    for key in grid.jobs(config):
+        wildcards = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
+        if wildcards.dataset not in data.DOWNLOADED:
+            yield wildcards
+
+
+def schedule(config: dict, wildcards) -> tuple[int, int]:
+    """(training steps, models per activation: seeds x rates) of a job's families."""
+    dataset = wildcards.dataset
+    settings = grid.training(config, dataset)
+    n_train = data.train_size(dataset, **config.get("data", {}).get(dataset, {}))
+    steps = settings["epochs"] * (n_train // int(wildcards.batch_size))
+    return steps, len(settings["seeds"]) * len(settings["lrs"])
+
+
 def family_flops(config: dict, wildcards) -> list[float]:
     """The training products (FLOPs) of each family of a job, in the order the job trains
     them (grid.job_families): models x steps x batch x 3 x a forward pass's products per example
     (forward, and the two products of the backward pass)."""
     dataset = wildcards.dataset
-    settings = grid.training(config, dataset)
-    n_train = data.train_size(dataset, **config.get("data", {}).get(dataset, {}))
     batch = int(wildcards.batch_size)
     sizes = (
         [FEATURES[dataset]]
@@ -67,8 +82,7 @@ def family_flops(config: dict, wildcards) -> list[float]:
         + [data.NUM_CLASSES[dataset]]
     )
     per_example = sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
-    steps = settings["epochs"] * (n_train // batch)
-    models_per_activation = len(settings["seeds"]) * len(settings["lrs"])
+    steps, models_per_activation = schedule(config, wildcards)
     return [
         len(f["activations"]) * models_per_activation * steps * batch * 3 * per_example
         for f in grid.job_families(config, wildcards)
@@ -83,12 +97,7 @@ def job_name(wildcards) -> str:
 def offline_flops(config: dict) -> dict[str, list[float]]:
     """Each training job of the config on a dataset that needs no download (`job_name`) -> its
     families' training products (`family_flops`)."""
-    out = {}
-    for key in grid.jobs(config):
-        wildcards = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
-        if wildcards.dataset not in data.DOWNLOADED:
-            out[job_name(wildcards)] = family_flops(config, wildcards)
-    return out
+    return {job_name(w): family_flops(config, w) for w in offline_jobs(config)}
 
 
 def progress(log: Path) -> tuple[list[tuple[int, int, int]], bool]:

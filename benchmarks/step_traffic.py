@@ -31,7 +31,6 @@ import json
 import time
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import gpu_projection  # this folder's: the offline part's families and their products
 import jax
@@ -92,29 +91,22 @@ def main():
     costs: dict[tuple, tuple[float, float]] = {}
     jobs = collections.defaultdict(lambda: np.zeros(3))  # job -> traffic, products, families
     per_family: dict[str, list[float]] = {}  # job -> each family's traffic (--json)
-    for key in grid.jobs(config):
-        w = SimpleNamespace(**dict(zip(grid.JOB_KEYS, key)))
+    for w in gpu_projection.offline_jobs(config):
         name = gpu_projection.job_name(w)
-        if w.dataset in data.DOWNLOADED or (args.jobs and name not in args.jobs):
+        if args.jobs and name not in args.jobs:
             continue
-        settings = grid.training(config, w.dataset)
-        n_train = data.train_size(w.dataset, **config.get("data", {}).get(w.dataset, {}))
-        steps = settings["epochs"] * (n_train // w.batch_size)
-        per_activation = len(settings["seeds"]) * len(settings["lrs"])
+        steps, per_activation = gpu_projection.schedule(config, w)
         families = grid.job_families(config, w)
         for family, products in zip(families, gpu_projection.family_flops(config, w)):
-            activations = tuple(family["activations"])
-            spec = models.ModelSpec(
+            spec = models.family_spec(
+                family,
                 gpu_projection.FEATURES[w.dataset],
                 data.NUM_CLASSES[w.dataset],
-                activations if len(activations) > 1 else activations[0],
-                family["norm"],
                 w.placement,
                 w.depth,
                 w.width,
-                family.get("groups", grid.NO_GROUPS),
             )
-            m = len(activations) * per_activation
+            m = len(family["activations"]) * per_activation
             if (spec, m, w.batch_size) not in costs:
                 costs[spec, m, w.batch_size] = step_cost(spec, m, w.batch_size)
             traffic = steps * costs[spec, m, w.batch_size][1]

@@ -291,7 +291,7 @@ def _run_train(args) -> None:
     start = time.perf_counter()
     phases = {"startup": _process_age()}  # interpreter, imports and argument parsing
     # Validate everything cheap before loading data or compiling anything.
-    from bnstudy import data, models, probes, train, vocab
+    from bnstudy import data, models, probes, train
 
     sizes = _test_batch_sizes(args.test_batch_sizes)
     cfg = train.TrainConfig(
@@ -314,15 +314,8 @@ def _run_train(args) -> None:
     splits = {s: data.split(pool, s) for s in cfg.seeds}  # each seed's own split
     ds = splits[min(cfg.seeds)]
     specs = [  # every family's spec, checked before any training
-        models.ModelSpec(
-            int(ds.x_train.shape[1]),
-            ds.num_classes,
-            tuple(f["activations"]) if len(f["activations"]) > 1 else f["activations"][0],
-            f["norm"],
-            args.placement,
-            args.depth,
-            args.width,
-            f.get("groups", vocab.TRAINING_DEFAULTS["groups"]),
+        models.family_spec(
+            f, int(ds.x_train.shape[1]), ds.num_classes, args.placement, args.depth, args.width
         )
         for f in args.family
     ]

@@ -136,6 +136,24 @@ class ModelSpec:
         return vocab.ACTIVATIONS[activation].function is None and vocab.NORMS[norm].affine
 
 
+def family_spec(
+    family: dict, in_features: int, num_classes: int, placement: str, depth: int, width: int
+) -> ModelSpec:
+    """The spec of a training job's family (`bnstudy train --family`'s: its `activations`,
+    `norm` and, for groupnorm, `groups`) on data of `in_features` and `num_classes`."""
+    activations = family["activations"]
+    return ModelSpec(
+        in_features,
+        num_classes,
+        tuple(activations) if len(activations) > 1 else activations[0],
+        family["norm"],
+        placement,
+        depth,
+        width,
+        family.get("groups", vocab.TRAINING_DEFAULTS["groups"]),
+    )
+
+
 def make_norm(spec: ModelSpec, rngs: nnx.Rngs):
     """One normalization layer of `spec` (None for "none"); with several candidate norms, a
     dict of one layer per candidate but "none"."""
