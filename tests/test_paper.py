@@ -16,7 +16,7 @@ import pytest
 from conftest import run_snakemake
 from test_figures import synthetic_results
 
-from bnstudy import figures, latex, macros, stats, tables, vocab
+from bnstudy import figures, formats, latex, macros, stats, summary, tables, vocab
 from bnstudy.names import ordered
 
 PAPER = Path(__file__).resolve().parents[1] / "paper"
@@ -153,6 +153,18 @@ def test_the_fold_agreement_sentence_never_rounds_up_to_every_example():
     assert macros.collapse_macros(runs)["FoldAgreement"] == (
         "on at least 99.99\\% of the test examples"
     )
+
+
+def test_a_share_just_below_zero_reads_0_in_the_paper_and_the_runs_last_lines():
+    """A share of the gap that rounds to zero from below (the default run's spirals: -0.4%) is
+    '0', not '-0', in the paper's sentences and tables and in what a finished run prints."""
+    assert formats.share_ci(-0.004, -0.031, 0.029) == "$0$ [$-3$, $3$]"
+    assert formats.share_ci(0.004, -0.004, 0.5, "\\%") == "$0$\\% [$0$, $50$]"
+    row = dict(experiments="E1", activation=vocab.BN_ONLY[0], norm=vocab.BN_ONLY[1])
+    row |= dict(dataset="spirals", mean_acc=0.548, mean_reference=0.549, mean_nonlinear=0.952)
+    row |= dict(share=-0.004, share_lo=-0.031, share_hi=0.029, verdict="linear")
+    (line,) = summary.headline(pd.DataFrame([row]))
+    assert line.endswith("share of the gap 0% [-3%, 3%]: linear"), line
 
 
 def test_macro_names_must_be_letters():

@@ -65,6 +65,13 @@ def points(x: float, sign: str = "") -> str:
     return text.replace("-0.0", "0.0") if text.lstrip("+-") == "0.0" else text
 
 
+def share_percent(x: float) -> str:
+    """A finite share of the gap in whole percent, plain text: '3', '-4'; never '-0' (a share
+    just below zero rounds to 0). The paper's `share_ci` and the run's closing lines use it."""
+    text = f"{100 * x:.0f}"
+    return "0" if text == "-0" else text
+
+
 def share_ci(share: float, lo: float, hi: float, unit: str = "") -> str:
     """A share of the gap in percent with its (possibly unbounded) interval, LaTeX text:
     '$3$ [$-4$, $10$]' (with unit "\\%": '$3$\\% [$-4$, $10$]'); never '-0'; the interval is
@@ -75,8 +82,7 @@ def share_ci(share: float, lo: float, hi: float, unit: str = "") -> str:
     def num(x):
         if np.isinf(x):
             return "$-\\infty$" if x < 0 else "$\\infty$"
-        text = f"{100 * x:.0f}"
-        return f"${'0' if text == '-0' else text}$"
+        return f"${share_percent(x)}$"
 
     head = num(share) + unit
     return head if np.isnan(lo) or np.isnan(hi) else f"{head} [{num(lo)}, {num(hi)}]"

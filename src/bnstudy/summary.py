@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bnstudy import grid, vocab
+from bnstudy import formats, grid, vocab
 
 RULE = "=" * 78
 
@@ -50,7 +50,7 @@ def headline(shares) -> list[str]:
 
 
 def _percent(x: float) -> str:
-    return f"{100 * x:.0f}%" if abs(x) != float("inf") and x == x else str(x)
+    return f"{formats.share_percent(x)}%" if abs(x) != float("inf") and x == x else str(x)
 
 
 def success(root: str | Path = ".") -> str:
