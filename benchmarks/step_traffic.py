@@ -17,6 +17,12 @@ against the 0.67 ms of this count at 3.35 TB/s.
     python benchmarks/step_traffic.py [--config workflow/config/full.yaml] [--bandwidth 3.35]
         [--ceiling 50.2] [--top 12] [--jobs DATASET/JOB ...] [--json FILE]
 
+Beside XLA's count it prints a floor (`fused_floor`): the bytes the same steps would move if
+each layer's forward pass, and its backward pass, were one kernel of our own (and Adam's
+update one more), each keeping what it computes on the chip and writing only what the next one
+reads. Against the bandwidth, that is what hand-fused kernels (Pallas, for example) could at
+best bring the training's traffic down to.
+
 `--json FILE` writes each job's families' bytes (the step's times its steps), which
 `gpu_projection.py --traffic FILE` projects a slice by.
 
@@ -41,8 +47,21 @@ import yaml
 from bnstudy import data, grid, models, train
 
 
-def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float]:
-    """(FLOPs, bytes accessed) of one training step of `m` models of `spec` at `batch`."""
+def fused_floor(spec: models.ModelSpec, state, m: int, batch: int) -> float:
+    """The bytes one training step of `m` models would move at least if each layer's forward
+    pass, and its backward pass, were one kernel that keeps its intermediates on the chip: the
+    parameters and Adam's two moments read and written once, the gradients written and read
+    once, the running statistics read and written once, each hidden layer's output saved and
+    read back once, its cotangent written and read once, the batch read once (`state`: the
+    abstract training state of the `m` models, float32)."""
+    params, stats = (sum(a.size for a in jax.tree.leaves(t)) for t in (state.params, state.stats))
+    activations = m * batch * spec.width * spec.depth
+    return 4 * (8 * params + 2 * stats + 4 * activations + m * batch * (spec.in_features + 1))
+
+
+def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float, float]:
+    """(FLOPs, bytes accessed, `fused_floor`'s bytes) of one training step of `m` models of
+    `spec` at `batch`."""
     cfg = train.TrainConfig(seeds=(0,), lrs=(1e-3,), epochs=1, batch_size=batch)
     tx = train.make_optimizer(cfg, 1)
     graphdef, state = train._abstract_state(spec, m, tx, None)
@@ -65,7 +84,7 @@ def step_cost(spec: models.ModelSpec, m: int, batch: int) -> tuple[float, float]
     )
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return cost["flops"], cost["bytes accessed"]
+    return cost["flops"], cost["bytes accessed"], fused_floor(spec, state, m, batch)
 
 
 def main():
@@ -89,7 +108,7 @@ def main():
     config = yaml.safe_load(args.config.read_text())
     start = time.perf_counter()
     costs: dict[tuple, tuple[float, float]] = {}
-    jobs = collections.defaultdict(lambda: np.zeros(3))  # job -> traffic, products, families
+    jobs = collections.defaultdict(lambda: np.zeros(4))  # job -> traffic, products, families, floor
     per_family: dict[str, list[float]] = {}  # job -> each family's traffic (--json)
     for w in gpu_projection.offline_jobs(config):
         name = gpu_projection.job_name(w)
@@ -109,8 +128,9 @@ def main():
             m = len(family["activations"]) * per_activation
             if (spec, m, w.batch_size) not in costs:
                 costs[spec, m, w.batch_size] = step_cost(spec, m, w.batch_size)
-            traffic = steps * costs[spec, m, w.batch_size][1]
-            jobs[name] += (traffic, products, 1)
+            _, step_bytes, floor = costs[spec, m, w.batch_size]
+            jobs[name] += (steps * step_bytes, products, 1, steps * floor)
+            traffic = steps * step_bytes
             per_family.setdefault(name, []).append(traffic)
         print(
             f"{name}: {len(families)} families, "
@@ -119,12 +139,12 @@ def main():
         )
     if args.json:
         args.json.write_text(json.dumps(per_family, indent=1))
-    traffic, products, families = np.sum(list(jobs.values()), axis=0)
+    traffic, products, families, floor = np.sum(list(jobs.values()), axis=0)
     bandwidth, ceiling = args.bandwidth * 1e12, args.ceiling * 1e12
     print(
         f"\n{'job':28s} {'traffic':>9s} {'share':>6s} {'products':>12s} {'FLOP/B':>7s} {'min':>6s}"
     )
-    for job, (t, p, _) in sorted(jobs.items(), key=lambda kv: -kv[1][0])[: args.top]:
+    for job, (t, p, _, _) in sorted(jobs.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(
             f"{job:28s} {t / 1e12:6.0f} TB {100 * t / traffic:5.1f}% {p / 1e12:6.0f} TFLOP "
             f"{p / t:7.1f} {t / bandwidth / 60:6.2f}"
@@ -137,6 +157,12 @@ def main():
     print(
         f"at {args.bandwidth:g} TB/s: {traffic / bandwidth / 60:.1f} minutes of traffic; "
         f"at {args.ceiling:g} TFLOP/s: {products / ceiling / 60:.1f} minutes of products"
+    )
+    print(
+        f"a step fused into a kernel for each layer's forward and one for its backward pass "
+        f"(`fused_floor`) would move at least "
+        f"{floor / 1e15:.2f} PB, {traffic / floor:.1f}x less: {floor / bandwidth / 60:.1f} minutes "
+        f"at {args.bandwidth:g} TB/s"
     )
 
 
