@@ -107,7 +107,7 @@ def main():
     args = parser.parse_args()
     config = yaml.safe_load(args.config.read_text())
     start = time.perf_counter()
-    costs: dict[tuple, tuple[float, float]] = {}
+    costs: dict[tuple, tuple[float, float, float]] = {}  # step_cost's, per step program
     jobs = collections.defaultdict(lambda: np.zeros(4))  # job -> traffic, products, families, floor
     per_family: dict[str, list[float]] = {}  # job -> each family's traffic (--json)
     for w in gpu_projection.offline_jobs(config):
@@ -129,8 +129,8 @@ def main():
             if (spec, m, w.batch_size) not in costs:
                 costs[spec, m, w.batch_size] = step_cost(spec, m, w.batch_size)
             _, step_bytes, floor = costs[spec, m, w.batch_size]
-            jobs[name] += (steps * step_bytes, products, 1, steps * floor)
             traffic = steps * step_bytes
+            jobs[name] += (traffic, products, 1, steps * floor)
             per_family.setdefault(name, []).append(traffic)
         print(
             f"{name}: {len(families)} families, "
